@@ -1,0 +1,28 @@
+"""The OTLP wire codec: protobuf / OTLP-JSON <-> columnar (Arrow) batches. No I/O beyond reading
+the files it is given, and no DuckDB."""
+
+from otlp_lab.otlp._decode import (
+    DEFAULT_BATCH_ROWS,
+    Batch,
+    DecodeReport,
+    Skipped,
+    decode_bytes,
+    file_sha256,
+    iter_file_batches,
+    iter_stream_batches,
+)
+from otlp_lab.otlp._source import SIGNALS, Signal, expand_paths
+
+__all__ = [
+    "DEFAULT_BATCH_ROWS",
+    "SIGNALS",
+    "Batch",
+    "DecodeReport",
+    "Signal",
+    "Skipped",
+    "decode_bytes",
+    "expand_paths",
+    "file_sha256",
+    "iter_file_batches",
+    "iter_stream_batches",
+]

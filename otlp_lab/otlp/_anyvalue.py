@@ -1,0 +1,378 @@
+"""Attribute values: OTLP ``AnyValue`` <-> a typed columnar form.
+
+Every attribute list (span, resource, scope, event, link, log, data point) is stored
+as two parallel lists per row: keys, and values as a struct with one slot per type::
+
+    t  int8    0 empty, 1 string, 2 bool, 3 int, 4 double, 5 array, 6 kvlist, 7 bytes
+    s  string  b bool   i int64   d double   x binary
+    j  string  arrays and kvlists as JSON (bytes inside them as base64 text)
+
+Telemetry repeats the same key/value pairs endlessly, so an :class:`AttrTable`
+interns each distinct pair once per batch and rows refer to it by index. On the
+protobuf path the cache key is the pair's raw wire bytes, so a repeated pair costs
+one dict lookup and no decoding at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from typing import Any
+
+import orjson
+import pyarrow as pa
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from otlp_lab.errors import DecodeError
+
+T_EMPTY, T_STR, T_BOOL, T_INT, T_DOUBLE, T_ARRAY, T_KVLIST, T_BYTES = range(8)
+TYPE_NAMES = ("empty", "string", "bool", "int", "double", "array", "kvlist", "bytes")
+
+VALUE_TYPE = pa.struct(
+    [
+        ("t", pa.int8()),
+        ("s", pa.string()),
+        ("b", pa.bool_()),
+        ("i", pa.int64()),
+        ("d", pa.float64()),
+        ("x", pa.binary()),
+        ("j", pa.string()),
+    ]
+)
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_HASHABLE = (str, int, float, bool)
+
+# ---------------------------------------------------------------- protobuf objects -> plain
+
+
+def pb_to_plain(v: AnyValue) -> Any:
+    """An ``AnyValue`` message as a plain JSON-able Python value (bytes as base64 text)."""
+    w = v.WhichOneof("value")
+    if w is None:
+        return None
+    if w == "array_value":
+        return [pb_to_plain(e) for e in v.array_value.values]
+    if w == "kvlist_value":
+        return {kv.key: pb_to_plain(kv.value) for kv in v.kvlist_value.values}
+    if w == "bytes_value":
+        return base64.b64encode(v.bytes_value).decode("ascii")
+    return getattr(v, w)
+
+
+def _dumps_nested(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+
+
+# ---------------------------------------------------------------- JSON (OTLP/JSON) -> typed
+
+_JSON_KEYS = {
+    "stringValue": T_STR,
+    "string_value": T_STR,
+    "boolValue": T_BOOL,
+    "bool_value": T_BOOL,
+    "intValue": T_INT,
+    "int_value": T_INT,
+    "doubleValue": T_DOUBLE,
+    "double_value": T_DOUBLE,
+    "arrayValue": T_ARRAY,
+    "array_value": T_ARRAY,
+    "kvlistValue": T_KVLIST,
+    "kvlist_value": T_KVLIST,
+    "bytesValue": T_BYTES,
+    "bytes_value": T_BYTES,
+}
+
+
+def json_int(raw: Any, what: str) -> int:
+    """An OTLP/JSON int64 (a number or a decimal string) as ``int``."""
+    if isinstance(raw, bool):
+        raise DecodeError(f"{what} must be an integer. Got {raw!r} instead.")
+    if isinstance(raw, int):
+        v = raw
+    elif isinstance(raw, str):
+        try:
+            v = int(raw)
+        except ValueError:
+            raise DecodeError(f"{what} must be an integer. Got {raw!r} instead.") from None
+    elif isinstance(raw, float) and raw.is_integer():
+        v = int(raw)
+    else:
+        raise DecodeError(f"{what} must be an integer. Got {raw!r} instead.")
+    return v
+
+
+def json_double(raw: Any, what: str) -> float:
+    if isinstance(raw, bool):
+        raise DecodeError(f"{what} must be a number. Got {raw!r} instead.")
+    if isinstance(raw, (int, float)):
+        return float(raw)
+    if isinstance(raw, str):
+        special = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+        if raw in special:
+            return special[raw]
+        try:
+            return float(raw)
+        except ValueError:
+            pass
+    raise DecodeError(f"{what} must be a number. Got {raw!r} instead.")
+
+
+def json_bytes(raw: Any, what: str) -> bytes:
+    if not isinstance(raw, str):
+        raise DecodeError(f"{what} must be base64 text. Got {raw!r} instead.")
+    try:
+        return base64.b64decode(raw.replace("-", "+").replace("_", "/") + "=" * (-len(raw) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise DecodeError(f"{what} must be base64 text. Got {raw[:40]!r} instead.") from None
+
+
+def json_to_typed(v: Any, what: str) -> tuple[int, Any]:
+    """An OTLP/JSON ``AnyValue`` object as ``(type tag, python value)``.
+
+    Arrays and kvlists come back as plain nested Python values.
+    """
+    if v is None:
+        return T_EMPTY, None
+    if not isinstance(v, dict):
+        raise DecodeError(f"{what} must be an AnyValue object such as {{\"stringValue\": \"x\"}}. Got {v!r} instead.")
+    for k, raw in v.items():
+        t = _JSON_KEYS.get(k)
+        if t is None:
+            continue  # unknown fields are ignored, per the OTLP/JSON rules
+        if t == T_STR:
+            if not isinstance(raw, str):
+                raise DecodeError(f"{what}: stringValue must be a string. Got {raw!r} instead.")
+            return t, raw
+        if t == T_BOOL:
+            if not isinstance(raw, bool):
+                raise DecodeError(f"{what}: boolValue must be true or false. Got {raw!r} instead.")
+            return t, raw
+        if t == T_INT:
+            i = json_int(raw, f"{what}: intValue")
+            if not _INT64_MIN <= i <= _INT64_MAX:
+                raise DecodeError(f"{what}: intValue {i} is outside the int64 range.")
+            return t, i
+        if t == T_DOUBLE:
+            return t, json_double(raw, f"{what}: doubleValue")
+        if t == T_BYTES:
+            return t, json_bytes(raw, f"{what}: bytesValue")
+        if t == T_ARRAY:
+            vals = (raw or {}).get("values") or []
+            return t, [_json_plain(e, f"{what}[{n}]") for n, e in enumerate(vals)]
+        # kvlist
+        vals = (raw or {}).get("values") or []
+        out = {}
+        for n, kv in enumerate(vals):
+            if not isinstance(kv, dict) or not isinstance(kv.get("key"), str):
+                raise DecodeError(f"{what}.values[{n}] must be an object with a string 'key'. Got {kv!r} instead.")
+            out[kv["key"]] = _json_plain(kv.get("value"), f"{what}.{kv['key']}")
+        return t, out
+    return T_EMPTY, None
+
+
+def _json_plain(v: Any, what: str) -> Any:
+    t, val = json_to_typed(v, what)
+    if t == T_BYTES:
+        return base64.b64encode(val).decode("ascii")
+    return val
+
+
+# ---------------------------------------------------------------- the interning table
+
+
+class _PbKvCache(dict):
+    """Raw ``KeyValue`` wire bytes -> index in the table; decodes on a miss."""
+
+    __slots__ = ("table",)
+
+    def __missing__(self, raw: bytes) -> int:
+        try:
+            kv = KeyValue.FromString(raw)
+        except Exception as exc:  # protobuf raises its own DecodeError or RuntimeWarning types
+            raise DecodeError(f"attribute is not a valid KeyValue message ({exc})") from None
+        idx = self.table.add_pb_value(kv.key, kv.value)
+        self[raw] = idx
+        return idx
+
+
+class _PbAnyCache(dict):
+    """Raw ``AnyValue`` wire bytes -> index (used for log bodies)."""
+
+    __slots__ = ("table",)
+
+    def __missing__(self, raw: bytes) -> int:
+        try:
+            v = AnyValue.FromString(raw)
+        except Exception as exc:
+            raise DecodeError(f"value is not a valid AnyValue message ({exc})") from None
+        idx = self.table.add_pb_value("", v)
+        if len(raw) < 256:
+            self[raw] = idx
+        return idx
+
+
+class AttrTable:
+    """Distinct (key, typed value) pairs of one batch, in columns.
+
+    Rows hold indices into it; :meth:`to_arrow` gives the key and value arrays that
+    ``pyarrow.compute.take`` expands to per-row lists.
+    """
+
+    __slots__ = ("keys", "t", "s", "b", "i", "d", "x", "j", "pb", "pb_any", "js")
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.t: list[int] = []
+        self.s: list[str | None] = []
+        self.b: list[bool | None] = []
+        self.i: list[int | None] = []
+        self.d: list[float | None] = []
+        self.x: list[bytes | None] = []
+        self.j: list[str | None] = []
+        self.pb = _PbKvCache()
+        self.pb.table = self
+        self.pb_any = _PbAnyCache()
+        self.pb_any.table = self
+        self.js: dict[Any, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def add(self, key: str, t: int, value: Any) -> int:
+        """Append one pair and return its index (no interning)."""
+        self.keys.append(key)
+        self.t.append(t)
+        self.s.append(value if t == T_STR else None)
+        self.b.append(value if t == T_BOOL else None)
+        self.i.append(value if t == T_INT else None)
+        self.d.append(value if t == T_DOUBLE else None)
+        self.x.append(value if t == T_BYTES else None)
+        self.j.append(_dumps_nested(value) if t in (T_ARRAY, T_KVLIST) else None)
+        return len(self.keys) - 1
+
+    def add_pb_value(self, key: str, v: AnyValue) -> int:
+        w = v.WhichOneof("value")
+        if w is None:
+            return self.add(key, T_EMPTY, None)
+        if w == "string_value":
+            return self.add(key, T_STR, v.string_value)
+        if w == "bool_value":
+            return self.add(key, T_BOOL, v.bool_value)
+        if w == "int_value":
+            return self.add(key, T_INT, v.int_value)
+        if w == "double_value":
+            return self.add(key, T_DOUBLE, v.double_value)
+        if w == "bytes_value":
+            return self.add(key, T_BYTES, v.bytes_value)
+        if w == "array_value":
+            return self.add(key, T_ARRAY, [pb_to_plain(e) for e in v.array_value.values])
+        return self.add(key, T_KVLIST, {kv.key: pb_to_plain(kv.value) for kv in v.kvlist_value.values})
+
+    def index_pb_objects(self, kvs: Any) -> list[int]:
+        """Indices for a repeated ``KeyValue`` field of a parsed message."""
+        pb = self.pb
+        return [pb[kv.SerializeToString()] for kv in kvs]
+
+    def index_json(self, kvs: Any, what: str) -> list[int]:
+        """Indices for an OTLP/JSON attribute list (``[{"key": ..., "value": {...}}, ...]``)."""
+        if not kvs:
+            return []
+        if not isinstance(kvs, list):
+            raise DecodeError(f"{what} must be a list of key/value objects. Got {type(kvs).__name__} instead.")
+        js = self.js
+        out = []
+        for n, kv in enumerate(kvs):
+            try:
+                key = kv["key"]
+                val = kv.get("value")
+            except (KeyError, TypeError, AttributeError):
+                raise DecodeError(f"{what}[{n}] must be an object with 'key' and 'value'. Got {kv!r} instead.") from None
+            ck = None
+            if type(val) is dict and len(val) == 1:
+                ((tn, raw),) = val.items()
+                if type(raw) in _HASHABLE:
+                    ck = (key, tn, raw)
+                    idx = js.get(ck)
+                    if idx is not None:
+                        out.append(idx)
+                        continue
+            if not isinstance(key, str):
+                raise DecodeError(f"{what}[{n}].key must be a string. Got {key!r} instead.")
+            t, pv = json_to_typed(val, f"{what}[{n}] ({key!r})")
+            idx = self.add(key, t, pv)
+            if ck is not None:
+                js[ck] = idx
+            out.append(idx)
+        return out
+
+    def index_json_value(self, v: Any, what: str) -> int:
+        t, pv = json_to_typed(v, what)
+        return self.add("", t, pv)
+
+    def to_arrow(self) -> tuple[pa.Array, pa.StructArray]:
+        keys = pa.array(self.keys, pa.string())
+        vals = pa.StructArray.from_arrays(
+            [
+                pa.array(self.t, pa.int8()),
+                pa.array(self.s, pa.string()),
+                pa.array(self.b, pa.bool_()),
+                pa.array(self.i, pa.int64()),
+                pa.array(self.d, pa.float64()),
+                pa.array(self.x, pa.binary()),
+                pa.array(self.j, pa.string()),
+            ],
+            fields=list(VALUE_TYPE),
+        )
+        return keys, vals
+
+
+# ---------------------------------------------------------------- typed -> protobuf / JSON (encoder side)
+
+
+def plain_to_pb(value: Any, out: AnyValue) -> None:
+    """Fill ``out`` from a plain nested value (the inverse of :func:`pb_to_plain`)."""
+    if value is None:
+        return
+    if isinstance(value, bool):
+        out.bool_value = value
+    elif isinstance(value, int):
+        out.int_value = value
+    elif isinstance(value, float):
+        out.double_value = value
+    elif isinstance(value, str):
+        out.string_value = value
+    elif isinstance(value, list):
+        arr = out.array_value
+        arr.SetInParent()
+        for e in value:
+            plain_to_pb(e, arr.values.add())
+    elif isinstance(value, dict):
+        kvl = out.kvlist_value
+        kvl.SetInParent()
+        for k, e in value.items():
+            kv = kvl.values.add()
+            kv.key = k
+            plain_to_pb(e, kv.value)
+    else:
+        raise TypeError(f"cannot encode {type(value).__name__} as an AnyValue")
+
+
+def typed_to_pb(t: int, s: Any, b: Any, i: Any, d: Any, x: Any, j: Any, out: AnyValue) -> None:
+    if t == T_STR:
+        out.string_value = s
+    elif t == T_BOOL:
+        out.bool_value = b
+    elif t == T_INT:
+        out.int_value = i
+    elif t == T_DOUBLE:
+        out.double_value = d
+    elif t == T_BYTES:
+        out.bytes_value = x
+    elif t in (T_ARRAY, T_KVLIST):
+        plain_to_pb(orjson.loads(j), out)
+        if t == T_ARRAY:
+            out.array_value.SetInParent()
+        else:
+            out.kvlist_value.SetInParent()

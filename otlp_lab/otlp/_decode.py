@@ -1,0 +1,151 @@
+"""Decoding entry points: files and bytes -> staging batches."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import pyarrow as pa
+from google.protobuf.message import DecodeError as PbDecodeError
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+from otlp_lab.errors import DecodeError, UnsupportedFormatError
+from otlp_lab.otlp._logs import iter_logs_json, iter_logs_pb
+from otlp_lab.otlp._metrics import iter_metrics_pb, json_to_metrics_request
+from otlp_lab.otlp._source import (
+    SIGNALS,
+    Signal,
+    Unit,
+    iter_units,
+    locate_wire_error,
+    open_decompressed,
+)
+from otlp_lab.otlp._traces import iter_traces_json, iter_traces_pb
+from otlp_lab.otlp._wireviews import LogsView, TracesView
+
+DEFAULT_BATCH_ROWS = 65_536
+
+Batch = dict[str, pa.Table]
+
+
+@dataclass
+class Skipped:
+    """A request that was skipped (``on_error="skip"``), and why."""
+
+    source: str
+    where: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.where}: {self.reason}" if self.where else f"{self.source}: {self.reason}"
+
+
+@dataclass
+class DecodeReport:
+    """What one decode saw: requests read, requests skipped, bytes and content hash."""
+
+    source: str
+    requests: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    nbytes: int = 0
+    sha256: str | None = None
+    signals: set[str] = field(default_factory=set)
+
+
+def _parse(cls: type, data: bytes, name: str) -> Any:
+    try:
+        return cls.FromString(data)
+    except PbDecodeError:
+        raise DecodeError(f"invalid protobuf ({locate_wire_error(data)})") from None
+
+
+def unit_batches(unit: Unit, *, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[Batch]:
+    """Staging tables for one request."""
+    sig, payload = unit.signal, unit.payload
+    if sig is None:
+        return
+    if unit.kind == "pb":
+        if sig == "traces":
+            yield from iter_traces_pb(_parse(TracesView, payload, "traces"), batch_rows)
+        elif sig == "logs":
+            yield from iter_logs_pb(_parse(LogsView, payload, "logs"), batch_rows)
+        else:
+            yield from iter_metrics_pb(_parse(ExportMetricsServiceRequest, payload, "metrics"), batch_rows)
+    else:
+        if sig == "traces":
+            yield from iter_traces_json(payload, batch_rows)
+        elif sig == "logs":
+            yield from iter_logs_json(payload, batch_rows)
+        else:
+            yield from iter_metrics_pb(json_to_metrics_request(payload), batch_rows)
+
+
+def iter_stream_batches(
+    stream: IO[bytes],
+    report: DecodeReport,
+    *,
+    signal: Signal | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    on_error: str = "raise",
+    on_unit: Callable[[Unit], None] | None = None,
+) -> Iterator[Batch]:
+    """Staging batches of every request in a (possibly compressed) binary stream."""
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip'. Got {on_error!r} instead.")
+    if signal is not None and signal not in SIGNALS:
+        raise ValueError(f"signal must be one of {SIGNALS}. Got {signal!r} instead.")
+    name = report.source
+    try:
+        for unit in iter_units(open_decompressed(stream), name=name, hint=signal):
+            error = unit.error
+            if error is None:
+                if signal is not None and unit.signal is not None and unit.signal != signal:
+                    error = UnsupportedFormatError(
+                        f"this is a {unit.signal} request, but {signal} was asked for", source=name, where=unit.where
+                    )
+                else:
+                    try:
+                        for batch in unit_batches(unit, batch_rows=batch_rows):
+                            yield batch
+                    except DecodeError as exc:
+                        error = exc.located(source=name, where=unit.where)
+            if error is not None:
+                if on_error == "raise" or unit.where is None:
+                    raise error
+                report.skipped.append(Skipped(name, error.where, error.reason))
+                continue
+            report.requests += 1
+            if unit.signal:
+                report.signals.add(unit.signal)
+            if on_unit is not None:
+                on_unit(unit)
+    except (EOFError, OSError) as exc:  # gzip/zstd streams cut short, bad compressed data
+        raise DecodeError(f"cannot read the compressed stream ({exc}); the file looks truncated or corrupt", source=name) from None
+
+
+def iter_file_batches(path: str | os.PathLike[str], report: DecodeReport | None = None, **kw: Any) -> Iterator[Batch]:
+    """Staging batches of every request in one file (see :func:`iter_stream_batches`)."""
+    path = Path(path)
+    report = report or DecodeReport(str(path))
+    with open(path, "rb") as raw:
+        yield from iter_stream_batches(raw, report, **kw)
+
+
+def file_sha256(path: str | os.PathLike[str]) -> tuple[str, int]:
+    """(sha256 hex digest, size in bytes) of a file, read in 1 MiB chunks."""
+    h, n = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+            n += len(chunk)
+    return h.hexdigest(), n
+
+
+def decode_bytes(data: bytes, *, signal: Signal | None = None, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[Batch]:
+    """Staging batches of an in-memory OTLP body (any supported format and compression)."""
+    yield from iter_stream_batches(io.BufferedReader(io.BytesIO(data)), DecodeReport("<bytes>"), signal=signal, batch_rows=batch_rows)

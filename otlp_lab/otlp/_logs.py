@@ -1,0 +1,137 @@
+"""Logs: ``ExportLogsServiceRequest`` (protobuf view or OTLP/JSON dict) -> staging tables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
+
+from otlp_lab.errors import DecodeError
+from otlp_lab.otlp._anyvalue import json_int
+from otlp_lab.otlp._batches import AttrLists, Builder, check_id_lengths, ints, json_get, json_str, json_u32, times
+from otlp_lab.otlp._traces import enum_value, hex_id
+
+_SEVERITY_BY_NAME = dict(SeverityNumber.items())
+
+
+class LogBuilder(Builder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.time: list[int] = []
+        self.observed: list[int] = []
+        self.sev_num: list[int] = []
+        self.sev_text: list[str] = []
+        self.body: list[int] = []
+        self.trace_id: list[bytes] = []
+        self.span_id: list[bytes] = []
+        self.flags: list[int] = []
+        self.dropped: list[int] = []
+        self.event_name: list[str] = []
+        self.la = AttrLists()
+
+    def add_pb(self, records: Any) -> None:
+        kv = self.attrs.pb.__getitem__
+        body = self.attrs.pb_any.__getitem__
+        idx = self.la.idx
+        for r in records:
+            self.time.append(r.time_unix_nano)
+            self.observed.append(r.observed_time_unix_nano)
+            self.sev_num.append(r.severity_number)
+            self.sev_text.append(r.severity_text)
+            self.body.append(body(r.body))
+            self.trace_id.append(r.trace_id)
+            self.span_id.append(r.span_id)
+            self.flags.append(r.flags)
+            self.dropped.append(r.dropped_attributes_count)
+            self.event_name.append(r.event_name)
+            idx.extend(map(kv, r.attributes))
+            self.la.offsets.append(len(idx))
+        self.n += len(records)
+
+    def add_json(self, records: list, path: str, offset: int = 0) -> None:
+        a = self.attrs
+        for k, r in enumerate(records, offset):
+            p = f"{path}[{k}]"
+            if not isinstance(r, dict):
+                raise DecodeError(f"{p} must be a log record object. Got {type(r).__name__} instead.")
+            self.time.append(json_int(json_get(r, "timeUnixNano", "time_unix_nano") or 0, f"{p}.timeUnixNano"))
+            self.observed.append(
+                json_int(json_get(r, "observedTimeUnixNano", "observed_time_unix_nano") or 0, f"{p}.observedTimeUnixNano")
+            )
+            self.sev_num.append(enum_value(json_get(r, "severityNumber", "severity_number"), _SEVERITY_BY_NAME, f"{p}.severityNumber"))
+            self.sev_text.append(json_str(r, "severityText", "severity_text", p))
+            self.body.append(a.index_json_value(r.get("body"), f"{p}.body"))
+            self.trace_id.append(hex_id(json_get(r, "traceId", "trace_id"), f"{p}.traceId"))
+            self.span_id.append(hex_id(json_get(r, "spanId", "span_id"), f"{p}.spanId"))
+            self.flags.append(json_u32(r, "flags", "flags", p))
+            self.dropped.append(json_u32(r, "droppedAttributesCount", "dropped_attributes_count", p))
+            self.event_name.append(json_str(r, "eventName", "event_name", p))
+            self.la.idx.extend(a.index_json(r.get("attributes"), f"{p}.attributes"))
+            self.la.offsets.append(len(self.la.idx))
+        self.n += len(records)
+
+    def tables(self) -> dict[str, pa.Table]:
+        keys, vals = self.attrs.to_arrow()
+        tid = pa.array(self.trace_id, pa.binary())
+        sid = pa.array(self.span_id, pa.binary())
+        check_id_lengths(tid, "trace_id", (0, 16))
+        check_id_lengths(sid, "span_id", (0, 8))
+        ak, av = self.la.arrays(keys, vals)
+        cols = {
+            "time": times(self.time, "time_unix_nano"),
+            "observed_time": times(self.observed, "observed_time_unix_nano"),
+            "severity_number": pa.array(self.sev_num, pa.int32()),
+            "severity_text": pa.array(self.sev_text, pa.string()),
+            "body": vals.take(pa.array(self.body, pa.int32())),
+            "trace_id": tid,
+            "span_id": sid,
+            "flags": ints(self.flags, "flags"),
+            "dropped_attributes_count": ints(self.dropped, "dropped_attributes_count"),
+            "event_name": pa.array(self.event_name, pa.string()),
+            "attr_keys": ak,
+            "attr_vals": av,
+        }
+        cols.update(self.context_columns(keys, vals))
+        return {"logs": pa.table(cols)}
+
+
+def iter_logs_pb(view: Any, batch_rows: int) -> Iterator[dict[str, pa.Table]]:
+    b = LogBuilder()
+    for rl in view.resource_logs:
+        for sl in rl.scope_logs:
+            recs = sl.log_records
+            n, lo = len(recs), 0
+            while lo < n:
+                if b.n >= batch_rows:
+                    yield b.tables()
+                    b = LogBuilder()
+                hi = min(n, lo + batch_rows - b.n)
+                b.open_context_pb(rl.resource, rl.schema_url, sl.scope, sl.schema_url)
+                b.add_pb(recs if (lo == 0 and hi == n) else recs[lo:hi])
+                lo = hi
+    if b.n:
+        yield b.tables()
+
+
+def iter_logs_json(doc: dict, batch_rows: int) -> Iterator[dict[str, pa.Table]]:
+    b = LogBuilder()
+    for ri, rl in enumerate(json_get(doc, "resourceLogs", "resource_logs") or []):
+        rp = f"resourceLogs[{ri}]"
+        if not isinstance(rl, dict):
+            raise DecodeError(f"{rp} must be an object. Got {type(rl).__name__} instead.")
+        for si, sl in enumerate(json_get(rl, "scopeLogs", "scope_logs") or []):
+            sp = f"{rp}.scopeLogs[{si}]"
+            recs = json_get(sl, "logRecords", "log_records") or []
+            if not isinstance(recs, list):
+                raise DecodeError(f"{sp}.logRecords must be a list. Got {type(recs).__name__} instead.")
+            for lo in range(0, len(recs), batch_rows):
+                if b.n >= batch_rows:
+                    yield b.tables()
+                    b = LogBuilder()
+                b.open_context_json(rl, rp, sl.get("scope"), f"{sp}.scope")
+                b.set_scope_schema_json(sl, sp)
+                b.add_json(recs[lo : lo + batch_rows], f"{sp}.logRecords", lo)
+    if b.n:
+        yield b.tables()

@@ -1,0 +1,348 @@
+"""Reading OTLP from files and bytes: compression, format and signal detection, framing.
+
+Formats, detected from the content (never only from the file name):
+
+* OTLP/JSON request bodies, one document per file (pretty-printed or not);
+* the Collector file exporter's JSON output: JSON lines, one request per line;
+* OTLP protobuf request bodies (``Export{Trace,Metrics,Logs}ServiceRequest``);
+* the Collector file exporter's protobuf output: each request prefixed by its length
+  as a 4-byte big-endian integer;
+* any of those compressed with gzip or zstd.
+
+JSON lines and framed protobuf stream one request at a time, so memory stays bounded
+however large the file.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import io
+import os
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import orjson
+
+from otlp_lab.errors import DecodeError, UnsupportedFormatError
+
+Signal = Literal["traces", "metrics", "logs"]
+SIGNALS: tuple[Signal, ...] = ("traces", "metrics", "logs")
+_JSON_TOP = {
+    "resourceSpans": "traces",
+    "resource_spans": "traces",
+    "resourceMetrics": "metrics",
+    "resource_metrics": "metrics",
+    "resourceLogs": "logs",
+    "resource_logs": "logs",
+}
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """One OTLP request found in a source."""
+
+    signal: Signal | None  # None: an empty request
+    kind: Literal["pb", "json"]
+    payload: Any  # bytes (pb) or dict (json)
+    where: str | None  # "line 3", "message 2 at byte 512", or None for a whole file
+    error: DecodeError | None = None  # set when this request could not be read (skippable)
+
+
+def _bad(error: DecodeError) -> Unit:
+    return Unit(None, "json", None, error.where, error)
+
+
+# ---------------------------------------------------------------- paths
+
+
+OTLP_SUFFIXES = {".json", ".jsonl", ".ndjson", ".pb", ".binpb", ".protobuf", ".bin", ".otlp", ".gz", ".zst", ".zstd"}
+
+
+def expand_paths(paths: tuple[str | os.PathLike[str], ...] | list[Any]) -> list[tuple[Path, bool]]:
+    """Files named by ``paths`` as ``(path, named)``.
+
+    Files are taken as given (``named=True``); directories are read recursively and globs
+    expanded, keeping files with an OTLP-like suffix (``named=False``: a caller may skip
+    those that turn out not to be OTLP, such as a README or a ``faults.json``).
+    """
+    out: list[tuple[Path, bool]] = []
+    for p in paths:
+        s = os.fspath(p)
+        if any(c in s for c in "*?["):
+            matches = sorted(glob.glob(s, recursive=True))
+            if not matches:
+                raise DecodeError("no file matches this pattern", source=s)
+            out.extend((Path(m), False) for m in matches if Path(m).is_file())
+            continue
+        path = Path(s)
+        if path.is_dir():
+            found = sorted(
+                f
+                for f in path.rglob("*")
+                if f.is_file()
+                and not any(part.startswith(".") for part in f.relative_to(path).parts)
+                and f.suffix.lower() in OTLP_SUFFIXES
+            )
+            out.extend((f, False) for f in found)
+        elif path.is_file():
+            out.append((path, True))
+        else:
+            raise DecodeError("no such file or directory; check the path (globs such as 'dir/*.json.gz' work too)", source=s)
+    return out
+
+
+# ---------------------------------------------------------------- compression
+
+
+def open_decompressed(raw: IO[bytes]) -> IO[bytes]:
+    """``raw`` wrapped in a gzip or zstd decompressor if its first bytes say so."""
+    buffered = io.BufferedReader(raw, 1 << 20) if not isinstance(raw, io.BufferedReader) else raw
+    head = buffered.peek(4)[:4]
+    if head.startswith(GZIP_MAGIC):
+        return gzip.GzipFile(fileobj=buffered, mode="rb")
+    if head.startswith(ZSTD_MAGIC):
+        import zstandard
+
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True), 1 << 20)
+    return buffered
+
+
+# ---------------------------------------------------------------- units
+
+
+def json_signal(doc: Any, where: str | None) -> Signal | None:
+    if not isinstance(doc, dict):
+        raise UnsupportedFormatError(
+            f"OTLP/JSON must be an object with resourceSpans, resourceMetrics or resourceLogs. Got a JSON {type(doc).__name__} instead.",
+            where=where,
+        )
+    found = {_JSON_TOP[k] for k in doc if k in _JSON_TOP}
+    if len(found) == 1:
+        return found.pop()
+    if len(found) > 1:
+        raise UnsupportedFormatError(f"one request mixes signals {sorted(found)}; OTLP requests carry one signal", where=where)
+    if not doc:
+        return None
+    keys = ", ".join(repr(k) for k in list(doc)[:5])
+    raise UnsupportedFormatError(
+        f"JSON is not an OTLP request: its keys are {keys}; expected resourceSpans, resourceMetrics or resourceLogs",
+        where=where,
+    )
+
+
+def _read_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
+    shift = result = 0
+    n = len(buf)
+    while True:
+        if pos >= n:
+            raise IndexError("varint runs past the end")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint longer than 10 bytes")
+
+
+def wire_fields(buf: bytes | memoryview, start: int = 0, end: int | None = None) -> Iterator[tuple[int, int, int, Any]]:
+    """(field number, wire type, offset, value) of one message level; LEN values as (start, end)."""
+    pos, end = start, len(buf) if end is None else end
+    while pos < end:
+        at = pos
+        key, pos = _read_varint(buf, pos)
+        field, wt = key >> 3, key & 7
+        if field == 0:
+            raise ValueError(f"field number 0 at byte {at}")
+        if wt == 0:
+            val, pos = _read_varint(buf, pos)
+        elif wt == 1:
+            val, pos = pos, pos + 8
+        elif wt == 5:
+            val, pos = pos, pos + 4
+        elif wt == 2:
+            ln, pos = _read_varint(buf, pos)
+            val, pos = (pos, pos + ln), pos + ln
+        else:
+            raise ValueError(f"unsupported wire type {wt} at byte {at}")
+        if pos > end:
+            raise IndexError(f"field {field} at byte {at} runs {pos - end} bytes past the end (truncated?)")
+        yield field, wt, at, val
+
+
+def locate_wire_error(buf: bytes) -> str:
+    """Where a protobuf message stops making sense: ``'byte N: ...'`` (for error messages)."""
+    try:
+        for field, wt, at, val in wire_fields(buf):
+            if wt == 2:
+                for _ in wire_fields(buf, *val):
+                    pass
+    except (IndexError, ValueError) as exc:
+        return str(exc)
+    return "the structure is well-formed at the top level; a nested field is invalid"
+
+
+def pb_signal(buf: bytes) -> Signal | None:
+    """Which Export*ServiceRequest a protobuf body is, from the shape of its first item."""
+    try:
+        for field, wt, at, val in wire_fields(buf):
+            if field != 1 or wt != 2:
+                raise UnsupportedFormatError(
+                    f"binary content is not an OTLP protobuf request: byte {at} holds field {field} (wire type {wt}); "
+                    "requests start with field 1 (resource_spans/metrics/logs)"
+                )
+            for f2, wt2, _, v2 in wire_fields(buf, *val):
+                if f2 != 2 or wt2 != 2:
+                    continue
+                for f3, wt3, _, v3 in wire_fields(buf, *v2):
+                    if f3 != 2 or wt3 != 2:
+                        continue
+                    seen = {(f, w) for f, w, _, _ in wire_fields(buf, *v3)}
+                    if seen & {(7, 1), (8, 1)} and (1, 2) in seen:
+                        return "traces"
+                    if seen & {(5, 2), (7, 2), (9, 2), (10, 2), (11, 2)}:
+                        return "metrics"
+                    if seen & {(1, 1), (11, 1), (2, 0), (5, 2), (9, 2)}:
+                        return "logs"
+                    if seen & {(1, 2), (2, 2), (5, 2)}:
+                        return "traces"
+    except (IndexError, ValueError) as exc:
+        raise UnsupportedFormatError(f"binary content is not an OTLP protobuf request ({exc})") from None
+    return None
+
+
+def _looks_framed(head: bytes) -> bool:
+    if len(head) < 5:
+        return False
+    n = int.from_bytes(head[:4], "big")
+    return head[0] != 0x0A and head[4] == 0x0A and n > 0
+
+
+def iter_units(stream: IO[bytes], *, name: str = "<bytes>", hint: Signal | None = None) -> Iterator[Unit]:
+    """Every OTLP request in a decompressed binary stream."""
+    head = stream.peek(64)[:64] if hasattr(stream, "peek") else b""
+    if not head:
+        head = stream.read(64)
+        stream = io.BufferedReader(_Prepend(head, stream))  # type: ignore[arg-type]
+    if not head:
+        raise DecodeError("file is empty; expected OTLP/JSON or OTLP protobuf", source=name)
+    first = head.lstrip()[:1]
+    if first in (b"{", b"["):
+        yield from _json_units(stream, name)
+    elif _looks_framed(head):
+        yield from _framed_units(stream, name, hint)
+    else:
+        data = stream.read()
+        sig = pb_signal(data) or hint
+        yield Unit(sig, "pb", data, None)
+
+
+class _Prepend(io.RawIOBase):
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        self.head, self.rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        if self.head:
+            n = min(len(b), len(self.head))
+            b[:n] = self.head[:n]
+            self.head = self.head[n:]
+            return n
+        data = self.rest.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+def _json_units(stream: IO[bytes], name: str) -> Iterator[Unit]:
+    first = stream.readline()
+    try:
+        doc = orjson.loads(first)
+        one_line_doc = True
+    except orjson.JSONDecodeError:
+        one_line_doc = False
+    if not one_line_doc:
+        # A pretty-printed single document.
+        data = first + stream.read()
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            line = data.count(b"\n", 0, exc.pos) + 1
+            raise DecodeError(f"invalid JSON ({exc.msg}); the file may be truncated", source=name, where=f"line {line}, byte {exc.pos}") from None
+        yield Unit(json_signal(doc, None), "json", doc, None)
+        return
+    try:
+        yield Unit(json_signal(doc, "line 1"), "json", doc, "line 1")
+    except DecodeError as exc:
+        yield _bad(exc.located(source=name))
+    lineno = 1
+    for raw in stream:
+        lineno += 1
+        if not raw.strip():
+            continue
+        where = f"line {lineno}"
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            tail = "" if raw.endswith(b"\n") else "; the last line has no newline: the file looks truncated"
+            yield _bad(DecodeError(f"invalid JSON ({exc.msg}){tail}", source=name, where=where))
+            continue
+        try:
+            sig = json_signal(doc, where)
+        except DecodeError as exc:
+            yield _bad(exc.located(source=name))
+            continue
+        yield Unit(sig, "json", doc, where)
+
+
+def _framed_units(stream: IO[bytes], name: str, hint: Signal | None) -> Iterator[Unit]:
+    offset, n = 0, 0
+    while True:
+        head = stream.read(4)
+        if not head:
+            return
+        n += 1
+        where = f"message {n} at byte {offset}"
+        if len(head) < 4:
+            yield _bad(DecodeError("length prefix cut short: the file looks truncated", source=name, where=where))
+            return
+        size = int.from_bytes(head, "big")
+        body = stream.read(size)
+        if len(body) < size:
+            yield _bad(
+                DecodeError(f"message claims {size} bytes but only {len(body)} remain: the file looks truncated", source=name, where=where)
+            )
+            return
+        offset += 4 + size
+        try:
+            sig = pb_signal(body) or hint
+        except DecodeError as exc:
+            yield _bad(exc.located(source=name, where=where))
+            continue
+        yield Unit(sig, "pb", body, where)
+
+
+def decompress_bytes(data: bytes, *, limit: int | None = None) -> bytes:
+    """gzip/zstd/raw ``data`` decompressed, refusing more than ``limit`` bytes of output."""
+    if data.startswith(GZIP_MAGIC):
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        out = d.decompress(data, limit + 1 if limit else 0)
+        if limit and len(out) > limit:
+            raise DecodeError(f"decompressed body exceeds the {limit}-byte limit")
+        return out
+    if data.startswith(ZSTD_MAGIC):
+        import zstandard
+
+        out = zstandard.ZstdDecompressor().decompressobj().decompress(data)
+        if limit and len(out) > limit:
+            raise DecodeError(f"decompressed body exceeds the {limit}-byte limit")
+        return out
+    return data

@@ -1,0 +1,340 @@
+"""Traces: ``ExportTraceServiceRequest`` (protobuf view or OTLP/JSON dict) -> staging tables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+from otlp_lab.errors import DecodeError
+from otlp_lab.otlp._anyvalue import json_int
+from otlp_lab.otlp._batches import (
+    I64,
+    AttrLists,
+    Builder,
+    check_id_lengths,
+    ints,
+    json_get,
+    json_str,
+    json_u32,
+    times,
+)
+
+SPAN_KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
+STATUS_CODES = ("UNSET", "OK", "ERROR")
+_KIND_BY_NAME = dict(Span.SpanKind.items()) | {k: n for n, k in enumerate(SPAN_KINDS)}
+_CODE_BY_NAME = dict(Status.StatusCode.items()) | {k: n for n, k in enumerate(STATUS_CODES)}
+
+
+class _StatusCache(dict):
+    __slots__ = ()
+
+    def __missing__(self, raw: bytes) -> tuple[int, str]:
+        try:
+            st = Status.FromString(raw)
+        except Exception as exc:
+            raise DecodeError(f"status is not a valid Status message ({exc})") from None
+        v = (st.code, st.message)
+        self[raw] = v
+        return v
+
+
+def enum_value(raw: Any, names: dict[str, int], what: str) -> int:
+    if raw is None:
+        return 0
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str):
+        v = names.get(raw)
+        if v is not None:
+            return v
+        try:
+            return int(raw)
+        except ValueError:
+            pass
+    raise DecodeError(f"{what} must be one of {sorted(k for k in names if '_' in k)} or an integer. Got {raw!r} instead.")
+
+
+def hex_id(raw: Any, what: str) -> bytes:
+    if raw is None or raw == "":
+        return b""
+    if not isinstance(raw, str):
+        raise DecodeError(f"{what} must be a hex string. Got {raw!r} instead.")
+    try:
+        return bytes.fromhex(raw)
+    except ValueError:
+        raise DecodeError(f"{what} must be hex (OTLP/JSON ids are hex, not base64). Got {raw!r} instead.") from None
+
+
+class SpanBuilder(Builder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.trace_id: list[bytes] = []
+        self.span_id: list[bytes] = []
+        self.parent: list[bytes] = []
+        self.trace_state: list[str] = []
+        self.name: list[str] = []
+        self.kind: list[int] = []
+        self.start: list[int] = []
+        self.end: list[int] = []
+        self.status: list[tuple[int, str]] = []
+        self.flags: list[int] = []
+        self.d_attrs: list[int] = []
+        self.d_events: list[int] = []
+        self.d_links: list[int] = []
+        self.span_attrs = AttrLists()
+        self._status = _StatusCache()
+        # events and links
+        self.ev: dict[str, list[Any]] = {k: [] for k in ("trace_id", "span_id", "seq", "time", "name", "dropped", "service")}
+        self.ev_attrs = AttrLists()
+        self.ln: dict[str, list[Any]] = {
+            k: [] for k in ("trace_id", "span_id", "seq", "l_trace", "l_span", "trace_state", "dropped", "flags")
+        }
+        self.ln_attrs = AttrLists()
+
+    # ---------------------------------------------------------------- protobuf
+    def add_spans_pb(self, spans: Any) -> None:
+        tid, sid, par = self.trace_id.append, self.span_id.append, self.parent.append
+        ts, nm, kd = self.trace_state.append, self.name.append, self.kind.append
+        st, en, stat, fl = self.start.append, self.end.append, self.status.append, self.flags.append
+        da, de, dl = self.d_attrs.append, self.d_events.append, self.d_links.append
+        aidx = self.span_attrs.idx
+        aext, aoff = aidx.extend, self.span_attrs.offsets.append
+        kv = self.attrs.pb.__getitem__
+        scache = self._status
+        for sp in spans:
+            tid(sp.trace_id)
+            sid(sp.span_id)
+            par(sp.parent_span_id)
+            ts(sp.trace_state)
+            nm(sp.name)
+            kd(sp.kind)
+            st(sp.start_time_unix_nano)
+            en(sp.end_time_unix_nano)
+            aext(map(kv, sp.attributes))
+            aoff(len(aidx))
+            stat(scache[sp.status])
+            fl(sp.flags)
+            da(sp.dropped_attributes_count)
+            de(sp.dropped_events_count)
+            dl(sp.dropped_links_count)
+            if sp.events:
+                self._events_pb(sp.trace_id, sp.span_id, sp.events)
+            if sp.links:
+                self._links_pb(sp.trace_id, sp.span_id, sp.links)
+        self.n += len(spans)
+
+    def _events_pb(self, trace_id: bytes, span_id: bytes, events: Any) -> None:
+        ev, svc = self.ev, self.ctx["service_name"][-1]
+        for seq, raw in enumerate(events):
+            try:
+                e = Span.Event.FromString(raw)
+            except Exception as exc:
+                raise DecodeError(f"span event is not a valid Span.Event message ({exc})") from None
+            ev["trace_id"].append(trace_id)
+            ev["span_id"].append(span_id)
+            ev["seq"].append(seq)
+            ev["time"].append(e.time_unix_nano)
+            ev["name"].append(e.name)
+            ev["dropped"].append(e.dropped_attributes_count)
+            ev["service"].append(svc)
+            self.ev_attrs.idx.extend(self.attrs.index_pb_objects(e.attributes))
+            self.ev_attrs.offsets.append(len(self.ev_attrs.idx))
+
+    def _links_pb(self, trace_id: bytes, span_id: bytes, links: Any) -> None:
+        for seq, raw in enumerate(links):
+            try:
+                li = Span.Link.FromString(raw)
+            except Exception as exc:
+                raise DecodeError(f"span link is not a valid Span.Link message ({exc})") from None
+            self._add_link(trace_id, span_id, seq, li.trace_id, li.span_id, li.trace_state, li.dropped_attributes_count, li.flags)
+            self.ln_attrs.idx.extend(self.attrs.index_pb_objects(li.attributes))
+            self.ln_attrs.offsets.append(len(self.ln_attrs.idx))
+
+    def _add_link(self, tid: bytes, sid: bytes, seq: int, lt: bytes, ls: bytes, state: str, dropped: int, flags: int) -> None:
+        ln = self.ln
+        ln["trace_id"].append(tid)
+        ln["span_id"].append(sid)
+        ln["seq"].append(seq)
+        ln["l_trace"].append(lt)
+        ln["l_span"].append(ls)
+        ln["trace_state"].append(state)
+        ln["dropped"].append(dropped)
+        ln["flags"].append(flags)
+
+    # ---------------------------------------------------------------- JSON
+    def add_spans_json(self, spans: list, path: str, offset: int = 0) -> None:
+        a = self.attrs
+        for k, sp in enumerate(spans, offset):
+            p = f"{path}[{k}]"
+            if not isinstance(sp, dict):
+                raise DecodeError(f"{p} must be a span object. Got {type(sp).__name__} instead.")
+            g = sp.get
+            tid = hex_id(json_get(sp, "traceId", "trace_id"), f"{p}.traceId")
+            sid = hex_id(json_get(sp, "spanId", "span_id"), f"{p}.spanId")
+            self.trace_id.append(tid)
+            self.span_id.append(sid)
+            self.parent.append(hex_id(json_get(sp, "parentSpanId", "parent_span_id"), f"{p}.parentSpanId"))
+            self.trace_state.append(json_str(sp, "traceState", "trace_state", p))
+            self.name.append(json_str(sp, "name", "name", p))
+            self.kind.append(enum_value(g("kind"), _KIND_BY_NAME, f"{p}.kind"))
+            self.start.append(json_int(json_get(sp, "startTimeUnixNano", "start_time_unix_nano") or 0, f"{p}.startTimeUnixNano"))
+            self.end.append(json_int(json_get(sp, "endTimeUnixNano", "end_time_unix_nano") or 0, f"{p}.endTimeUnixNano"))
+            self.span_attrs.idx.extend(a.index_json(g("attributes"), f"{p}.attributes"))
+            self.span_attrs.offsets.append(len(self.span_attrs.idx))
+            status = g("status") or {}
+            if not isinstance(status, dict):
+                raise DecodeError(f"{p}.status must be an object. Got {status!r} instead.")
+            self.status.append(
+                (enum_value(status.get("code"), _CODE_BY_NAME, f"{p}.status.code"), json_str(status, "message", "message", f"{p}.status"))
+            )
+            self.flags.append(json_u32(sp, "flags", "flags", p))
+            self.d_attrs.append(json_u32(sp, "droppedAttributesCount", "dropped_attributes_count", p))
+            self.d_events.append(json_u32(sp, "droppedEventsCount", "dropped_events_count", p))
+            self.d_links.append(json_u32(sp, "droppedLinksCount", "dropped_links_count", p))
+            events = g("events")
+            if events:
+                svc = self.ctx["service_name"][-1]
+                for seq, e in enumerate(events):
+                    ep = f"{p}.events[{seq}]"
+                    ev = self.ev
+                    ev["trace_id"].append(tid)
+                    ev["span_id"].append(sid)
+                    ev["seq"].append(seq)
+                    ev["time"].append(json_int(json_get(e, "timeUnixNano", "time_unix_nano") or 0, f"{ep}.timeUnixNano"))
+                    ev["name"].append(json_str(e, "name", "name", ep))
+                    ev["dropped"].append(json_u32(e, "droppedAttributesCount", "dropped_attributes_count", ep))
+                    ev["service"].append(svc)
+                    self.ev_attrs.idx.extend(a.index_json(e.get("attributes"), f"{ep}.attributes"))
+                    self.ev_attrs.offsets.append(len(self.ev_attrs.idx))
+            links = g("links")
+            if links:
+                for seq, li in enumerate(links):
+                    lp = f"{p}.links[{seq}]"
+                    self._add_link(
+                        tid,
+                        sid,
+                        seq,
+                        hex_id(json_get(li, "traceId", "trace_id"), f"{lp}.traceId"),
+                        hex_id(json_get(li, "spanId", "span_id"), f"{lp}.spanId"),
+                        json_str(li, "traceState", "trace_state", lp),
+                        json_u32(li, "droppedAttributesCount", "dropped_attributes_count", lp),
+                        json_u32(li, "flags", "flags", lp),
+                    )
+                    self.ln_attrs.idx.extend(a.index_json(li.get("attributes"), f"{lp}.attributes"))
+                    self.ln_attrs.offsets.append(len(self.ln_attrs.idx))
+        self.n += len(spans)
+
+    # ---------------------------------------------------------------- output
+    def tables(self) -> dict[str, pa.Table]:
+        keys, vals = self.attrs.to_arrow()
+        tid = pa.array(self.trace_id, pa.binary())
+        sid = pa.array(self.span_id, pa.binary())
+        par = pa.array(self.parent, pa.binary())
+        check_id_lengths(tid, "trace_id", (16,))
+        check_id_lengths(sid, "span_id", (8,))
+        check_id_lengths(par, "parent_span_id", (0, 8))
+        ak, av = self.span_attrs.arrays(keys, vals)
+        codes, msgs = (list(x) for x in zip(*self.status, strict=True)) if self.status else ([], [])
+        cols = {
+            "trace_id": tid,
+            "span_id": sid,
+            "parent_span_id": par,
+            "trace_state": pa.array(self.trace_state, pa.string()),
+            "name": pa.array(self.name, pa.string()),
+            "kind": pa.array(self.kind, pa.int32()),
+            "start_time": times(self.start, "start_time_unix_nano"),
+            "end_time": times(self.end, "end_time_unix_nano"),
+            "status_code": pa.array(codes, pa.int32()),
+            "status_message": pa.array(msgs, pa.string()),
+            "flags": ints(self.flags, "flags"),
+            "dropped_attributes_count": ints(self.d_attrs, "dropped_attributes_count"),
+            "dropped_events_count": ints(self.d_events, "dropped_events_count"),
+            "dropped_links_count": ints(self.d_links, "dropped_links_count"),
+            "attr_keys": ak,
+            "attr_vals": av,
+        }
+        cols.update(self.context_columns(keys, vals))
+        out = {"spans": pa.table(cols)}
+        if self.ev["seq"]:
+            ev = self.ev
+            ek, evv = self.ev_attrs.arrays(keys, vals)
+            out["span_events"] = pa.table(
+                {
+                    "trace_id": pa.array(ev["trace_id"], pa.binary()),
+                    "span_id": pa.array(ev["span_id"], pa.binary()),
+                    "seq": pa.array(ev["seq"], pa.int32()),
+                    "time": times(ev["time"], "event time_unix_nano"),
+                    "name": pa.array(ev["name"], pa.string()),
+                    "service_name": pa.array(ev["service"], pa.string()),
+                    "dropped_attributes_count": pa.array(ev["dropped"], I64),
+                    "attr_keys": ek,
+                    "attr_vals": evv,
+                }
+            )
+        if self.ln["seq"]:
+            ln = self.ln
+            lt = pa.array(ln["l_trace"], pa.binary())
+            ls = pa.array(ln["l_span"], pa.binary())
+            check_id_lengths(lt, "link trace_id", (16,))
+            check_id_lengths(ls, "link span_id", (8,))
+            lk, lv = self.ln_attrs.arrays(keys, vals)
+            out["span_links"] = pa.table(
+                {
+                    "trace_id": pa.array(ln["trace_id"], pa.binary()),
+                    "span_id": pa.array(ln["span_id"], pa.binary()),
+                    "seq": pa.array(ln["seq"], pa.int32()),
+                    "linked_trace_id": lt,
+                    "linked_span_id": ls,
+                    "trace_state": pa.array(ln["trace_state"], pa.string()),
+                    "flags": pa.array(ln["flags"], I64),
+                    "dropped_attributes_count": pa.array(ln["dropped"], I64),
+                    "attr_keys": lk,
+                    "attr_vals": lv,
+                }
+            )
+        return out
+
+
+def iter_traces_pb(view: Any, batch_rows: int) -> Iterator[dict[str, pa.Table]]:
+    """Staging tables for a parsed ``TracesView``, at most ``batch_rows`` spans each."""
+    b = SpanBuilder()
+    for rs in view.resource_spans:
+        for ss in rs.scope_spans:
+            spans = ss.spans
+            n, lo = len(spans), 0
+            while lo < n:
+                if b.n >= batch_rows:
+                    yield b.tables()
+                    b = SpanBuilder()
+                hi = min(n, lo + batch_rows - b.n)
+                b.open_context_pb(rs.resource, rs.schema_url, ss.scope, ss.schema_url)
+                b.add_spans_pb(spans if (lo == 0 and hi == n) else spans[lo:hi])
+                lo = hi
+    if b.n:
+        yield b.tables()
+
+
+def iter_traces_json(doc: dict, batch_rows: int) -> Iterator[dict[str, pa.Table]]:
+    """Staging tables for one OTLP/JSON ``ExportTraceServiceRequest`` object."""
+    b = SpanBuilder()
+    for ri, rs in enumerate(json_get(doc, "resourceSpans", "resource_spans") or []):
+        rp = f"resourceSpans[{ri}]"
+        if not isinstance(rs, dict):
+            raise DecodeError(f"{rp} must be an object. Got {type(rs).__name__} instead.")
+        for si, ss in enumerate(json_get(rs, "scopeSpans", "scope_spans") or []):
+            sp = f"{rp}.scopeSpans[{si}]"
+            spans = ss.get("spans") or []
+            if not isinstance(spans, list):
+                raise DecodeError(f"{sp}.spans must be a list. Got {type(spans).__name__} instead.")
+            for lo in range(0, len(spans), batch_rows):
+                if b.n >= batch_rows:
+                    yield b.tables()
+                    b = SpanBuilder()
+                b.open_context_json(rs, rp, ss.get("scope"), f"{sp}.scope")
+                b.set_scope_schema_json(ss, sp)
+                b.add_spans_json(spans[lo : lo + batch_rows], f"{sp}.spans", lo)
+    if b.n:
+        yield b.tables()

@@ -1,0 +1,5 @@
+"""The Lab: owns the DuckDB connection, the schema and the analysis views; returns Polars."""
+
+from otlp_lab.store._lab import FileResult, Lab, LoadResult, parse_duration_s
+
+__all__ = ["FileResult", "Lab", "LoadResult", "parse_duration_s"]

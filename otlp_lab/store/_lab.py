@@ -1,0 +1,420 @@
+"""The Lab: an embedded DuckDB database of OTLP data, handed out as Polars frames."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+
+from otlp_lab.errors import ConfigError, DecodeError, SchemaError, StoreError, UnsupportedFormatError
+from otlp_lab.otlp import (
+    DEFAULT_BATCH_ROWS,
+    Batch,
+    DecodeReport,
+    Signal,
+    Skipped,
+    expand_paths,
+    file_sha256,
+    iter_file_batches,
+    iter_stream_batches,
+)
+from otlp_lab.store._schema import INSERTS, MACROS, METRIC_TABLES, SIGNAL_TABLES, TABLES
+from otlp_lab.store._views import VIEWS, red_sql
+
+
+@dataclass
+class FileResult:
+    """What happened to one file in :meth:`Lab.load`."""
+
+    source: str
+    status: str  # "loaded", "duplicate" (content already in the database), "ignored" (found in a directory, not OTLP)
+    counts: dict[str, int] = field(default_factory=dict)
+    skipped: list[Skipped] = field(default_factory=list)
+    error: str | None = None
+    nbytes: int = 0
+
+
+@dataclass
+class LoadResult(Mapping[str, int]):
+    """Rows added per table by :meth:`Lab.load` (a read-only mapping), plus per-file detail."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    files: list[FileResult] = field(default_factory=list)
+
+    def __getitem__(self, key: str) -> int:
+        return self.counts[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.counts)
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    @property
+    def skipped(self) -> list[Skipped]:
+        return [s for f in self.files for s in f.skipped]
+
+    def __repr__(self) -> str:
+        loaded = sum(f.status == "loaded" for f in self.files)
+        dup = sum(f.status == "duplicate" for f in self.files)
+        rows = ", ".join(f"{k}={v:,}" for k, v in self.counts.items() if v)
+        extra = f", {dup} already loaded" if dup else ""
+        extra += f", {len(self.skipped)} bad requests skipped" if self.skipped else ""
+        return f"LoadResult({loaded} files loaded{extra}: {rows or 'no rows'})"
+
+
+class Lab:
+    """An embedded DuckDB database of OpenTelemetry traces, metrics and logs.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        Database file, created if missing. In memory when omitted.
+    read_only : bool, default False
+        Open an existing file without writing to it.
+
+    Examples
+    --------
+    >>> lab = Lab()
+    >>> lab.load("datasets/trainticket")  # doctest: +SKIP
+    LoadResult(9 files loaded: spans=31,540)
+    >>> lab.sql("select service_name, count(*) n from spans group by all order by n desc limit 3")  # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False) -> None:
+        self.path = Path(path) if path is not None else None
+        if self.path is not None and not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = duckdb.connect(str(self.path) if self.path else ":memory:", read_only=read_only)
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
+        self._lock = threading.RLock()
+        for m in MACROS:
+            self._con.execute(m)
+        if not read_only:
+            self._create_schema()
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The DuckDB connection, for anything the Lab does not wrap (one thread at a time)."""
+        return self._con
+
+    def _create_schema(self) -> None:
+        con = self._con
+        for name, cols in TABLES.items():
+            con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({cols})")
+        con.execute("CREATE SEQUENCE IF NOT EXISTS load_ids START 1")
+        for name, sql in VIEWS.items():
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = str(self.path) if self.path else "memory"
+        try:
+            n = self._con.execute("SELECT count(*) FROM spans").fetchall()[0][0]
+        except duckdb.Error:
+            return f"Lab({where!r})"
+        return f"Lab({where!r}, spans={n:,})"
+
+    # ------------------------------------------------------------------ loading
+    def load(
+        self,
+        *paths: str | os.PathLike[str],
+        signal: Signal | None = None,
+        on_error: str = "raise",
+        duplicates: bool = False,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> LoadResult:
+        """Load OTLP files, directories or globs; return rows added per table.
+
+        Each file loads in its own transaction: a file that fails leaves the database as
+        it was. A file whose content (sha256) is already loaded is skipped unless
+        ``duplicates=True``.
+
+        Parameters
+        ----------
+        *paths
+            Files (OTLP/JSON, JSON lines, protobuf, length-prefixed protobuf; optionally
+            gzip or zstd compressed), directories (read recursively) or glob patterns.
+        signal : {"traces", "metrics", "logs"}, optional
+            Only accept this signal; another is an error. Detected per request otherwise.
+        on_error : {"raise", "skip"}
+            ``"skip"`` skips bad lines/messages of multi-request files and reports them
+            in ``result.skipped``; a file that cannot be read at all still raises.
+        duplicates : bool
+            Load files whose content was loaded before.
+        progress : callable, optional
+            Called as ``progress(source, bytes_done, bytes_total)`` after each file.
+
+        Raises
+        ------
+        DecodeError
+            A file is not valid OTLP (the message names the file and where).
+        """
+        files = expand_paths(paths)
+        result = LoadResult(counts=dict.fromkeys(SIGNAL_TABLES, 0))
+        total = sum(f.stat().st_size for f, _ in files)
+        done = 0
+        for f, named in files:
+            try:
+                fr = self._load_file(f, signal=signal, on_error=on_error, duplicates=duplicates, batch_rows=batch_rows)
+            except UnsupportedFormatError as exc:
+                if named:
+                    raise
+                fr = FileResult(str(f), "ignored", error=exc.reason, nbytes=f.stat().st_size)
+            result.files.append(fr)
+            for k, v in fr.counts.items():
+                result.counts[k] += v
+            done += fr.nbytes
+            if progress is not None:
+                progress(str(f), done, total)
+        return result
+
+    def _load_file(self, path: Path, *, signal: Signal | None, on_error: str, duplicates: bool, batch_rows: int) -> FileResult:
+        sha, nbytes = file_sha256(path)
+        fr = FileResult(str(path), "loaded", nbytes=nbytes)
+        with self._lock:
+            if not duplicates and self._con.execute("SELECT 1 FROM loads WHERE sha256 = ?", [sha]).fetchall():
+                fr.status = "duplicate"
+                return fr
+            report = DecodeReport(str(path), sha256=sha, nbytes=nbytes)
+            batches = iter_file_batches(path, report, signal=signal, on_error=on_error, batch_rows=batch_rows)
+            fr.counts = self._ingest(batches, report)
+            fr.skipped = report.skipped
+        return fr
+
+    def load_bytes(
+        self, data: bytes, *, signal: Signal | None = None, source: str = "<bytes>", batch_rows: int = DEFAULT_BATCH_ROWS
+    ) -> dict[str, int]:
+        """Load one in-memory OTLP body (any supported format); return rows added per table."""
+        import io
+
+        report = DecodeReport(source, nbytes=len(data))
+        with self._lock:
+            return self._ingest(iter_stream_batches(io.BytesIO(data), report, signal=signal, batch_rows=batch_rows), report)
+
+    def load_batches(self, batches: Iterable[Batch], *, source: str = "<batches>") -> dict[str, int]:
+        """Load staging batches produced by the codec (or the simulator) in one transaction."""
+        with self._lock:
+            return self._ingest(iter(batches), DecodeReport(source))
+
+    def _ingest(self, batches: Iterator[Batch], report: DecodeReport) -> dict[str, int]:
+        """Insert every batch and record the load, all in one transaction."""
+        con = self._con
+        counts: dict[str, int] = {}
+        con.execute("BEGIN TRANSACTION")
+        try:
+            load_id = con.execute("SELECT nextval('load_ids')").fetchall()[0][0]
+            for batch in batches:
+                for table, staged in batch.items():
+                    self._insert(table, staged, load_id)
+                    counts[table] = counts.get(table, 0) + staged.num_rows
+            con.execute(
+                "INSERT INTO loads VALUES (?, ?, ?, ?, now()::TIMESTAMP, ?, ?, ?)",
+                [load_id, report.source, report.sha256, report.nbytes, report.requests, sum(counts.values()), len(report.skipped)],
+            )
+            con.execute("COMMIT")
+        except BaseException as exc:
+            con.execute("ROLLBACK")
+            if isinstance(exc, duckdb.Error):
+                raise StoreError(f"{report.source}: the database refused the data: {exc}") from exc
+            raise
+        return counts
+
+    def _insert(self, table: str, staged: pa.Table, load_id: int) -> None:
+        con = self._con
+        con.register("_stage", staged)
+        try:
+            con.execute(INSERTS[table], {"load_id": load_id})
+        except duckdb.InvalidInputException as exc:
+            if "Map keys must be unique" not in str(exc):
+                raise
+            con.unregister("_stage")
+            con.register("_stage", _dedupe_keys(staged))
+            con.execute(INSERTS[table], {"load_id": load_id})
+        finally:
+            con.unregister("_stage")
+
+    # ------------------------------------------------------------------ reading
+    def sql(self, query: str, params: Any = None) -> pl.DataFrame:
+        """Run SQL and return a Polars DataFrame (attribute maps and VARIANTs as JSON text)."""
+        with self._lock:
+            try:
+                rel = self._con.sql(query, params=params) if params is not None else self._con.sql(query)
+                if rel is None:
+                    return pl.DataFrame()
+                cols = rel.columns
+                types = [str(t) for t in rel.types]
+                if any("VARIANT" in t for t in types):
+                    proj = ", ".join(
+                        f'"{c}"::JSON AS "{c}"' if "VARIANT" in t else f'"{c}"' for c, t in zip(cols, types, strict=True)
+                    )
+                    rel = rel.project(proj)
+                return rel.pl()
+            except duckdb.Error as exc:
+                raise StoreError(f"query failed: {exc}") from exc
+
+    def spans(self, where: str | None = None, *, limit: int | None = None) -> pl.DataFrame:
+        """The ``spans`` table (optionally filtered by a SQL ``where`` clause) as Polars."""
+        return self.sql(_select("spans", where, limit, "start_time"))
+
+    def logs(self, where: str | None = None, *, limit: int | None = None) -> pl.DataFrame:
+        """The ``logs`` table as Polars."""
+        return self.sql(_select("logs", where, limit, "time"))
+
+    def metrics(self, kind: str = "sum", where: str | None = None, *, limit: int | None = None) -> pl.DataFrame:
+        """Metric points of one kind: gauge, sum, histogram, exponential_histogram or summary."""
+        table = METRIC_TABLES.get(kind)
+        if table is None:
+            raise ConfigError(f"metric kind must be one of {sorted(set(METRIC_TABLES))}. Got {kind!r} instead.")
+        return self.sql(_select(table, where, limit, "time"))
+
+    def counts(self) -> dict[str, int]:
+        """Row count of every table."""
+        with self._lock:
+            return {t: self._con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in SIGNAL_TABLES}
+
+    # ------------------------------------------------------------------ analysis
+    def span_tree(self, trace_id: str | None = None) -> pl.DataFrame:
+        """Spans with depth, root service/operation and self time (ns), optionally of one trace."""
+        where = f"trace_id = '{_hex(trace_id)}'" if trace_id else None
+        return self.sql(_select("span_tree", where, None, "trace_id, start_time"))
+
+    def service_graph(self) -> pl.DataFrame:
+        """Caller -> callee service edges: calls, errors, error rate, p50/p95/p99 in ms."""
+        return self.sql("SELECT * FROM service_graph ORDER BY calls DESC")
+
+    def red(self, window: str | float = "1m", *, by: Iterable[str] = ("service_name",), entry_only: bool = True) -> pl.DataFrame:
+        """Rate, errors and duration per time window and ``by`` columns.
+
+        ``entry_only`` counts only the spans where requests enter a service (roots, and
+        spans whose parent is in another service), so one request counts once per service.
+        """
+        by = tuple(by)
+        allowed = {"service_name", "name", "kind", "parent_service", "scope_name"}
+        bad = [c for c in by if c not in allowed]
+        if bad:
+            raise ConfigError(f"red(by=...) columns must be among {sorted(allowed)}. Got {bad} instead.")
+        return self.sql(red_sql(parse_duration_s(window), by, entry_only))
+
+    def traces(self, *, order: str = "duration", limit: int | None = 20, errors_only: bool = False) -> pl.DataFrame:
+        """One row per trace (root, start, duration_ms, spans, services, errors): slowest first by default."""
+        order_sql = {"duration": "duration_ns DESC", "start": "start_time", "errors": "errors DESC, duration_ns DESC"}
+        if order not in order_sql:
+            raise ConfigError(f"order must be one of {sorted(order_sql)}. Got {order!r} instead.")
+        where = "WHERE errors > 0" if errors_only else ""
+        lim = f"LIMIT {int(limit)}" if limit else ""
+        return self.sql(
+            f"SELECT *, round(duration_ns / 1e6, 3) AS duration_ms FROM traces {where} ORDER BY {order_sql[order]} {lim}"
+        )
+
+    def critical_path(self, trace_id: str) -> pl.DataFrame:
+        """The critical path of one trace: the segments of spans that determined its end-to-end time."""
+        from otlp_lab.store._critical import critical_path
+
+        spans = self.sql(
+            "SELECT span_id, parent_span_id, service_name, name, epoch_ns(start_time) AS start_ns, epoch_ns(end_time) AS end_ns "
+            "FROM spans WHERE trace_id = ?",
+            [_hex(trace_id)],
+        )
+        if spans.is_empty():
+            raise ConfigError(f"trace {trace_id!r} is not in the database. Pick one from lab.traces().")
+        return critical_path(spans)
+
+    def info(self) -> dict[str, Any]:
+        """Tables with row counts, the time range and the services seen."""
+        c = self.counts()
+        with self._lock:
+            rng = self._con.execute("SELECT min(start_time), max(end_time) FROM spans").fetchall()[0]
+            services = [r[0] for r in self._con.execute(
+                "SELECT service_name FROM (SELECT service_name FROM spans UNION ALL SELECT service_name FROM logs "
+                "UNION ALL SELECT service_name FROM metric_sum UNION ALL SELECT service_name FROM metric_gauge) "
+                "WHERE service_name IS NOT NULL GROUP BY ALL ORDER BY count(*) DESC"
+            ).fetchall()]
+            loads = self._con.execute("SELECT count(*) FROM loads").fetchall()[0][0]
+        return {"path": str(self.path) if self.path else ":memory:", "tables": c, "loads": loads,
+                "time_range": rng, "services": services}
+
+
+def _select(table: str, where: str | None, limit: int | None, order: str) -> str:
+    q = f"SELECT * FROM {table}"
+    if where:
+        q += f" WHERE {where}"
+    q += f" ORDER BY {order}"
+    if limit is not None:
+        q += f" LIMIT {int(limit)}"
+    return q
+
+
+def _hex(trace_id: str) -> str:
+    s = str(trace_id).strip().lower()
+    if len(s) != 32 or any(ch not in "0123456789abcdef" for ch in s):
+        raise ConfigError(f"trace_id must be 32 hex characters. Got {trace_id!r} instead.")
+    return s
+
+
+_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration_s(value: str | float) -> float:
+    """``"500ms"``, ``"10s"``, ``"1m"``, ``"2h"`` or a number of seconds -> seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        s = float(value)
+    else:
+        text = str(value).strip()
+        num = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+        unit = text[len(num):] or "s"
+        try:
+            s = float(num) * _UNITS[unit]
+        except (ValueError, KeyError):
+            raise ConfigError(f"duration must look like '500ms', '10s', '1m' or '2h'. Got {value!r} instead.") from None
+    if s <= 0:
+        raise ConfigError(f"duration must be positive. Got {value!r} instead.")
+    return s
+
+
+def _dedupe_keys(staged: pa.Table) -> pa.Table:
+    """Keep the last value of keys repeated within one attribute list (OTLP forbids them; some senders do it)."""
+    cols = {}
+    for name in staged.column_names:
+        if not name.endswith("_keys"):
+            continue
+        prefix = name[: -len("_keys")]
+        keys = staged.column(name).to_pylist()
+        vals = staged.column(prefix + "_vals").to_pylist()
+        nk, nv = [], []
+        for ks, vs in zip(keys, vals, strict=True):
+            if ks is None or len(set(ks)) == len(ks):
+                nk.append(ks)
+                nv.append(vs)
+                continue
+            last = {k: i for i, k in enumerate(ks)}
+            keep = sorted(last.values())
+            nk.append([ks[i] for i in keep])
+            nv.append([vs[i] for i in keep])
+        cols[name] = pa.array(nk, staged.schema.field(name).type)
+        cols[prefix + "_vals"] = pa.array(nv, staged.schema.field(prefix + "_vals").type)
+    for name, arr in cols.items():
+        staged = staged.set_column(staged.schema.get_field_index(name), name, arr)
+    return staged
+
+
+__all__ = ["Lab", "LoadResult", "FileResult", "parse_duration_s", "DecodeError", "SchemaError"]
