@@ -291,6 +291,22 @@ class Telemetry:
         logger_provider.add_log_record_processor(BatchLogRecordProcessor(FileLogExporter(sinks.logs)))
         return cls(service_name, tracer_provider, meter_provider, logger_provider)
 
+    def log(self, severity: SeverityNumber, body: str, attributes: dict[str, Any], **kw: Any) -> None:
+        """Emit a log record through the SDK logs API.
+
+        The trace context is the current one (so records emitted inside a span carry its
+        trace and span ids). ``timestamp`` is set, as a logging bridge would: the API
+        alone would leave ``time_unix_nano`` at 0 (only the observed time is set).
+        """
+        self.logger.emit(
+            timestamp=time.time_ns(),
+            severity_number=severity,
+            severity_text=severity.name,  # INFO, WARN, ERROR
+            body=body,
+            attributes=attributes,
+            **kw,
+        )
+
     def flush(self) -> None:
         self.tracer_provider.force_flush()
         self.meter_provider.force_flush()
@@ -316,8 +332,7 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 @dataclass
 class ClientResult:
     status: int
-    body: bytes
-    span_context: SpanContext
+    span_context: SpanContext  # of the CLIENT span, for links
 
 
 def http_get(tel: Telemetry, host: str, port: int, route: str) -> ClientResult:
@@ -335,11 +350,13 @@ def http_get(tel: Telemetry, host: str, port: int, route: str) -> ClientResult:
         inject(headers)  # traceparent (and baggage, if any) from the current context
         try:
             with _OPENER.open(urllib.request.Request(url, headers=headers), timeout=10) as resp:
-                status, body = resp.status, resp.read()
+                status = resp.status
+                resp.read()
         except urllib.error.HTTPError as exc:  # urllib raises on 4xx/5xx
             # An HTTP error status is not an exception of this service: as the HTTP semantic
             # conventions ask, record it as error.type and the span status, no "exception" event.
-            status, body = exc.code, exc.read()
+            status = exc.code
+            exc.read()
             span.set_attribute("error.type", str(status))
             span.set_status(Status(StatusCode.ERROR, f"HTTP {status}"))
         span.set_attribute("http.response.status_code", status)
@@ -352,7 +369,7 @@ def http_get(tel: Telemetry, host: str, port: int, route: str) -> ClientResult:
                 "http.response.status_code": status,
             },
         )
-        return ClientResult(status, body, span.get_span_context())
+        return ClientResult(status, span.get_span_context())
 
 
 # A route handler gets the service's telemetry and returns (status, body); raising an
@@ -370,6 +387,28 @@ class ServiceServer(ThreadingHTTPServer):
         self.tel, self.route, self.handler = tel, route, handler
         self.host, self.port = self.server_address[:2]
         self.thread = threading.Thread(target=self.serve_forever, name=f"{tel.name}-http", daemon=True)
+        self._idle = threading.Condition()
+        self._in_flight = 0
+
+    # A client has its response before the handler thread has ended its span and recorded
+    # its metrics; counting requests in flight lets wait_idle() wait for that.
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._idle:
+            self._in_flight += 1
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """Wait until every accepted request is fully handled (spans ended, metrics recorded)."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout)
 
     def __enter__(self) -> ServiceServer:
         self.thread.start()
@@ -422,13 +461,12 @@ class _InstrumentedHandler(BaseHTTPRequestHandler):
                 status, body = 500, f"{type(exc).__name__}: {exc}\n".encode()
                 span.record_exception(exc)
                 span.set_attribute("error.type", type(exc).__qualname__)
-                tel.logger.emit(
-                    severity_number=SeverityNumber.ERROR,
-                    severity_text="ERROR",
-                    body=f"{route} failed: {exc}",
+                tel.log(
+                    SeverityNumber.ERROR,
+                    f"{route} failed: {exc}",
+                    {"http.route": route or ""},
                     exception=exc,
                     event_name="shop.request.failed",
-                    attributes={"http.route": route or ""},
                 )
             span.set_attribute("http.response.status_code", status)
             if status >= 500:
@@ -482,11 +520,10 @@ def frontend_handler(payment: ServiceServer) -> RouteHandler:
     def checkout(tel: Telemetry) -> tuple[int, bytes]:
         result = http_get(tel, payment.host, payment.port, payment.route)
         if result.status != 200:
-            tel.logger.emit(
-                severity_number=SeverityNumber.WARN,
-                severity_text="WARN",
-                body=f"payment failed with HTTP {result.status}; answering 502",
-                attributes={"http.response.status_code": result.status},
+            tel.log(
+                SeverityNumber.WARN,
+                f"payment failed with HTTP {result.status}; answering 502",
+                {"http.response.status_code": result.status},
             )
             return 502, b"payment failed\n"
         return 200, b"order placed\n"
@@ -495,6 +532,7 @@ def frontend_handler(payment: ServiceServer) -> RouteHandler:
 
 
 def run(out: Path, requests: int, seed: int) -> Sinks:
+    """Start the two servers, send the requests, flush every ``FLUSH_EVERY``, shut down."""
     sinks = Sinks.open(out)
     loadgen, frontend, payment = (
         Telemetry.create(n, sinks) for n in ("shop-loadgen", "shop-frontend", "shop-payment")
@@ -505,11 +543,9 @@ def run(out: Path, requests: int, seed: int) -> Sinks:
             ServiceServer(payment, "/pay", payment_handler(payment, random.Random(seed))) as pay_srv,
             ServiceServer(frontend, "/checkout", frontend_handler(pay_srv)) as shop_srv,
         ):
-            loadgen.logger.emit(  # outside any span: a log record without trace context
-                severity_number=SeverityNumber.INFO,
-                severity_text="INFO",
-                body=f"sending {requests} checkout requests",
-                attributes={"shop.loadgen.seed": seed},
+            # Outside any span: a log record without trace context.
+            loadgen.log(
+                SeverityNumber.INFO, f"sending {requests} checkout requests", {"shop.loadgen.seed": seed}
             )
             failed: list[tuple[int, ClientResult]] = []
             for i in range(1, requests + 1):
@@ -517,6 +553,8 @@ def run(out: Path, requests: int, seed: int) -> Sinks:
                 if result.status != 200:
                     failed.append((i, result))
                 if i % FLUSH_EVERY == 0 and i < requests:  # the last batch goes out on shutdown
+                    for srv in (shop_srv, pay_srv):
+                        srv.wait_idle()  # so each flush holds exactly the telemetry of its requests
                     for tel in services:
                         tel.flush()
             # A report span linking the traces of the failed checkouts.
@@ -526,11 +564,10 @@ def run(out: Path, requests: int, seed: int) -> Sinks:
             ]
             with loadgen.tracer.start_as_current_span("loadgen report", links=links) as span:
                 span.set_attributes({"shop.requests.total": requests, "shop.requests.failed": len(failed)})
-                loadgen.logger.emit(
-                    severity_number=SeverityNumber.INFO,
-                    severity_text="INFO",
-                    body=f"{len(failed)} of {requests} checkouts failed",
-                    attributes={"shop.requests.failed": len(failed)},
+                loadgen.log(
+                    SeverityNumber.INFO,
+                    f"{len(failed)} of {requests} checkouts failed",
+                    {"shop.requests.failed": len(failed)},
                 )
     finally:
         for tel in services:  # flushes the last batch of every signal

@@ -124,16 +124,30 @@ def iter_stream_batches(
                 report.signals.add(unit.signal)
             if on_unit is not None:
                 on_unit(unit)
+    except DecodeError as exc:
+        raise exc.located(source=name) from None
     except (EOFError, OSError) as exc:  # gzip/zstd streams cut short, bad compressed data
         raise DecodeError(f"cannot read the compressed stream ({exc}); the file looks truncated or corrupt", source=name) from None
 
 
-def iter_file_batches(path: str | os.PathLike[str], report: DecodeReport | None = None, **kw: Any) -> Iterator[Batch]:
-    """Staging batches of every request in one file (see :func:`iter_stream_batches`)."""
+def iter_file_batches(
+    path: str | os.PathLike[str],
+    report: DecodeReport | None = None,
+    *,
+    on_progress: Callable[[int], None] | None = None,
+    **kw: Any,
+) -> Iterator[Batch]:
+    """Staging batches of every request in one file (see :func:`iter_stream_batches`).
+
+    ``on_progress(bytes_read)`` is called after each batch with the file position.
+    """
     path = Path(path)
     report = report or DecodeReport(str(path))
     with open(path, "rb") as raw:
-        yield from iter_stream_batches(raw, report, **kw)
+        for batch in iter_stream_batches(raw, report, **kw):
+            yield batch
+            if on_progress is not None:
+                on_progress(raw.tell())
 
 
 def file_sha256(path: str | os.PathLike[str]) -> tuple[str, int]:

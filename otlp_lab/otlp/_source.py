@@ -205,13 +205,16 @@ def pb_signal(buf: bytes) -> Signal | None:
                     if f3 != 2 or wt3 != 2:
                         continue
                     seen = {(f, w) for f, w, _, _ in wire_fields(buf, *v3)}
-                    if seen & {(7, 1), (8, 1)} and (1, 2) in seen:
+                    # Span: start/end are fixed64 fields 7/8. LogRecord: fixed64 times (1, 11),
+                    # varint severity (2), fixed32 flags (8), attributes (6); a body (5) without
+                    # a name (1, LEN). Metric: name (1) and data in 5/7/9/10/11.
+                    if seen & {(7, 1), (8, 1)}:
                         return "traces"
+                    if seen & {(1, 1), (11, 1), (2, 0), (8, 5), (6, 2)} or ((5, 2) in seen and (1, 2) not in seen):
+                        return "logs"
                     if seen & {(5, 2), (7, 2), (9, 2), (10, 2), (11, 2)}:
                         return "metrics"
-                    if seen & {(1, 1), (11, 1), (2, 0), (5, 2), (9, 2)}:
-                        return "logs"
-                    if seen & {(1, 2), (2, 2), (5, 2)}:
+                    if seen & {(1, 2), (2, 2)}:
                         return "traces"
     except (IndexError, ValueError) as exc:
         raise UnsupportedFormatError(f"binary content is not an OTLP protobuf request ({exc})") from None

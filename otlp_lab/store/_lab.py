@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -162,7 +163,8 @@ class Lab:
         duplicates : bool
             Load files whose content was loaded before.
         progress : callable, optional
-            Called as ``progress(source, bytes_done, bytes_total)`` after each file.
+            Called as ``progress(source, bytes_done, bytes_total)`` as the files are read
+            (after each batch of rows and after each file).
 
         Raises
         ------
@@ -174,8 +176,13 @@ class Lab:
         total = sum(f.stat().st_size for f, _ in files)
         done = 0
         for f, named in files:
+            tick = None
+            if progress is not None:
+                tick = functools.partial(lambda base, f, pos: progress(str(f), base + pos, total), done, f)
             try:
-                fr = self._load_file(f, signal=signal, on_error=on_error, duplicates=duplicates, batch_rows=batch_rows)
+                fr = self._load_file(
+                    f, signal=signal, on_error=on_error, duplicates=duplicates, batch_rows=batch_rows, on_progress=tick
+                )
             except UnsupportedFormatError as exc:
                 if named:
                     raise
@@ -188,7 +195,16 @@ class Lab:
                 progress(str(f), done, total)
         return result
 
-    def _load_file(self, path: Path, *, signal: Signal | None, on_error: str, duplicates: bool, batch_rows: int) -> FileResult:
+    def _load_file(
+        self,
+        path: Path,
+        *,
+        signal: Signal | None,
+        on_error: str,
+        duplicates: bool,
+        batch_rows: int,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> FileResult:
         sha, nbytes = file_sha256(path)
         fr = FileResult(str(path), "loaded", nbytes=nbytes)
         with self._lock:
@@ -196,7 +212,9 @@ class Lab:
                 fr.status = "duplicate"
                 return fr
             report = DecodeReport(str(path), sha256=sha, nbytes=nbytes)
-            batches = iter_file_batches(path, report, signal=signal, on_error=on_error, batch_rows=batch_rows)
+            batches = iter_file_batches(
+                path, report, signal=signal, on_error=on_error, batch_rows=batch_rows, on_progress=on_progress
+            )
             fr.counts = self._ingest(batches, report)
             fr.skipped = report.skipped
         return fr
@@ -241,14 +259,14 @@ class Lab:
 
     def _insert(self, table: str, staged: pa.Table, load_id: int) -> None:
         con = self._con
+        key_cols = [c for c in staged.column_names if c.endswith("_keys")]
         con.register("_stage", staged)
         try:
-            con.execute(INSERTS[table], {"load_id": load_id})
-        except duckdb.InvalidInputException as exc:
-            if "Map keys must be unique" not in str(exc):
-                raise
-            con.unregister("_stage")
-            con.register("_stage", _dedupe_keys(staged))
+            # OTLP forbids repeated keys in one attribute list, but senders do it; a MAP cannot hold them.
+            dup = " OR ".join(f"len(list_distinct({c})) < len({c})" for c in key_cols)
+            if dup and con.execute(f"SELECT count(*) FROM _stage WHERE {dup}").fetchall()[0][0]:
+                con.unregister("_stage")
+                con.register("_stage", _dedupe_keys(staged))
             con.execute(INSERTS[table], {"load_id": load_id})
         finally:
             con.unregister("_stage")

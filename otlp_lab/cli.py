@@ -1,0 +1,189 @@
+"""The ``otlp-lab`` command: load, info, sql, demo."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+
+from otlp_lab.errors import OtlpLabError
+
+console = Console()
+
+
+def _table(title: str, frame: Any, *, max_rows: int = 10, max_width: int = 48) -> Table:
+    """A Polars frame as a rich table (first ``max_rows`` rows, long cells shortened)."""
+    t = Table(title=title, title_justify="left", header_style="bold")
+    for col in frame.columns:
+        t.add_column(col, overflow="ellipsis", max_width=max_width, justify="right" if frame[col].dtype.is_numeric() else "left")
+    for row in frame.head(max_rows).iter_rows():
+        t.add_row(*(_cell(v) for v in row))
+    if frame.height > max_rows:
+        t.caption = f"{max_rows} of {frame.height:,} rows"
+    return t
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "·"
+    if isinstance(v, float):
+        return f"{v:,.3f}".rstrip("0").rstrip(".") if abs(v) < 1e15 else f"{v:.3e}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[bold red]error:[/] {exc}", highlight=False)
+    sys.exit(2)
+
+
+@click.group()
+@click.version_option(package_name="otlp-lab")
+def main() -> None:
+    """otlp_lab: OpenTelemetry traces, metrics and logs in an embedded DuckDB database."""
+
+
+def _load(lab: Any, files: tuple[str, ...], **kw: Any) -> Any:
+    with Progress(
+        TextColumn("[bold]loading[/] {task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("", total=None)
+
+        def progress(source: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, description=Path(source).name)
+
+        return lab.load(*files, progress=progress, **kw)
+
+
+def _print_load(result: Any, seconds: float) -> None:
+    t = Table(title=f"Loaded in {seconds:.2f} s", title_justify="left", header_style="bold")
+    t.add_column("table")
+    t.add_column("rows added", justify="right")
+    for k, v in result.counts.items():
+        if v:
+            t.add_row(k, f"{v:,}")
+    console.print(t)
+    for f in result.files:
+        if f.status != "loaded":
+            console.print(f"[yellow]{f.status}:[/] {f.source}" + (f" ({f.error})" if f.error else ""), highlight=False)
+    for s in result.skipped[:20]:
+        console.print(f"[yellow]skipped:[/] {s}", highlight=False)
+    if len(result.skipped) > 20:
+        console.print(f"[yellow]... and {len(result.skipped) - 20} more skipped requests[/]")
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("--db", required=True, type=click.Path(dir_okay=False), help="DuckDB file to load into (created if missing).")
+@click.option("--signal", type=click.Choice(["traces", "metrics", "logs"]), help="Accept only this signal.")
+@click.option("--skip-bad", is_flag=True, help="Skip bad lines/messages and report them instead of failing.")
+@click.option("--duplicates", is_flag=True, help="Load files even if their content was loaded before.")
+def load(files: tuple[str, ...], db: str, signal: str | None, skip_bad: bool, duplicates: bool) -> None:
+    """Load OTLP FILES (files, directories or globs; JSON, JSON lines, protobuf; gzip/zstd)."""
+    from otlp_lab import Lab
+
+    try:
+        with Lab(db) as lab:
+            t0 = time.perf_counter()
+            result = _load(lab, files, signal=signal, on_error="skip" if skip_bad else "raise", duplicates=duplicates)
+            _print_load(result, time.perf_counter() - t0)
+    except OtlpLabError as exc:
+        _fail(exc)
+
+
+def _print_info(lab: Any) -> None:
+    info = lab.info()
+    t = Table(title=f"{info['path']}: {info['loads']} loads", title_justify="left", header_style="bold")
+    t.add_column("table")
+    t.add_column("rows", justify="right")
+    for k, v in info["tables"].items():
+        t.add_row(k, f"{v:,}")
+    console.print(t)
+    lo, hi = info["time_range"]
+    if lo is not None:
+        console.print(f"spans from [bold]{lo}[/] to [bold]{hi}[/] UTC ({(hi - lo).total_seconds():,.1f} s)")
+    svcs = info["services"]
+    if svcs:
+        shown = ", ".join(svcs[:12]) + (f", ... ({len(svcs)} in all)" if len(svcs) > 12 else "")
+        console.print(f"services: {shown}", highlight=False)
+
+
+@main.command()
+@click.option("--db", required=True, type=click.Path(exists=True, dir_okay=False), help="DuckDB file.")
+def info(db: str) -> None:
+    """Tables, row counts, time range and services of a database."""
+    from otlp_lab import Lab
+
+    try:
+        with Lab(db, read_only=True) as lab:
+            _print_info(lab)
+    except OtlpLabError as exc:
+        _fail(exc)
+
+
+@main.command()
+@click.argument("query")
+@click.option("--db", required=True, type=click.Path(exists=True, dir_okay=False), help="DuckDB file.")
+@click.option("--max-rows", default=40, show_default=True, help="Rows to print.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV instead of a table (all rows).")
+def sql(query: str, db: str, max_rows: int, as_csv: bool) -> None:
+    """Run a SQL QUERY and print the result as a readable table."""
+    from otlp_lab import Lab
+
+    try:
+        with Lab(db, read_only=True) as lab:
+            frame = lab.sql(query)
+    except OtlpLabError as exc:
+        _fail(exc)
+    if as_csv:
+        click.echo(frame.write_csv(), nl=False)
+    else:
+        console.print(_table(f"{frame.height:,} rows", frame, max_rows=max_rows))
+
+
+@main.command()
+@click.option("--db", default="out/demo.duckdb", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--report", default="out/report.html", show_default=True, type=click.Path(dir_okay=False))
+def demo(db: str, report: str) -> None:
+    """Load the bundled TrainTicket capture, print a summary and write an HTML report."""
+    from otlp_lab import Lab
+    from otlp_lab.datasets import trainticket_faults, trainticket_path
+
+    try:
+        with Lab(db) as lab:
+            t0 = time.perf_counter()
+            result = _load(lab, (str(trainticket_path()),))
+            _print_load(result, time.perf_counter() - t0)
+            _print_info(lab)
+            console.print(_table("Busiest service-graph edges", lab.service_graph().drop("error_rate"), max_rows=6))
+            console.print(
+                _table(
+                    "Slowest traces",
+                    lab.traces(limit=5).select("trace_id", "root_service", "root_name", "spans", "services", "duration_ms"),
+                    max_rows=5,
+                    max_width=34,
+                )
+            )
+            from otlp_lab.viz.report import write_report
+
+            out = write_report(lab, report, faults=trainticket_faults(), title="TrainTicket capture (Nezha, 2023-01-30)")
+            console.print(f"report written to [bold]{out}[/] (open it in a browser)")
+    except OtlpLabError as exc:
+        _fail(exc)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
