@@ -104,7 +104,7 @@ def test_signal_is_detected_from_protobuf_content():
     p = m.sum.data_points.add()
     p.as_int, p.time_unix_nano = 3, 10
     for req, table in ((logs, "logs"), (metrics, "metric_sum"), (make_trace_request(1), "spans")):
-        tables = {t for b in decode_bytes(req.SerializeToString()) for t in b}
+        tables = {t for b in decode_bytes(req.SerializeToString()) for t in b if not t.startswith("_")}
         assert tables == {table}
 
 

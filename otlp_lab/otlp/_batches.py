@@ -185,31 +185,39 @@ class Builder:
             self.ctx["scope_schema_url"][-1] = url
 
     # -- output -----------------------------------------------------------------
-    def context_columns(self, keys: pa.Array, vals: pa.Array, row_ctx: pa.Array | None = None) -> dict[str, pa.Array]:
-        """Context columns expanded to one value per row (``row_ctx``: each row's context)."""
-        runs = self.row_ctx_runs
-        if not runs:
-            return {k: pa.nulls(0, t) for k, t in CTX_FIELDS}
+    def context_columns(self, row_ctx: pa.Array | None = None) -> dict[str, pa.Array]:
+        """The per-row ``ctx`` column: each row's index in :meth:`context_table`."""
         if row_ctx is None:
+            runs = self.row_ctx_runs
             starts = np.array([r[1] for r in runs] + [self.n], dtype=np.int64)
-            row_ctx = pa.array(np.repeat(np.array([r[0] for r in runs], dtype=np.int32), np.diff(starts)))
+            row_ctx = pa.array(np.repeat(np.array([r[0] for r in runs], dtype=np.int32), np.diff(starts)), pa.int32())
+        return {"ctx": row_ctx}
+
+    def context_table(self, keys: pa.Array, vals: pa.Array) -> pa.Table:
+        """One row per resource+scope context of the batch (joined to the rows on ``ctx``).
+
+        Resource and scope attributes are the same for every row of a context, so the store
+        builds their maps once per context instead of once per row.
+        """
         rk, rv = self.ctx_res.arrays(keys, vals)
         sk, sv = self.ctx_scope.arrays(keys, vals)
         c = self.ctx
-        base = {
-            "service_name": pa.array(c["service_name"], pa.string()),
-            "resource_keys": rk,
-            "resource_vals": rv,
-            "resource_dropped_attributes_count": pa.array(c["resource_dropped_attributes_count"], I64),
-            "resource_schema_url": pa.array(c["resource_schema_url"], pa.string()),
-            "scope_name": pa.array(c["scope_name"], pa.string()),
-            "scope_version": pa.array(c["scope_version"], pa.string()),
-            "scope_keys": sk,
-            "scope_vals": sv,
-            "scope_dropped_attributes_count": pa.array(c["scope_dropped_attributes_count"], I64),
-            "scope_schema_url": pa.array(c["scope_schema_url"], pa.string()),
-        }
-        return {k: v.take(row_ctx) for k, v in base.items()}
+        return pa.table(
+            {
+                "ctx": pa.array(range(len(c["service_name"])), pa.int32()),
+                "service_name": pa.array(c["service_name"], pa.string()),
+                "resource_keys": rk,
+                "resource_vals": rv,
+                "resource_dropped_attributes_count": pa.array(c["resource_dropped_attributes_count"], I64),
+                "resource_schema_url": pa.array(c["resource_schema_url"], pa.string()),
+                "scope_name": pa.array(c["scope_name"], pa.string()),
+                "scope_version": pa.array(c["scope_version"], pa.string()),
+                "scope_keys": sk,
+                "scope_vals": sv,
+                "scope_dropped_attributes_count": pa.array(c["scope_dropped_attributes_count"], I64),
+                "scope_schema_url": pa.array(c["scope_schema_url"], pa.string()),
+            }
+        )
 
 
 # ---------------------------------------------------------------- JSON field helpers

@@ -93,8 +93,8 @@ class LogBuilder(Builder):
             "attr_keys": ak,
             "attr_vals": av,
         }
-        cols.update(self.context_columns(keys, vals))
-        return {"logs": pa.table(cols)}
+        cols.update(self.context_columns())
+        return {"logs": pa.table(cols), "_ctx": self.context_table(keys, vals)}
 
 
 def iter_logs_pb(view: Any, batch_rows: int) -> Iterator[dict[str, pa.Table]]:

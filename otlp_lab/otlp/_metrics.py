@@ -94,7 +94,8 @@ class MetricBuilder(Builder):
                 k.col("int_value").append(p.as_int if v == "as_int" else None)
             else:
                 k.col("count").append(p.count)
-                k.col("sum").append(p.sum if p.HasField("sum") else None)
+                # Histogram sums are ``optional``; a summary's sum is a plain double (no presence)
+                k.col("sum").append(p.sum if which == "summary" or p.HasField("sum") else None)
             if which in ("histogram", "exponential_histogram"):
                 k.col("min").append(p.min if p.HasField("min") else None)
                 k.col("max").append(p.max if p.HasField("max") else None)
@@ -196,8 +197,10 @@ class MetricBuilder(Builder):
                 cols["is_monotonic"] = pa.array(c["is_monotonic"], pa.bool_())
             if kind != "summary":
                 cols["exemplars"] = pa.ListArray.from_arrays(pa.array(k.ex_offsets, pa.int32()), exemplars)
-            cols.update(self.context_columns(keys, vals, pa.array(k.ctx, pa.int32())))
+            cols.update(self.context_columns(pa.array(k.ctx, pa.int32())))
             out[TABLE_OF_KIND[kind]] = pa.table(cols)
+        if out:
+            out["_ctx"] = self.context_table(keys, vals)
         return out
 
 

@@ -256,8 +256,8 @@ class SpanBuilder(Builder):
             "attr_keys": ak,
             "attr_vals": av,
         }
-        cols.update(self.context_columns(keys, vals))
-        out = {"spans": pa.table(cols)}
+        cols.update(self.context_columns())
+        out = {"spans": pa.table(cols), "_ctx": self.context_table(keys, vals)}
         if self.ev["seq"]:
             ev = self.ev
             ek, evv = self.ev_attrs.arrays(keys, vals)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -241,10 +242,19 @@ class Lab:
         con.execute("BEGIN TRANSACTION")
         try:
             load_id = con.execute("SELECT nextval('load_ids')").fetchall()[0][0]
-            for batch in batches:
-                for table, staged in batch.items():
-                    self._insert(table, staged, load_id)
-                    counts[table] = counts.get(table, 0) + staged.num_rows
+            # Decode the next batch in a thread while DuckDB (which releases the GIL) inserts this one.
+            for batch in prefetch(batches):
+                ctx = batch.get("_ctx")
+                if ctx is not None:
+                    con.register("_ctx", _dedupe_keys(ctx) if self._has_repeated_keys(ctx) else ctx)
+                try:
+                    for table, staged in batch.items():
+                        if table != "_ctx":
+                            self._insert(table, staged, load_id)
+                            counts[table] = counts.get(table, 0) + staged.num_rows
+                finally:
+                    if ctx is not None:
+                        con.unregister("_ctx")
             con.execute(
                 "INSERT INTO loads VALUES (?, ?, ?, ?, now()::TIMESTAMP, ?, ?, ?)",
                 [load_id, report.source, report.sha256, report.nbytes, report.requests, sum(counts.values()), len(report.skipped)],
@@ -257,16 +267,23 @@ class Lab:
             raise
         return counts
 
+    def _has_repeated_keys(self, staged: pa.Table) -> bool:
+        """Whether an attribute list repeats a key (OTLP forbids it, some senders do it; a MAP cannot hold it)."""
+        key_cols = [c for c in staged.column_names if c.endswith("_keys")]
+        if not key_cols:
+            return False
+        dup = " OR ".join(f"len(list_distinct({c})) < len({c})" for c in key_cols)
+        con = self._con
+        con.register("_check", staged)
+        try:
+            return bool(con.execute(f"SELECT count(*) FROM _check WHERE {dup}").fetchall()[0][0])
+        finally:
+            con.unregister("_check")
+
     def _insert(self, table: str, staged: pa.Table, load_id: int) -> None:
         con = self._con
-        key_cols = [c for c in staged.column_names if c.endswith("_keys")]
-        con.register("_stage", staged)
+        con.register("_stage", _dedupe_keys(staged) if self._has_repeated_keys(staged) else staged)
         try:
-            # OTLP forbids repeated keys in one attribute list, but senders do it; a MAP cannot hold them.
-            dup = " OR ".join(f"len(list_distinct({c})) < len({c})" for c in key_cols)
-            if dup and con.execute(f"SELECT count(*) FROM _stage WHERE {dup}").fetchall()[0][0]:
-                con.unregister("_stage")
-                con.register("_stage", _dedupe_keys(staged))
             con.execute(INSERTS[table], {"load_id": load_id})
         finally:
             con.unregister("_stage")
@@ -370,6 +387,45 @@ class Lab:
             loads = self._con.execute("SELECT count(*) FROM loads").fetchall()[0][0]
         return {"path": str(self.path) if self.path else ":memory:", "tables": c, "loads": loads,
                 "time_range": rng, "services": services}
+
+
+def prefetch(items: Iterator[Any], depth: int = 1) -> Iterator[Any]:
+    """Iterate ``items`` in a background thread, at most ``depth`` items ahead (bounded memory).
+
+    An exception in the producer is re-raised in the consumer; closing the consumer early
+    stops the producer at its next item.
+    """
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                q.put(("item", item))
+            q.put(("done", None))
+        except BaseException as exc:  # handed to the consumer
+            q.put(("error", exc))
+
+    worker = threading.Thread(target=produce, name="otlp-lab-decode", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        worker.join()
 
 
 def _select(table: str, where: str | None, limit: int | None, order: str) -> str:

@@ -57,20 +57,25 @@ MACROS = [
         WHEN 4 THEN v.d::VARIANT WHEN 5 THEN v.j::JSON::VARIANT WHEN 6 THEN v.j::JSON::VARIANT
         WHEN 7 THEN v.x::VARIANT ELSE NULL::VARIANT END""",
     "CREATE OR REPLACE TEMP MACRO _otlp_map(ks, vs) AS map(ks, list_transform(vs, lambda v: _otlp_value(v)))",
-    # VARIANT -> the codec's typed struct (the encoder's way back)
-    """CREATE OR REPLACE TEMP MACRO _otlp_typed(v) AS (SELECT {
-        't': CASE WHEN v IS NULL THEN 0 WHEN vt = 'VARCHAR' THEN 1 WHEN vt = 'BOOLEAN' THEN 2
-                  WHEN vt IN ('INT64', 'INT32', 'INT16', 'INT8', 'UINT8', 'UINT16', 'UINT32') THEN 3
-                  WHEN vt IN ('DOUBLE', 'FLOAT') THEN 4 WHEN vt LIKE 'ARRAY%' THEN 5 WHEN vt LIKE 'OBJECT%' THEN 6
-                  WHEN vt = 'BLOB' THEN 7 ELSE 1 END,
-        's': CASE WHEN vt NOT IN ('BOOLEAN', 'INT64', 'INT32', 'INT16', 'INT8', 'UINT8', 'UINT16', 'UINT32', 'DOUBLE', 'FLOAT', 'BLOB')
-                  AND vt NOT LIKE 'ARRAY%' AND vt NOT LIKE 'OBJECT%' THEN v::VARCHAR END,
-        'b': CASE WHEN vt = 'BOOLEAN' THEN v::BOOLEAN END,
-        'i': CASE WHEN vt IN ('INT64', 'INT32', 'INT16', 'INT8', 'UINT8', 'UINT16', 'UINT32') THEN v::BIGINT END,
-        'd': CASE WHEN vt IN ('DOUBLE', 'FLOAT') THEN v::DOUBLE END,
-        'x': CASE WHEN vt = 'BLOB' THEN v::BLOB END,
-        'j': CASE WHEN vt LIKE 'ARRAY%' OR vt LIKE 'OBJECT%' THEN v::JSON::VARCHAR END
-    } FROM (SELECT variant_typeof(v) AS vt))""",
+    # VARIANT -> the codec's typed struct (the encoder's way back). No subquery: the macro runs inside
+    # list_transform lambdas. variant_typeof names booleans BOOL_TRUE/BOOL_FALSE, and JSON-parsed
+    # integers (nested values, frames read from JSON text) come back as UINT64.
+    """CREATE OR REPLACE TEMP MACRO _otlp_tag(v) AS CASE WHEN v IS NULL THEN 0 ELSE CASE variant_typeof(v)
+        WHEN 'VARCHAR' THEN 1 WHEN 'BOOL_TRUE' THEN 2 WHEN 'BOOL_FALSE' THEN 2 WHEN 'BOOLEAN' THEN 2
+        WHEN 'INT64' THEN 3 WHEN 'INT32' THEN 3 WHEN 'INT16' THEN 3 WHEN 'INT8' THEN 3
+        WHEN 'UINT8' THEN 3 WHEN 'UINT16' THEN 3 WHEN 'UINT32' THEN 3 WHEN 'UINT64' THEN 3
+        WHEN 'DOUBLE' THEN 4 WHEN 'FLOAT' THEN 4 WHEN 'BLOB' THEN 7
+        ELSE CASE WHEN variant_typeof(v) LIKE 'ARRAY%' THEN 5 WHEN variant_typeof(v) LIKE 'OBJECT%' THEN 6 ELSE 1 END
+        END END""",
+    """CREATE OR REPLACE TEMP MACRO _otlp_typed_as(v, t) AS {
+        't': t::TINYINT,
+        's': CASE WHEN t = 1 THEN v::VARCHAR END,
+        'b': CASE WHEN t = 2 THEN v::BOOLEAN END,
+        'i': CASE WHEN t = 3 THEN v::BIGINT END,
+        'd': CASE WHEN t = 4 THEN v::DOUBLE END,
+        'x': CASE WHEN t = 7 THEN v::BLOB END,
+        'j': CASE WHEN t IN (5, 6) THEN v::JSON::VARCHAR END}""",
+    "CREATE OR REPLACE TEMP MACRO _otlp_typed(v) AS _otlp_typed_as(v, _otlp_tag(v))",
     "CREATE OR REPLACE TEMP MACRO _otlp_kv(m) AS {'k': map_keys(m), 'v': list_transform(map_values(m), lambda x: _otlp_typed(x))}",
 ]
 
@@ -192,7 +197,7 @@ INSERTS: dict[str, str] = {
         {_KIND}, start_time, end_time, epoch_ns(end_time) - epoch_ns(start_time), {_STATUS}, status_message,
         _otlp_map(attr_keys, attr_vals), flags, dropped_attributes_count, dropped_events_count, dropped_links_count,
         {CONTEXT_SELECT}
-        FROM _stage""",
+        FROM _stage JOIN _ctx USING (ctx)""",
     "span_events": """INSERT INTO span_events SELECT
         lower(hex(trace_id)), lower(hex(span_id)), seq, time, name, service_name, _otlp_map(attr_keys, attr_vals),
         dropped_attributes_count, $load_id FROM _stage""",
@@ -203,16 +208,16 @@ INSERTS: dict[str, str] = {
         time, observed_time, severity_number, severity_text, _otlp_value(body),
         nullif(lower(hex(trace_id)), ''), nullif(lower(hex(span_id)), ''), flags, dropped_attributes_count, event_name,
         _otlp_map(attr_keys, attr_vals), {CONTEXT_SELECT}
-        FROM _stage""",
+        FROM _stage JOIN _ctx USING (ctx)""",
     "metric_gauge": f"""INSERT INTO metric_gauge SELECT {_METRIC_COMMON_SELECT}
-        value, int_value, {_EXEMPLARS_SELECT} {CONTEXT_SELECT} FROM _stage""",
+        value, int_value, {_EXEMPLARS_SELECT} {CONTEXT_SELECT} FROM _stage JOIN _ctx USING (ctx)""",
     "metric_sum": f"""INSERT INTO metric_sum SELECT {_METRIC_COMMON_SELECT}
-        value, int_value, {_TEMPORALITY}, is_monotonic, {_EXEMPLARS_SELECT} {CONTEXT_SELECT} FROM _stage""",
+        value, int_value, {_TEMPORALITY}, is_monotonic, {_EXEMPLARS_SELECT} {CONTEXT_SELECT} FROM _stage JOIN _ctx USING (ctx)""",
     "metric_histogram": f"""INSERT INTO metric_histogram SELECT {_METRIC_COMMON_SELECT}
-        count, sum, min, max, bucket_counts, explicit_bounds, {_TEMPORALITY}, {_EXEMPLARS_SELECT} {CONTEXT_SELECT} FROM _stage""",
+        count, sum, min, max, bucket_counts, explicit_bounds, {_TEMPORALITY}, {_EXEMPLARS_SELECT} {CONTEXT_SELECT} FROM _stage JOIN _ctx USING (ctx)""",
     "metric_exp_histogram": f"""INSERT INTO metric_exp_histogram SELECT {_METRIC_COMMON_SELECT}
         count, sum, min, max, scale, zero_count, zero_threshold, positive_offset, positive_bucket_counts,
-        negative_offset, negative_bucket_counts, {_TEMPORALITY}, {_EXEMPLARS_SELECT} {CONTEXT_SELECT} FROM _stage""",
+        negative_offset, negative_bucket_counts, {_TEMPORALITY}, {_EXEMPLARS_SELECT} {CONTEXT_SELECT} FROM _stage JOIN _ctx USING (ctx)""",
     "metric_summary": f"""INSERT INTO metric_summary SELECT {_METRIC_COMMON_SELECT}
-        count, sum, quantile_values, {CONTEXT_SELECT} FROM _stage""",
+        count, sum, quantile_values, {CONTEXT_SELECT} FROM _stage JOIN _ctx USING (ctx)""",
 }

@@ -1,0 +1,214 @@
+"""Load benchmark: OTLP protobuf -> DuckDB, against three baselines in the same run.
+
+A generated ExportTraceServiceRequest of 200,000 spans (10 services, 8 attributes per
+span: 6 of low cardinality such as method, route and status code, 2 of high cardinality
+such as a user id and a URL path) is loaded four ways:
+
+(a) ``ParseFromString`` alone (the floor: no Python touches a span);
+(b) a naive loop over the parsed message building one dict per span, then into DuckDB
+    through ``pyarrow.Table.from_pylist``;
+(c) DuckDB ``read_json`` + ``unnest`` over the same request as OTLP/JSON;
+(d) ``Lab.load`` (typed tables, hex ids, MAP(VARCHAR, VARIANT) attributes).
+
+Prints spans/s, the ratios (d)/(b), (d)/(c), (d)/(a), peak memory of (d) relative to
+the request's size (in a fresh subprocess), and a profile of (d).
+
+Run: ``make bench`` or ``python benchmarks/bench_load.py [--spans N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import cProfile
+import json
+import pstats
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+from google.protobuf import json_format
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from otlp_lab import Lab
+
+ROUTES = [f"/api/v1/{r}" for r in ("cart", "checkout", "pay", "user", "search", "item", "ship", "auth", "ads", "rec")]
+
+
+def make_request(n_spans: int, *, services: int = 10, seed: int = 42) -> ExportTraceServiceRequest:
+    rng = random.Random(seed)
+    req = ExportTraceServiceRequest()
+    per = n_spans // services
+    t0 = 1_764_000_000_000_000_000
+    for s in range(services):
+        rs = req.resource_spans.add()
+        for k, v in (("service.name", f"service-{s}"), ("service.version", "1.4.2"), ("host.name", f"node-{s % 3}")):
+            kv = rs.resource.attributes.add()
+            kv.key, kv.value.string_value = k, v
+        ss = rs.scope_spans.add()
+        ss.scope.name, ss.scope.version = "io.opentelemetry.http", "2.1.0"
+        trace_id = rng.randbytes(16)
+        parent = b""
+        for i in range(per):
+            if i % 8 == 0:
+                trace_id, parent = rng.randbytes(16), b""
+            sp = ss.spans.add()
+            sp.trace_id, sp.span_id, sp.parent_span_id = trace_id, rng.randbytes(8), parent
+            parent = sp.span_id
+            route = ROUTES[i % len(ROUTES)]
+            sp.name = f"GET {route}"
+            sp.kind = 2 if i % 2 == 0 else 3
+            sp.start_time_unix_nano = t0 + i * 1_000_000
+            sp.end_time_unix_nano = sp.start_time_unix_nano + rng.randint(100_000, 50_000_000)
+            code = 500 if rng.random() < 0.02 else 200
+            attrs = (
+                ("http.request.method", "GET"),
+                ("http.route", route),
+                ("http.response.status_code", code),
+                ("server.address", f"service-{(s + 1) % services}"),
+                ("network.protocol.version", "1.1"),
+                ("sampled", True),
+                ("enduser.id", rng.randint(1, 10**9)),
+                ("url.path", f"{route}/{rng.randint(1, 10**9)}"),
+            )
+            for key, val in attrs:
+                a = sp.attributes.add()
+                a.key = key
+                if isinstance(val, bool):
+                    a.value.bool_value = val
+                elif isinstance(val, int):
+                    a.value.int_value = val
+                else:
+                    a.value.string_value = val
+            if code == 500:
+                sp.status.code = 2
+    return req
+
+
+def to_otlp_json(req: ExportTraceServiceRequest) -> bytes:
+    d = json_format.MessageToDict(req)
+    for rs in d["resourceSpans"]:
+        for ss in rs["scopeSpans"]:
+            for sp in ss["spans"]:
+                for k in ("traceId", "spanId", "parentSpanId"):
+                    if k in sp:
+                        sp[k] = base64.b64decode(sp[k]).hex()
+    return json.dumps(d).encode()
+
+
+def timed(fn, repeat: int = 1) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def parse_only(data: bytes) -> None:
+    ExportTraceServiceRequest.FromString(data)
+
+
+def naive(data: bytes) -> None:
+    req = ExportTraceServiceRequest.FromString(data)
+    rows = []
+    for rs in req.resource_spans:
+        res = {kv.key: getattr(kv.value, kv.value.WhichOneof("value")) for kv in rs.resource.attributes}
+        for ss in rs.scope_spans:
+            for sp in ss.spans:
+                rows.append(
+                    {
+                        "trace_id": sp.trace_id.hex(),
+                        "span_id": sp.span_id.hex(),
+                        "parent_span_id": sp.parent_span_id.hex() or None,
+                        "name": sp.name,
+                        "kind": sp.kind,
+                        "service_name": res.get("service.name"),
+                        "start_time_unix_nano": sp.start_time_unix_nano,
+                        "end_time_unix_nano": sp.end_time_unix_nano,
+                        "status_code": sp.status.code,
+                        "attributes": {kv.key: str(getattr(kv.value, kv.value.WhichOneof("value"))) for kv in sp.attributes},
+                    }
+                )
+    con = duckdb.connect()
+    tbl = pa.Table.from_pylist(rows)  # noqa: F841  (read by DuckDB below)
+    con.execute("CREATE TABLE spans AS SELECT * FROM tbl")
+
+
+def read_json(path: Path) -> None:
+    con = duckdb.connect()
+    con.execute(
+        f"""CREATE TABLE spans AS
+        WITH r AS (SELECT unnest(resourceSpans) AS rs FROM read_json('{path}', maximum_object_size=2000000000)),
+             s AS (SELECT rs.resource AS resource, unnest(rs.scopeSpans) AS ss FROM r),
+             p AS (SELECT resource, ss.scope AS scope, unnest(ss.spans) AS sp FROM s)
+        SELECT sp.traceId AS trace_id, sp.spanId AS span_id, sp.parentSpanId AS parent_span_id, sp.name, sp.kind,
+               list_filter(resource.attributes, lambda a: a.key = 'service.name')[1].value.stringValue AS service_name,
+               make_timestamp_ns(sp.startTimeUnixNano::BIGINT) AS start_time,
+               make_timestamp_ns(sp.endTimeUnixNano::BIGINT) AS end_time, sp.status.code AS status_code,
+               sp.attributes AS attributes
+        FROM p"""
+    )
+
+
+def lab_load(path: Path) -> None:
+    with Lab() as lab:
+        lab.load(path)
+
+
+_MEM_CHILD = """
+import resource, sys
+from otlp_lab import Lab
+lab = Lab()
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+lab.load(sys.argv[1])
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(base * 1024, peak * 1024)
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--spans", type=int, default=200_000)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        req = make_request(args.spans)
+        data = req.SerializeToString()
+        pb_path, json_path = Path(tmp) / "req.binpb", Path(tmp) / "req.json"
+        pb_path.write_bytes(data)
+        json_path.write_bytes(to_otlp_json(req))
+        del req
+        n = args.spans
+        print(f"request: {n:,} spans, protobuf {len(data) / 1e6:.1f} MB, OTLP/JSON {json_path.stat().st_size / 1e6:.1f} MB")
+        results = {
+            "(a) ParseFromString alone": timed(lambda: parse_only(data), 3),
+            "(b) naive dict loop -> DuckDB": timed(lambda: naive(data)),
+            "(c) DuckDB read_json + unnest": timed(lambda: read_json(json_path)),
+            "(d) Lab.load": timed(lambda: lab_load(pb_path), 3),
+        }
+        print(f"\n{'method':34s} {'seconds':>8s} {'spans/s':>12s}")
+        for name, s in results.items():
+            print(f"{name:34s} {s:8.3f} {n / s:12,.0f}")
+        a, b, c, d = results.values()
+        print(f"\n(d) vs (b) naive loop:   {b / d:5.2f}x faster   (target >= 4x)")
+        print(f"(d) vs (c) read_json:    {c / d:5.2f}x faster   (target >= 4x)")
+        print(f"(d) / (a) parse alone:   {d / a:5.2f}x the time of parsing alone")
+
+        out = subprocess.run([sys.executable, "-c", _MEM_CHILD, str(pb_path)], capture_output=True, text=True, check=True)
+        base, peak = (int(x) for x in out.stdout.split())
+        grown = peak - base
+        print(f"peak memory of (d): +{grown / 1e6:.0f} MB over a fresh Lab = {grown / len(data):.2f}x the request ({len(data) / 1e6:.0f} MB); target < 3x")
+
+        prof = cProfile.Profile()
+        prof.runcall(lab_load, pb_path)
+        print("\nwhere (d) spends its time (top 8 by own time):")
+        pstats.Stats(prof).sort_stats("tottime").print_stats(8)
+
+
+if __name__ == "__main__":
+    main()
