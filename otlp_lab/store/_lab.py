@@ -213,10 +213,14 @@ class Lab:
                 fr.status = "duplicate"
                 return fr
             report = DecodeReport(str(path), sha256=sha, nbytes=nbytes)
-            batches = iter_file_batches(
-                path, report, signal=signal, on_error=on_error, batch_rows=batch_rows, on_progress=on_progress
-            )
-            fr.counts = self._ingest(batches, report)
+
+            def batches() -> Iterator[Batch]:
+                report.skipped.clear()
+                return iter_file_batches(
+                    path, report, signal=signal, on_error=on_error, batch_rows=batch_rows, on_progress=on_progress
+                )
+
+            fr.counts = self._ingest_retrying(batches, report)
             fr.skipped = report.skipped
         return fr
 
@@ -228,15 +232,30 @@ class Lab:
 
         report = DecodeReport(source, nbytes=len(data))
         with self._lock:
-            return self._ingest(iter_stream_batches(io.BytesIO(data), report, signal=signal, batch_rows=batch_rows), report)
+            return self._ingest_retrying(
+                lambda: iter_stream_batches(io.BytesIO(data), report, signal=signal, batch_rows=batch_rows), report
+            )
 
     def load_batches(self, batches: Iterable[Batch], *, source: str = "<batches>") -> dict[str, int]:
         """Load staging batches produced by the codec (or the simulator) in one transaction."""
         with self._lock:
-            return self._ingest(iter(batches), DecodeReport(source))
+            return self._ingest(iter(batches), DecodeReport(source), check_keys=True)
 
-    def _ingest(self, batches: Iterator[Batch], report: DecodeReport) -> dict[str, int]:
-        """Insert every batch and record the load, all in one transaction."""
+    def _ingest_retrying(self, batches: Callable[[], Iterator[Batch]], report: DecodeReport) -> dict[str, int]:
+        """:meth:`_ingest`, decoding again with repeated-key checks if the fast path meets one."""
+        try:
+            return self._ingest(batches(), report)
+        except _RepeatedKeys:
+            return self._ingest(batches(), report, check_keys=True)
+
+    def _ingest(self, batches: Iterator[Batch], report: DecodeReport, *, check_keys: bool = False) -> dict[str, int]:
+        """Insert every batch and record the load, all in one transaction.
+
+        OTLP forbids repeated keys in one attribute list, but some senders repeat them and a
+        MAP cannot hold them. The fast path does not look for them; if DuckDB refuses a map,
+        the transaction is rolled back and the caller decodes again with ``check_keys`` (the
+        last value of a repeated key wins).
+        """
         con = self._con
         counts: dict[str, int] = {}
         con.execute("BEGIN TRANSACTION")
@@ -246,15 +265,15 @@ class Lab:
             for batch in prefetch(batches):
                 ctx = batch.get("_ctx")
                 if ctx is not None:
-                    con.register("_ctx", _dedupe_keys(ctx) if self._has_repeated_keys(ctx) else ctx)
+                    con.register("_ctx", _dedupe_keys(ctx) if check_keys and self._has_repeated_keys(ctx) else ctx)
                 try:
                     for table, staged in batch.items():
                         if table != "_ctx":
-                            self._insert(table, staged, load_id)
+                            self._insert(table, staged, load_id, check_keys)
                             counts[table] = counts.get(table, 0) + staged.num_rows
                 finally:
                     if ctx is not None:
-                        con.unregister("_ctx")
+                        self._unregister("_ctx")
             con.execute(
                 "INSERT INTO loads VALUES (?, ?, ?, ?, now()::TIMESTAMP, ?, ?, ?)",
                 [load_id, report.source, report.sha256, report.nbytes, report.requests, sum(counts.values()), len(report.skipped)],
@@ -262,10 +281,21 @@ class Lab:
             con.execute("COMMIT")
         except BaseException as exc:
             con.execute("ROLLBACK")
+            for name in ("_stage", "_ctx"):
+                self._unregister(name)
+            if isinstance(exc, duckdb.InvalidInputException) and "Map keys must be unique" in str(exc) and not check_keys:
+                raise _RepeatedKeys from exc
             if isinstance(exc, duckdb.Error):
                 raise StoreError(f"{report.source}: the database refused the data: {exc}") from exc
             raise
         return counts
+
+    def _unregister(self, name: str) -> None:
+        """Drop a registered Arrow table, also inside an aborted transaction (where DuckDB refuses)."""
+        try:
+            self._con.unregister(name)
+        except duckdb.Error:
+            pass
 
     def _has_repeated_keys(self, staged: pa.Table) -> bool:
         """Whether an attribute list repeats a key (OTLP forbids it, some senders do it; a MAP cannot hold it)."""
@@ -280,13 +310,13 @@ class Lab:
         finally:
             con.unregister("_check")
 
-    def _insert(self, table: str, staged: pa.Table, load_id: int) -> None:
+    def _insert(self, table: str, staged: pa.Table, load_id: int, check_keys: bool) -> None:
         con = self._con
-        con.register("_stage", _dedupe_keys(staged) if self._has_repeated_keys(staged) else staged)
+        con.register("_stage", _dedupe_keys(staged) if check_keys and self._has_repeated_keys(staged) else staged)
         try:
             con.execute(INSERTS[table], {"load_id": load_id})
         finally:
-            con.unregister("_stage")
+            self._unregister("_stage")
 
     # ------------------------------------------------------------------ reading
     def sql(self, query: str, params: Any = None) -> pl.DataFrame:
@@ -387,6 +417,10 @@ class Lab:
             loads = self._con.execute("SELECT count(*) FROM loads").fetchall()[0][0]
         return {"path": str(self.path) if self.path else ":memory:", "tables": c, "loads": loads,
                 "time_range": rng, "services": services}
+
+
+class _RepeatedKeys(Exception):
+    """A batch repeats a key within one attribute list (internal: triggers the checked path)."""
 
 
 def prefetch(items: Iterator[Any], depth: int = 1) -> Iterator[Any]:
