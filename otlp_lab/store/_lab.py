@@ -27,7 +27,7 @@ from otlp_lab.otlp import (
     iter_file_batches,
     iter_stream_batches,
 )
-from otlp_lab.store._schema import INSERTS, MACROS, METRIC_TABLES, SIGNAL_TABLES, TABLES
+from otlp_lab.store._schema import CONTEXT_TABLE, INSERTS, MACROS, METRIC_TABLES, SIGNAL_TABLES, TABLES
 from otlp_lab.store._views import VIEWS, red_sql
 
 
@@ -265,7 +265,8 @@ class Lab:
             for batch in prefetch(batches):
                 ctx = batch.get("_ctx")
                 if ctx is not None:
-                    con.register("_ctx", _dedupe_keys(ctx) if check_keys and self._has_repeated_keys(ctx) else ctx)
+                    con.register("_ctx_stage", _dedupe_keys(ctx) if check_keys and self._has_repeated_keys(ctx) else ctx)
+                    con.execute(CONTEXT_TABLE)
                 try:
                     for table, staged in batch.items():
                         if table != "_ctx":
@@ -273,7 +274,7 @@ class Lab:
                             counts[table] = counts.get(table, 0) + staged.num_rows
                 finally:
                     if ctx is not None:
-                        self._unregister("_ctx")
+                        self._unregister("_ctx_stage")
             con.execute(
                 "INSERT INTO loads VALUES (?, ?, ?, ?, now()::TIMESTAMP, ?, ?, ?)",
                 [load_id, report.source, report.sha256, report.nbytes, report.requests, sum(counts.values()), len(report.skipped)],
@@ -281,7 +282,7 @@ class Lab:
             con.execute("COMMIT")
         except BaseException as exc:
             con.execute("ROLLBACK")
-            for name in ("_stage", "_ctx"):
+            for name in ("_stage", "_ctx_stage"):
                 self._unregister(name)
             if isinstance(exc, duckdb.InvalidInputException) and "Map keys must be unique" in str(exc) and not check_keys:
                 raise _RepeatedKeys from exc

@@ -22,15 +22,22 @@ CONTEXT_DDL = f"""
 
 CONTEXT_SELECT = """
     service_name,
-    _otlp_map(resource_keys, resource_vals),
+    resource_attributes,
     resource_dropped_attributes_count,
     resource_schema_url,
     scope_name,
     scope_version,
-    _otlp_map(scope_keys, scope_vals),
+    scope_attributes,
     scope_dropped_attributes_count,
     scope_schema_url,
     $load_id"""
+
+# The batch's resource+scope contexts with their maps built once each (joined to rows on ctx).
+CONTEXT_TABLE = """CREATE OR REPLACE TEMP TABLE _ctx AS SELECT
+    ctx, service_name, _otlp_map(resource_keys, resource_vals) AS resource_attributes,
+    resource_dropped_attributes_count, resource_schema_url, scope_name, scope_version,
+    _otlp_map(scope_keys, scope_vals) AS scope_attributes, scope_dropped_attributes_count, scope_schema_url
+    FROM _ctx_stage"""
 
 EXEMPLARS = f"STRUCT(time TIMESTAMP_NS, value DOUBLE, int_value BIGINT, span_id VARCHAR, trace_id VARCHAR, filtered_attributes {ATTR})[]"
 _METRIC_COMMON_DDL = f"""
