@@ -55,7 +55,7 @@ VIEWS: dict[str, str] = {
             GROUP BY ALL
         )
         SELECT s.*, tree.depth, tree.root_service, tree.root_name,
-               s.duration_ns - coalesce(covered.covered_ns, 0) AS self_time_ns
+               (s.duration_ns - coalesce(covered.covered_ns, 0))::BIGINT AS self_time_ns
         FROM s
         LEFT JOIN (SELECT DISTINCT ON (trace_id, span_id) * FROM tree) tree USING (trace_id, span_id)
         LEFT JOIN covered USING (trace_id, span_id)""",

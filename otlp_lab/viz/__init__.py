@@ -1,0 +1,38 @@
+"""Plotly figures of OpenTelemetry traces: Polars frames from the Lab in, figures out.
+
+>>> from otlp_lab import Lab
+>>> from otlp_lab.viz import service_graph_figure, trace_waterfall_figure
+>>> lab = Lab(); lab.load("datasets/trainticket")        # doctest: +SKIP
+>>> service_graph_figure(lab.service_graph())            # doctest: +SKIP
+>>> tid = lab.traces(limit=1)["trace_id"][0]             # doctest: +SKIP
+>>> trace_waterfall_figure(lab.span_tree(tid), lab.critical_path(tid))  # doctest: +SKIP
+
+The figure builders never touch the database. :func:`write_report` and :func:`calls_into`
+take the Lab itself.
+"""
+
+from otlp_lab.viz._traces import (
+    TEMPLATE,
+    fault_latency_figure,
+    latency_by_operation_figure,
+    red_figure,
+    service_colors,
+    service_graph_figure,
+    slow_traces_table_figure,
+    trace_waterfall_figure,
+)
+from otlp_lab.viz.report import calls_into, summary_frame, write_report
+
+__all__ = [
+    "TEMPLATE",
+    "calls_into",
+    "fault_latency_figure",
+    "latency_by_operation_figure",
+    "red_figure",
+    "service_colors",
+    "service_graph_figure",
+    "slow_traces_table_figure",
+    "summary_frame",
+    "trace_waterfall_figure",
+    "write_report",
+]
