@@ -106,15 +106,11 @@ def load(files: tuple[str, ...], db: str, signal: str | None, skip_bad: bool, du
 
 def _print_info(lab: Any) -> None:
     info = lab.info()
-    t = Table(title=f"{info['path']}: {info['loads']} loads", title_justify="left", header_style="bold")
-    t.add_column("table")
-    t.add_column("rows", justify="right")
-    for k, v in info["tables"].items():
-        t.add_row(k, f"{v:,}")
-    console.print(t)
+    rows = ", ".join(f"{k} [bold]{v:,}[/]" for k, v in info["tables"].items() if v) or "no rows yet"
+    console.print(f"{info['path']} ({info['loads']} loads): {rows}", highlight=False)
     lo, hi = info["time_range"]
     if lo is not None:
-        console.print(f"spans from [bold]{lo}[/] to [bold]{hi}[/] UTC ({(hi - lo).total_seconds():,.1f} s)")
+        console.print(f"spans from {lo:%Y-%m-%d %H:%M:%S} to {hi:%H:%M:%S} UTC ({(hi - lo).total_seconds():,.0f} s)")
     svcs = info["services"]
     if svcs:
         shown = ", ".join(svcs[:12]) + (f", ... ({len(svcs)} in all)" if len(svcs) > 12 else "")
@@ -166,7 +162,9 @@ def demo(db: str, report: str) -> None:
         with Lab(db) as lab:
             t0 = time.perf_counter()
             result = _load(lab, (str(trainticket_path()),))
-            _print_load(result, time.perf_counter() - t0)
+            loaded = sum(f.status == "loaded" for f in result.files)
+            rows = ", ".join(f"{v:,} {k}" for k, v in result.counts.items() if v) or "nothing new (already loaded)"
+            console.print(f"loaded {rows} from {loaded} files in {time.perf_counter() - t0:.2f} s into [bold]{db}[/]")
             _print_info(lab)
             console.print(_table("Busiest service-graph edges", lab.service_graph().drop("error_rate"), max_rows=6))
             console.print(
