@@ -7,6 +7,8 @@ import gzip
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 import zstandard
 from google.protobuf import json_format
 
@@ -250,3 +252,32 @@ def test_hostile_nesting_is_refused_cleanly(lab):
     with pytest.raises(DecodeError, match="attribute is not a valid KeyValue"):
         lab.load_bytes(view.SerializeToString())
     assert lab.counts()["spans"] == 0
+
+
+@given(
+    key=st.text(max_size=140),
+    value=st.one_of(
+        st.tuples(st.just("string_value"), st.text(max_size=200)),
+        st.tuples(st.just("int_value"), st.integers(-(2**63), 2**63 - 1)),
+        st.tuples(st.just("double_value"), st.floats(allow_nan=False)),
+        st.tuples(st.just("bool_value"), st.booleans()),
+        st.tuples(st.just("bytes_value"), st.binary(max_size=20)),
+    ),
+)
+def test_wire_fast_path_agrees_with_protobuf(key, value):
+    from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+
+    from otlp_lab.otlp._anyvalue import AttrTable, _scalar_kv
+
+    kv = KeyValue(key=key)
+    setattr(kv.value, *value)
+    raw = kv.SerializeToString()
+    fast, slow = AttrTable(), AttrTable()
+    if _scalar_kv(raw) is not None:
+        fast.add(*_scalar_kv(raw))
+    else:
+        fast.add_pb_value(kv.key, kv.value)
+    slow.add_pb_value(kv.key, kv.value)
+    assert [c[0] for c in (fast.keys, fast.t, fast.s, fast.b, fast.i, fast.d, fast.x)] == [
+        c[0] for c in (slow.keys, slow.t, slow.s, slow.b, slow.i, slow.d, slow.x)
+    ]

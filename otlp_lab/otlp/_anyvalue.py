@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import struct
 from typing import Any
 
 import orjson
@@ -165,9 +166,10 @@ def json_to_typed(v: Any, what: str) -> tuple[int, Any]:
         vals = (raw or {}).get("values") or []
         out = {}
         for n, kv in enumerate(vals):
-            if not isinstance(kv, dict) or not isinstance(kv.get("key"), str):
+            if not isinstance(kv, dict) or not isinstance(kv.get("key", ""), str):
                 raise DecodeError(f"{what}.values[{n}] must be an object with a string 'key'. Got {kv!r} instead.")
-            out[kv["key"]] = _json_plain(kv.get("value"), f"{what}.{kv['key']}")
+            key = kv.get("key", "")
+            out[key] = _json_plain(kv.get("value"), f"{what}.{key}")
         return t, out
     return T_EMPTY, None
 
@@ -188,13 +190,68 @@ class _PbKvCache(dict):
     __slots__ = ("table",)
 
     def __missing__(self, raw: bytes) -> int:
-        try:
-            kv = KeyValue.FromString(raw)
-        except Exception as exc:  # protobuf raises its own DecodeError or RuntimeWarning types
-            raise DecodeError(f"attribute is not a valid KeyValue message ({exc})") from None
-        idx = self.table.add_pb_value(kv.key, kv.value)
+        fast = _scalar_kv(raw)
+        if fast is not None:
+            idx = self.table.add(*fast)
+        else:
+            try:
+                kv = KeyValue.FromString(raw)
+            except Exception as exc:  # protobuf raises its own DecodeError or RuntimeWarning types
+                raise DecodeError(f"attribute is not a valid KeyValue message ({exc})") from None
+            idx = self.table.add_pb_value(kv.key, kv.value)
         self[raw] = idx
         return idx
+
+
+_unpack_double = struct.Struct("<d").unpack_from
+
+
+def _scalar_kv(raw: bytes) -> tuple[str, int, Any] | None:
+    """``(key, type, value)`` of a short KeyValue holding a string, int, double or bool.
+
+    The common shapes, read straight off the wire (much cheaper than building a message);
+    ``None`` for anything else (or anything odd), which takes the full protobuf path.
+    """
+    n = len(raw)
+    if n < 4 or raw[0] != 0x0A or raw[1] > 0x7F:
+        return None
+    p = 2 + raw[1]  # end of key
+    if p + 2 > n or raw[p] != 0x12 or raw[p + 1] > 0x7F or p + 2 + raw[p + 1] != n:
+        return None
+    try:
+        key = raw[2:p].decode()
+    except UnicodeDecodeError:
+        return None
+    p += 2  # start of the AnyValue
+    if p == n:
+        return key, T_EMPTY, None
+    tag = raw[p]
+    if tag == 0x0A:  # string_value
+        if raw[p + 1] > 0x7F or p + 2 + raw[p + 1] != n:
+            return None
+        try:
+            return key, T_STR, raw[p + 2 : n].decode()
+        except UnicodeDecodeError:
+            return None
+    if tag == 0x18:  # int_value (varint, two's complement)
+        v, shift, q = 0, 0, p + 1
+        while q < n:
+            b = raw[q]
+            v |= (b & 0x7F) << shift
+            q += 1
+            if not b & 0x80:
+                break
+            shift += 7
+        else:
+            return None
+        if q != n or shift > 63:
+            return None
+        return key, T_INT, v - (1 << 64) if v >= 1 << 63 else v
+    if tag == 0x21 and p + 9 == n:  # double_value
+        return key, T_DOUBLE, _unpack_double(raw, p + 1)[0]
+    if tag == 0x10 and p + 2 == n and raw[p + 1] < 2:  # bool_value
+        return key, T_BOOL, bool(raw[p + 1])
+    return None
 
 
 class _PbAnyCache(dict):
@@ -285,9 +342,9 @@ class AttrTable:
         out = []
         for n, kv in enumerate(kvs):
             try:
-                key = kv["key"]
+                key = kv.get("key", "")  # OTLP/JSON leaves out default values: no key is the empty key
                 val = kv.get("value")
-            except (KeyError, TypeError, AttributeError):
+            except AttributeError:
                 raise DecodeError(f"{what}[{n}] must be an object with 'key' and 'value'. Got {kv!r} instead.") from None
             ck = None
             if type(val) is dict and len(val) == 1:
