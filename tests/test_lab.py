@@ -135,3 +135,13 @@ def test_file_database_persists(tmp_path):
     with Lab(path, read_only=True) as lab:
         assert lab.counts()["spans"] == 3
         assert lab.spans()["service_name"].to_list() == ["checkout"] * 3
+
+
+def test_export_and_write_otlp_round_trip(tmp_path, small):
+    reqs = list(small.export("traces"))
+    assert sum(len(ss.spans) for r in reqs for rs in r.resource_spans for ss in rs.scope_spans) == 6
+    path = tmp_path / "traces.jsonl"
+    small.write_otlp(path, "traces", fmt="json")
+    with Lab() as again:
+        assert again.load(path)["spans"] == 6
+        assert again.service_graph().sort("client", "server").to_dicts() == small.service_graph().sort("client", "server").to_dicts()

@@ -11,18 +11,34 @@ from otlp_lab.otlp._decode import (
     iter_file_batches,
     iter_stream_batches,
 )
+from otlp_lab.otlp._encode import (
+    DEFAULT_MAX_BYTES,
+    FORMATS,
+    encode_requests,
+    json_line,
+    protobuf_frame,
+    to_otlp_json,
+    write_requests,
+)
 from otlp_lab.otlp._source import SIGNALS, Signal, expand_paths
 
 __all__ = [
     "DEFAULT_BATCH_ROWS",
+    "DEFAULT_MAX_BYTES",
+    "FORMATS",
     "SIGNALS",
     "Batch",
     "DecodeReport",
     "Signal",
     "Skipped",
     "decode_bytes",
+    "encode_requests",
     "expand_paths",
     "file_sha256",
     "iter_file_batches",
     "iter_stream_batches",
+    "json_line",
+    "protobuf_frame",
+    "to_otlp_json",
+    "write_requests",
 ]

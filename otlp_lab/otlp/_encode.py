@@ -48,6 +48,7 @@ Metrics
 from __future__ import annotations
 
 import base64
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, Literal
@@ -130,8 +131,8 @@ def _enum(value: Any, names: dict[str, int], what: str) -> int:
             return int(value)
         except ValueError:
             pass
-    short = sorted(k for k in names if k.isalpha())
-    raise EncodeError(f"{what} must be one of {short} or an integer. Got {value!r} instead.")
+    choices = sorted(k for k in names if "_" not in k) or sorted(names)
+    raise EncodeError(f"{what} must be one of {choices} or an integer. Got {value!r} instead.")
 
 
 def _id(value: Any, size: int, what: str, *, required: bool = False) -> bytes:
@@ -163,12 +164,24 @@ def _typed(v: Row | None) -> Typed:
     return (v["t"] or 0, v.get("s"), v.get("b"), v.get("i"), v.get("d"), v.get("x"), v.get("j"))
 
 
+def _ident(key: str, typed: Typed) -> tuple[Any, ...]:
+    """A hashable identity of one attribute (telling -0.0 from 0.0, which compare equal)."""
+    d = typed[4]
+    return (key, typed) if d is None else (key, typed, math.copysign(1.0, d))
+
+
+def _key(pairs: Iterable[tuple[str, Typed]]) -> tuple[Any, ...]:
+    return tuple(_ident(k, t) for k, t in pairs)
+
+
 def _pairs(attrs: Row | None) -> list[tuple[str, Typed]]:
     if not attrs:
         return []
     keys, vals = attrs.get("k") or [], attrs.get("v") or []
     if len(keys) != len(vals):
-        raise EncodeError(f"attribute keys and values differ in length ({len(keys)} keys, {len(vals)} values)")
+        raise EncodeError(
+            f"attribute keys and values differ in length ({len(keys)} keys, {len(vals)} values)"
+        )
     return [(k, _typed(v)) for k, v in zip(keys, vals, strict=True)]
 
 
@@ -178,10 +191,10 @@ class _Values:
     __slots__ = ("_kv",)
 
     def __init__(self) -> None:
-        self._kv: dict[tuple[str, Typed], KeyValue] = {}
+        self._kv: dict[tuple[Any, ...], KeyValue] = {}
 
     def kv(self, key: str, typed: Typed) -> KeyValue:
-        sig = (key, typed)
+        sig = _ident(key, typed)
         kv = self._kv.get(sig)
         if kv is None:
             kv = KeyValue(key=key)
@@ -191,8 +204,11 @@ class _Values:
             self._kv[sig] = kv
         return kv
 
+    def messages(self, pairs: Iterable[tuple[str, Typed]]) -> list[KeyValue]:
+        return [self.kv(k, t) for k, t in pairs]
+
     def kvs(self, attrs: Row | None) -> list[KeyValue]:
-        return [self.kv(k, t) for k, t in _pairs(attrs)]
+        return self.messages(_pairs(attrs))
 
     @staticmethod
     def any_value(v: Row | None) -> AnyValue:
@@ -231,10 +247,22 @@ class _Shape:
 
 _SHAPES: dict[Signal, _Shape] = {
     "traces": _Shape(
-        ExportTraceServiceRequest, "resource_spans", ResourceSpans, "scope_spans", ScopeSpans, lambda c: c.spans, "span"
+        ExportTraceServiceRequest,
+        "resource_spans",
+        ResourceSpans,
+        "scope_spans",
+        ScopeSpans,
+        lambda c: c.spans,
+        "span",
     ),
     "logs": _Shape(
-        ExportLogsServiceRequest, "resource_logs", ResourceLogs, "scope_logs", ScopeLogs, lambda c: c.log_records, "log record"
+        ExportLogsServiceRequest,
+        "resource_logs",
+        ResourceLogs,
+        "scope_logs",
+        ScopeLogs,
+        lambda c: c.log_records,
+        "log record",
     ),
     "metrics": _Shape(
         ExportMetricsServiceRequest,
@@ -325,19 +353,25 @@ class _Contexts:
         service = row.get("service_name")
         if service is not None and all(k != "service.name" for k, _ in res_pairs):
             res_pairs.insert(0, ("service.name", (T_STR, service, None, None, None, None, None)))
-        rkey = (tuple(res_pairs), row.get("resource_dropped_attributes_count") or 0, row.get("resource_schema_url") or "")
+        rkey = (
+            _key(res_pairs),
+            row.get("resource_dropped_attributes_count") or 0,
+            row.get("resource_schema_url") or "",
+        )
         res = self._resources.get(rkey)
         if res is None:
             template = self.shape.resource_cls(
-                resource=Resource(attributes=[self.values.kv(k, t) for k, t in res_pairs], dropped_attributes_count=rkey[1]),
+                resource=Resource(
+                    attributes=self.values.messages(res_pairs), dropped_attributes_count=rkey[1]
+                ),
                 schema_url=rkey[2],
             )
             res = self._resources[rkey] = _Group(rkey, template, self.shape.resources)
-        scope_pairs = tuple(_pairs(row.get("scope_attributes")))
+        scope_pairs = _pairs(row.get("scope_attributes"))
         skey = (
             row.get("scope_name") or "",
             row.get("scope_version") or "",
-            scope_pairs,
+            _key(scope_pairs),
             row.get("scope_dropped_attributes_count") or 0,
             row.get("scope_schema_url") or "",
         )
@@ -347,7 +381,7 @@ class _Contexts:
                 scope=InstrumentationScope(
                     name=skey[0],
                     version=skey[1],
-                    attributes=[self.values.kv(k, t) for k, t in scope_pairs],
+                    attributes=self.values.messages(scope_pairs),
                     dropped_attributes_count=skey[3],
                 ),
                 schema_url=skey[4],
@@ -449,6 +483,11 @@ def _point_common(row: Row, values: _Values) -> dict[str, Any]:
     }
 
 
+def _double(value: float | None) -> float:
+    """Null as 0.0 (``value or 0.0`` would lose the sign of -0.0)."""
+    return 0.0 if value is None else value
+
+
 def _optional(row: Row, *names: str) -> dict[str, Any]:
     """The ``optional`` double fields that are set (not null) in the row."""
     return {n: row[n] for n in names if row.get(n) is not None}
@@ -475,7 +514,7 @@ def _point(kind: str, row: Row, values: _Values) -> Message:
             count=count,
             scale=row.get("scale") or 0,
             zero_count=row.get("zero_count") or 0,
-            zero_threshold=row.get("zero_threshold") or 0.0,
+            zero_threshold=_double(row.get("zero_threshold")),
             exemplars=_exemplars(row, values),
             **_optional(row, "sum", "min", "max"),
             **common,
@@ -489,7 +528,7 @@ def _point(kind: str, row: Row, values: _Values) -> Message:
         return p
     return SummaryDataPoint(
         count=count,
-        sum=row.get("sum") or 0.0,
+        sum=_double(row.get("sum")),
         quantile_values=[SummaryDataPoint.ValueAtQuantile(**q) for q in row.get("quantile_values") or ()],
         **common,
     )
@@ -503,13 +542,21 @@ class _Metrics:
         self._groups: dict[Any, _Group] = {}
 
     def group(self, kind: str, row: Row) -> _Group:
-        meta = tuple(_pairs(row.get("metadata")))
+        meta = _pairs(row.get("metadata"))
         temporality = _enum(row.get("aggregation_temporality"), _TEMPORALITIES, "aggregation_temporality")
         monotonic = bool(row.get("is_monotonic"))
-        key = (row.get("metric_name") or "", row.get("description") or "", row.get("unit") or "", meta, kind, temporality, monotonic)
+        key = (
+            row.get("metric_name") or "",
+            row.get("description") or "",
+            row.get("unit") or "",
+            _key(meta),
+            kind,
+            temporality,
+            monotonic,
+        )
         g = self._groups.get(key)
         if g is None:
-            m = Metric(name=key[0], description=key[1], unit=key[2], metadata=[self.values.kv(k, t) for k, t in meta])
+            m = Metric(name=key[0], description=key[1], unit=key[2], metadata=self.values.messages(meta))
             data = getattr(m, kind)
             data.SetInParent()
             if kind in ("sum", "histogram", "exponential_histogram"):

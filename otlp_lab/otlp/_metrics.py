@@ -51,6 +51,7 @@ class _Kind:
         self.ctx: list[int] = []
         self.attrs = AttrLists()
         self.meta = AttrLists()
+        self.ex_idx: list[int] = []  # this kind's exemplars, as indices into the batch's exemplars
         self.ex_offsets: list[int] = [0]
 
     def col(self, name: str) -> list[Any]:
@@ -118,6 +119,7 @@ class MetricBuilder(Builder):
                 k.col("is_monotonic").append(data.is_monotonic)
             if which != "summary":
                 for e in p.exemplars:
+                    k.ex_idx.append(len(self.ex["time"]))
                     v = e.WhichOneof("value")
                     self.ex["time"].append(e.time_unix_nano)
                     self.ex["value"].append(float(e.as_int) if v == "as_int" else (e.as_double if v else None))
@@ -126,7 +128,7 @@ class MetricBuilder(Builder):
                     self.ex["trace_id"].append(e.trace_id)
                     self.ex_attrs.idx.extend(idx_pb(e.filtered_attributes))
                     self.ex_attrs.offsets.append(len(self.ex_attrs.idx))
-                k.ex_offsets.append(len(self.ex["time"]))
+                k.ex_offsets.append(len(k.ex_idx))
             self.n += 1
 
     def tables(self) -> dict[str, pa.Table]:
@@ -196,7 +198,9 @@ class MetricBuilder(Builder):
             if kind == "sum":
                 cols["is_monotonic"] = pa.array(c["is_monotonic"], pa.bool_())
             if kind != "summary":
-                cols["exemplars"] = pa.ListArray.from_arrays(pa.array(k.ex_offsets, pa.int32()), exemplars)
+                cols["exemplars"] = pa.ListArray.from_arrays(
+                    pa.array(k.ex_offsets, pa.int32()), exemplars.take(pa.array(k.ex_idx, pa.int32()))
+                )
             cols.update(self.context_columns(pa.array(k.ctx, pa.int32())))
             out[TABLE_OF_KIND[kind]] = pa.table(cols)
         if out:

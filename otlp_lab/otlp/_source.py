@@ -189,8 +189,42 @@ def locate_wire_error(buf: bytes) -> str:
     return "the structure is well-formed at the top level; a nested field is invalid"
 
 
-def pb_signal(buf: bytes) -> Signal | None:
-    """Which Export*ServiceRequest a protobuf body is, from the shape of its first item."""
+# (field, wire type) pairs each item message may hold: Span, Metric, LogRecord.
+_ITEM_FIELDS: dict[Signal, frozenset[tuple[int, int]]] = {
+    "traces": frozenset({(1, 2), (2, 2), (3, 2), (4, 2), (5, 2), (6, 0), (7, 1), (8, 1), (9, 2), (10, 0), (11, 2),
+                         (12, 0), (13, 2), (14, 0), (15, 2), (16, 5)}),
+    "metrics": frozenset({(1, 2), (2, 2), (3, 2), (5, 2), (7, 2), (9, 2), (10, 2), (11, 2), (12, 2)}),
+    "logs": frozenset({(1, 1), (2, 0), (3, 2), (5, 2), (6, 2), (7, 0), (8, 5), (9, 2), (10, 2), (11, 1), (12, 2)}),
+}
+
+
+_SNIFF_ITEMS = 64  # items looked at before settling for the likeliest signal
+
+
+def _guess(seen: set[tuple[int, int]]) -> Signal | None:
+    """The likeliest signal of an item that more than one item message could hold."""
+    # Span: start/end are fixed64 fields 7/8. LogRecord: fixed64 times (1, 11),
+    # varint severity (2), fixed32 flags (8), attributes (6); a body (5) without
+    # a name (1, LEN). Metric: name (1) and data in 5/7/9/10/11.
+    if seen & {(7, 1), (8, 1)}:
+        return "traces"
+    if seen & {(1, 1), (11, 1), (2, 0), (8, 5), (6, 2)} or ((5, 2) in seen and (1, 2) not in seen):
+        return "logs"
+    if seen & {(5, 2), (7, 2), (9, 2), (10, 2), (11, 2)}:
+        return "metrics"
+    if seen & {(1, 2), (2, 2)}:
+        return "traces"
+    return None
+
+
+def pb_signal(buf: bytes, hint: Signal | None = None) -> Signal | None:
+    """Which Export*ServiceRequest a protobuf body is, from the shape of its items.
+
+    The first item whose fields (and, for spans, id lengths) fit only one item message
+    decides; ``hint`` wins while it fits. When the first items could each be more than one message, the first one's likeliest.
+    """
+    guess: Signal | None = None
+    budget = _SNIFF_ITEMS
     try:
         for field, wt, at, val in wire_fields(buf):
             if field != 1 or wt != 2:
@@ -204,21 +238,32 @@ def pb_signal(buf: bytes) -> Signal | None:
                 for f3, wt3, _, v3 in wire_fields(buf, *v2):
                     if f3 != 2 or wt3 != 2:
                         continue
-                    seen = {(f, w) for f, w, _, _ in wire_fields(buf, *v3)}
-                    # Span: start/end are fixed64 fields 7/8. LogRecord: fixed64 times (1, 11),
-                    # varint severity (2), fixed32 flags (8), attributes (6); a body (5) without
-                    # a name (1, LEN). Metric: name (1) and data in 5/7/9/10/11.
-                    if seen & {(7, 1), (8, 1)}:
-                        return "traces"
-                    if seen & {(1, 1), (11, 1), (2, 0), (8, 5), (6, 2)} or ((5, 2) in seen and (1, 2) not in seen):
-                        return "logs"
-                    if seen & {(5, 2), (7, 2), (9, 2), (10, 2), (11, 2)}:
-                        return "metrics"
-                    if seen & {(1, 2), (2, 2)}:
-                        return "traces"
+                    fields = [(f, w, v) for f, w, _, v in wire_fields(buf, *v3)]
+                    seen = {(f, w) for f, w, _ in fields}
+                    fits = [s for s, allowed in _ITEM_FIELDS.items() if seen <= allowed]
+                    if hint in fits:
+                        return hint
+                    if "traces" in fits and len(fits) > 1:  # a span starts with 16- and 8-byte ids
+                        lens = {f: v[1] - v[0] for f, w, v in fields if w == 2 and f in (1, 2)}
+                        spanlike = (lens.get(1), lens.get(2)) == (16, 8)
+                        fits = ["traces"] if spanlike else [s for s in fits if s != "traces"]
+                    if len(fits) == 1:
+                        return fits[0]
+                    guess = guess or _guess(seen)
+                    budget -= 1
+                    if not budget:
+                        return guess
     except (IndexError, ValueError) as exc:
         raise UnsupportedFormatError(f"binary content is not an OTLP protobuf request ({exc})") from None
-    return None
+    return guess
+
+
+def _pb_shaped(buf: bytes) -> bool:
+    """Whether ``buf`` is a sequence of field-1 length-delimited fields, as every OTLP request is."""
+    try:
+        return all(field == 1 and wt == 2 for field, wt, _, _ in wire_fields(buf))
+    except (IndexError, ValueError):
+        return False
 
 
 def _looks_framed(head: bytes) -> bool:
@@ -236,14 +281,20 @@ def iter_units(stream: IO[bytes], *, name: str = "<bytes>", hint: Signal | None 
         stream = io.BufferedReader(_Prepend(head, stream))  # type: ignore[arg-type]
     if not head:
         raise DecodeError("file is empty; expected OTLP/JSON or OTLP protobuf", source=name)
-    first = head.lstrip()[:1]
-    if first in (b"{", b"["):
+    looks_json = head.lstrip()[:1] in (b"{", b"[")
+    if looks_json and head[:1] == b"\n":
+        # "\n" is also protobuf's field-1 tag, and the length after it may read "{" or "[": it is
+        # protobuf when the top level is field-1 messages that end exactly where the data ends.
+        data = stream.read()
+        looks_json = not _pb_shaped(data)
+        stream = io.BufferedReader(io.BytesIO(data))
+    if looks_json:
         yield from _json_units(stream, name)
     elif _looks_framed(head):
         yield from _framed_units(stream, name, hint)
     else:
         data = stream.read()
-        sig = pb_signal(data) or hint
+        sig = pb_signal(data, hint) or hint
         yield Unit(sig, "pb", data, None)
 
 
@@ -326,7 +377,7 @@ def _framed_units(stream: IO[bytes], name: str, hint: Signal | None) -> Iterator
             return
         offset += 4 + size
         try:
-            sig = pb_signal(body) or hint
+            sig = pb_signal(body, hint) or hint
         except DecodeError as exc:
             yield _bad(exc.located(source=name, where=where))
             continue

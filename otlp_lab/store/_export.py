@@ -7,6 +7,15 @@ as typed key/value lists via the ``_otlp_kv`` macro, spans with their events and
 
 A span's events and links are those loaded with it: the same ``trace_id``, ``span_id``
 and ``load_id``.
+
+What comes back differs from what was loaded only where the Lab's tables cannot tell:
+
+* items are regrouped: one resource, scope (and metric) per distinct context, in table
+  order; resources, scopes and metrics that held no items are gone;
+* kvlist values come back with their keys sorted (DuckDB VARIANT objects sort them);
+* bytes inside arrays or kvlists come back as base64 strings, and infinities inside
+  them as nulls (nested values are stored as JSON);
+* a key repeated within one attribute list keeps its last value.
 """
 
 from __future__ import annotations
@@ -22,7 +31,14 @@ import pyarrow as pa
 
 from otlp_lab.errors import ConfigError, SchemaError, StoreError
 from otlp_lab.otlp import SIGNALS, Signal
-from otlp_lab.otlp._encode import DEFAULT_MAX_BYTES, FORMATS, Format, encode_requests, to_otlp_json, write_requests
+from otlp_lab.otlp._encode import (
+    DEFAULT_MAX_BYTES,
+    FORMATS,
+    Format,
+    encode_requests,
+    to_otlp_json,
+    write_requests,
+)
 from otlp_lab.store._schema import MACROS, METRIC_TABLES, TABLES
 
 if TYPE_CHECKING:
@@ -33,8 +49,10 @@ __all__ = ["export_requests", "export_tables", "write_otlp"]
 EXPORT_BATCH_ROWS = 65_536
 
 _METRIC_KINDS = {table: kind for kind, table in METRIC_TABLES.items() if kind != "exp_histogram"}
-_ORDER = "ORDER BY service_name NULLS FIRST, resource_schema_url, scope_name, scope_version, _row"
-_CONTEXT = "_otlp_kv(resource_attributes) AS resource_attributes, _otlp_kv(scope_attributes) AS scope_attributes"
+_BY_CONTEXT = "service_name NULLS FIRST, resource_schema_url, scope_name, scope_version"
+_CONTEXT = (
+    "_otlp_kv(resource_attributes) AS resource_attributes, _otlp_kv(scope_attributes) AS scope_attributes"
+)
 _IDS = "unhex(trace_id) AS trace_id, unhex(span_id) AS span_id"
 _EVENTS = """SELECT trace_id, span_id, load_id,
         list({'time': time, 'name': name, 'attributes': _otlp_kv(attributes),
@@ -60,51 +78,65 @@ def _traces_sql(where: str | None) -> str:
                REPLACE ({_IDS}, unhex(parent_span_id) AS parent_span_id, _otlp_kv(attributes) AS attributes, {_CONTEXT})
         FROM (SELECT s.*, ev.events, ln.links FROM s
               LEFT JOIN ev USING (trace_id, span_id, load_id) LEFT JOIN ln USING (trace_id, span_id, load_id))
-        {_ORDER}"""
+        ORDER BY {_BY_CONTEXT}, _row"""
 
 
 def _logs_sql(where: str | None) -> str:
     return f"""SELECT * EXCLUDE (load_id, _row)
                REPLACE ({_IDS}, _otlp_typed(body) AS body, _otlp_kv(attributes) AS attributes, {_CONTEXT})
-        FROM ({_rows_of("logs", where)}) {_ORDER}"""
+        FROM ({_rows_of("logs", where)}) ORDER BY {_BY_CONTEXT}, _row"""
 
 
 def _metric_sql(table: str, where: str | None) -> str:
     exemplars = f", {_EXEMPLARS}" if table != "metric_summary" else ""
     return f"""SELECT '{_METRIC_KINDS[table]}' AS metric_kind, * EXCLUDE (load_id, _row)
                REPLACE (_otlp_kv(metadata) AS metadata, _otlp_kv(attributes) AS attributes, {_CONTEXT}{exemplars})
-        FROM ({_rows_of(table, where)}) {_ORDER}, metric_name"""
+        FROM ({_rows_of(table, where)}) ORDER BY {_BY_CONTEXT}, metric_name, _row"""
 
 
-def _queries(signal: Signal, where: str | None) -> list[str]:
+def _queries(con: duckdb.DuckDBPyConnection, signal: Signal, where: str | None) -> list[str]:
     if signal == "traces":
         return [_traces_sql(where)]
     if signal == "logs":
         return [_logs_sql(where)]
-    return [_metric_sql(t, where) for t in _METRIC_KINDS]
+    # binding the exemplar lambdas is the slow part: skip the metric tables with no rows to export
+    probe = " UNION ALL ".join(f"SELECT '{t}' WHERE EXISTS ({_rows_of(t, where)})" for t in _METRIC_KINDS)
+    return [_metric_sql(t, where) for (t,) in con.sql(probe).fetchall()]
 
 
 # ---------------------------------------------------------------- sources
 
 
 def _frame_connection(frame: pl.DataFrame, signal: Signal) -> duckdb.DuckDBPyConnection:
-    """A scratch database holding ``frame`` as the Lab table of ``signal``.
-
-    Columns the table lacks are ignored and columns the frame lacks are null. Attribute
-    maps and log bodies may be the JSON text ``Lab.sql`` returns them as.
-    """
+    """A scratch database holding ``frame`` as the Lab table of ``signal`` (``spans`` or ``logs``)."""
     if signal == "metrics":
-        raise ConfigError("frames can be exported as traces (spans columns) or logs (logs columns); export metrics from a Lab")
-    table = "spans" if signal == "traces" else "logs"
+        raise ConfigError(
+            "frames can be exported as traces (spans columns) or logs (logs columns); export metrics from a Lab"
+        )
     con = duckdb.connect()
-    for m in MACROS:
-        con.execute(m)
-    for t in (table, "span_events", "span_links"):
-        con.execute(f"CREATE TABLE {t} ({TABLES[t]})")
-    types = dict(con.execute(f"SELECT column_name, data_type FROM (DESCRIBE {table})").fetchall())
+    try:
+        for m in MACROS:
+            con.execute(m)
+        for t in ("spans", "logs", "span_events", "span_links"):
+            con.execute(f"CREATE TABLE {t} ({TABLES[t]})")
+        _insert_frame(con, frame, "spans" if signal == "traces" else "logs")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _insert_frame(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, table: str) -> None:
+    """Insert the frame's columns that ``table`` has; the others stay null.
+
+    Attribute maps and log bodies may be the JSON text ``Lab.sql`` returns them as.
+    """
+    types = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {table})").fetchall())
     common = [c for c in frame.columns if c in types]
-    if "trace_id" not in common and signal == "traces":
-        raise SchemaError(f"a frame of spans needs the spans table's columns (at least trace_id and span_id). Got {frame.columns} instead.")
+    if table == "spans" and not {"trace_id", "span_id"} <= set(common):
+        raise SchemaError(
+            f"a frame of spans needs the spans table's columns (at least trace_id and span_id). Got {frame.columns} instead."
+        )
     exprs = []
     for c in common:
         text = frame.schema[c] == pl.String
@@ -122,7 +154,6 @@ def _frame_connection(frame: pl.DataFrame, signal: Signal) -> duckdb.DuckDBPyCon
         con.execute(f"INSERT INTO {table} BY NAME SELECT {', '.join(exprs)} FROM _frame")
     finally:
         con.unregister("_frame")
-    return con
 
 
 @contextlib.contextmanager
@@ -137,10 +168,13 @@ def _connection(source: Any, signal: Signal) -> Iterator[duckdb.DuckDBPyConnecti
         return
     con = getattr(source, "con", source)
     if not isinstance(con, duckdb.DuckDBPyConnection):
-        raise ConfigError(f"source must be a Lab, a DuckDB connection or a Polars DataFrame. Got {type(source).__name__} instead.")
-    with getattr(source, "_lock", contextlib.nullcontext()):
-        for m in MACROS:  # temp macros: a plain connection to a Lab file has none
+        raise ConfigError(
+            f"source must be a Lab, a DuckDB connection or a Polars DataFrame. Got {type(source).__name__} instead."
+        )
+    if con is source:  # a plain connection to a Lab file has none of the Lab's temp macros
+        for m in MACROS:
             con.execute(m)
+    with getattr(source, "_lock", contextlib.nullcontext()):
         yield con
 
 
@@ -188,12 +222,14 @@ def export_tables(
         raise ConfigError(f"signal must be one of {SIGNALS}. Got {signal!r} instead.")
     if batch_rows < 1:
         raise ConfigError(f"batch_rows must be a positive integer. Got {batch_rows!r} instead.")
-    for query in _queries(signal, where):
-        try:
-            with _connection(source, signal) as con:
-                table = con.sql(query).to_arrow_table()
-        except duckdb.Error as exc:
-            raise StoreError(f"cannot export {signal}: {exc}") from exc
+    try:
+        with _connection(
+            source, signal
+        ) as con:  # read everything first: the Lab's lock is not held across yields
+            tables = [con.sql(q).to_arrow_table() for q in _queries(con, signal, where)]
+    except duckdb.Error as exc:
+        raise StoreError(f"cannot export {signal}: {exc}") from exc
+    for table in tables:
         for batch in table.to_batches(max_chunksize=batch_rows):
             yield pa.Table.from_batches([batch])
 
@@ -238,7 +274,9 @@ def export_requests(
     """
     if fmt not in FORMATS:
         raise ConfigError(f"fmt must be one of {FORMATS}. Got {fmt!r} instead.")
-    requests = encode_requests(signal, export_tables(source, signal, where), max_bytes=max_bytes, max_items=max_items)
+    requests = encode_requests(
+        signal, export_tables(source, signal, where), max_bytes=max_bytes, max_items=max_items
+    )
     yield from (to_otlp_json(r) for r in requests) if fmt == "json" else requests
 
 

@@ -358,6 +358,25 @@ class Lab:
         with self._lock:
             return {t: self._con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in SIGNAL_TABLES}
 
+    # ------------------------------------------------------------------ export
+    def export(
+        self, signal: Signal, *, where: str | None = None, fmt: str = "protobuf", max_bytes: int = 4 << 20, max_items: int | None = None
+    ) -> Iterator[Any]:
+        """OTLP requests of one signal rebuilt from the tables, batched under ``max_bytes``.
+
+        ``fmt="protobuf"`` yields ``Export*ServiceRequest`` messages, ``"json"`` OTLP/JSON dicts.
+        ``where`` filters the signal's main table (e.g. ``"service_name = 'cart'"``).
+        """
+        from otlp_lab.store._export import export_requests
+
+        return export_requests(self, signal, where=where, fmt=fmt, max_bytes=max_bytes, max_items=max_items)
+
+    def write_otlp(self, path: str | os.PathLike[str], signal: Signal, *, fmt: str = "json", where: str | None = None) -> Any:
+        """Write one signal as a Collector file-exporter file: JSON lines (``"json"``) or framed protobuf."""
+        from otlp_lab.store._export import write_otlp
+
+        return write_otlp(self, path, signal, fmt=fmt, where=where)
+
     # ------------------------------------------------------------------ analysis
     def span_tree(self, trace_id: str | None = None) -> pl.DataFrame:
         """Spans with depth, root service/operation and self time (ns), optionally of one trace."""
