@@ -9,7 +9,14 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from otlp_lab.errors import OtlpLabError
@@ -181,6 +188,16 @@ def demo(db: str, report: str) -> None:
             console.print(f"report written to [bold]{out}[/] (open it in a browser)")
     except OtlpLabError as exc:
         _fail(exc)
+
+
+from otlp_lab.transport._cli import receive, send  # noqa: E402
+
+main.add_command(receive)
+main.add_command(send)
+
+from otlp_lab.sim._cli import simulate  # noqa: E402
+
+main.add_command(simulate)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,69 @@
+"""Fleet simulation: services, workloads, faults and resilience policies, emitting OTLP into a Lab.
+
+A scenario (YAML, or built in Python) describes the fleet: services with instances, worker
+concurrency, queues and service-time distributions; endpoints with call graphs (sequential
+and parallel fan-out) and a client-side policy stack per call (timeouts and deadlines,
+retries, budgets, circuit breakers, bulkheads, load balancing, outlier ejection: the
+:mod:`otlp_lab.resilience` state machines); open- and closed-loop workloads; and faults on a
+timeline. :func:`run` simulates it with SimPy and, given a Lab, streams spans (one per
+attempt), metrics and logs into it, with the ground truth in the ``faults`` and ``sim_runs``
+tables.
+
+>>> from otlp_lab import Lab
+>>> from otlp_lab.sim import run, compare
+>>> lab = Lab()
+>>> result = run("shop", lab=lab, seed=1, duration_s=30)                     # doctest: +SKIP
+>>> result.per_service.select("service", "arrivals", "p99_ms")                 # doctest: +SKIP
+>>> compare("retry_storm", {"as is": {}, "no retries": {"*": {"retry": None}}})  # doctest: +SKIP
+"""
+
+from otlp_lab.sim._dist import Constant, Distribution, Empirical, Exponential, Gamma, LogNormal
+from otlp_lab.sim._faults import Brownout, CpuContention, Crash, Errors, Fault, Latency, Partition, ZoneOutage
+from otlp_lab.sim._model import Call, Endpoint, Parallel, Policy, Service
+from otlp_lab.sim._run import RunResult, compare, lab_timeline, run, run_many, timelines
+from otlp_lab.sim._scenario import Scenario, scenario_path, shipped_scenarios
+from otlp_lab.sim._workload import Burst, ClosedLoop, Diurnal, OpenLoop, Rate, Steady, Steps
+
+__all__ = [
+    # scenario
+    "Scenario",
+    "scenario_path",
+    "shipped_scenarios",
+    # fleet
+    "Service",
+    "Endpoint",
+    "Call",
+    "Parallel",
+    "Policy",
+    # distributions
+    "Distribution",
+    "Constant",
+    "Exponential",
+    "LogNormal",
+    "Gamma",
+    "Empirical",
+    # workloads
+    "OpenLoop",
+    "ClosedLoop",
+    "Rate",
+    "Steady",
+    "Steps",
+    "Burst",
+    "Diurnal",
+    # faults
+    "Fault",
+    "Crash",
+    "Latency",
+    "Errors",
+    "ZoneOutage",
+    "Partition",
+    "Brownout",
+    "CpuContention",
+    # running
+    "run",
+    "run_many",
+    "compare",
+    "timelines",
+    "lab_timeline",
+    "RunResult",
+]

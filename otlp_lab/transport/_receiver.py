@@ -1,0 +1,591 @@
+"""The receiver: gRPC and HTTP servers in front of one bounded write queue and one writer thread.
+
+Flow of one export request
+--------------------------
+1. The server (``_grpc.py`` or ``_http.py``) checks auth, media type and path, then hands
+   the body to :meth:`IngestCore.export`.
+2. The body's bytes are *reserved* in the queue budget (``max_queue_bytes``). No room:
+   backpressure at once (gRPC UNAVAILABLE with RetryInfo, HTTP 503 with Retry-After).
+3. A decode worker inflates it (refusing over ``max_request_bytes`` of output, so gzip bombs
+   stop early), reserves the decompressed size too, and decodes it into staging batches. A
+   malformed body is refused here, before the database sees anything.
+4. The batches go on the write queue. The single writer thread takes every request waiting
+   (up to ``max_batch_requests``), merges their batches and stores them in ONE transaction
+   (group commit), then releases the reservations and wakes the waiting handlers.
+5. Only then does the handler reply OK (with partial success counts if some items were rejected).
+
+Durability: commit before acknowledge
+-------------------------------------
+A request is acknowledged only after the DuckDB transaction holding it has committed (DuckDB
+writes and syncs its write-ahead log at commit). So after ``kill -9`` every acknowledged
+request is in the database file when it is opened again; requests in flight at the kill were
+not acknowledged, and their senders retry them (at-least-once: a request committed but killed
+before its reply was written is stored and may be sent again). A clean stop (``stop()``,
+SIGINT or SIGTERM in the CLI) refuses new requests with UNAVAILABLE/503, lets the ones in
+flight finish, commits the queue and closes the database.
+
+Memory bound
+------------
+Queued and in-decode requests hold at most ``max_queue_bytes`` (decompressed bytes; their
+Arrow batches are of the same order). Bodies still being read add at most
+``max_concurrent_requests * max_request_bytes`` in the worst case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import hmac
+import ipaddress
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from otlp_lab.errors import ConfigError, OtlpLabError, TransportError
+from otlp_lab.otlp import Batch, Signal
+from otlp_lab.transport._payload import Decoded, Refused, Reply, ReplyKind, decode_request, inflate
+from otlp_lab.transport._tls import ServerTls
+
+if TYPE_CHECKING:
+    from otlp_lab.store import Lab
+
+__all__ = ["Receiver", "ReceiverConfig", "ReceiverStats", "merge_batches"]
+
+MiB = 1 << 20
+
+
+def parse_address(address: str, what: str) -> tuple[str, int]:
+    """``"127.0.0.1:4317"``, ``"[::1]:4317"``, ``"localhost:0"`` or ``":4317"`` -> (host, port)."""
+    text = address.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest.lstrip(":")
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            host, port_text = text, ""
+    host = host or "127.0.0.1"
+    try:
+        port = int(port_text)
+        if not 0 <= port <= 65535:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"{what} must look like '127.0.0.1:4317' (port 0 = any free port). Got {address!r} instead.") from None
+    return host, port
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReceiverConfig:
+    """Settings of a :class:`Receiver` (frozen; build a new one to change them).
+
+    Parameters
+    ----------
+    grpc, http : str or None
+        Addresses to listen on (``"127.0.0.1:4317"``; port 0 picks a free port); None turns
+        that protocol off.
+    max_request_bytes : int, default 16 MiB
+        Largest request accepted, *after* decompression (RESOURCE_EXHAUSTED / 413 above it).
+    max_queue_bytes : int, default 64 MiB
+        Decompressed bytes of requests admitted but not yet committed; beyond it requests get
+        backpressure (UNAVAILABLE with RetryInfo / 503 with Retry-After).
+    max_batch_requests : int, default 64
+        Most requests committed in one transaction (group commit).
+    retry_after_s : float, default 1.0
+        Pushback sent with backpressure replies.
+    decode_workers : int, default 2
+        Threads decoding request bodies.
+    max_concurrent_requests : int, default 256
+        HTTP connections (and gRPC streams per connection) served at once.
+    read_timeout_s : float, default 30
+        HTTP: an idle connection, or a body not finished within this, is closed.
+    bearer_token : str, optional
+        Require ``Authorization: Bearer <token>`` (UNAUTHENTICATED / 401 otherwise).
+    headers : mapping, optional
+        Require these header values (names case-insensitive), e.g. ``{"x-api-key": "..."}``.
+    tls : ServerTls, optional
+        Serve TLS (and mTLS when it names a client CA) on both protocols.
+    allow_remote : bool, default False
+        Allow binding a non-loopback address (the receiver then accepts traffic from the network).
+    grace_s : float, default 10
+        How long :meth:`Receiver.stop` lets requests in flight finish.
+    """
+
+    grpc: str | None = "127.0.0.1:0"
+    http: str | None = "127.0.0.1:0"
+    max_request_bytes: int = 16 * MiB
+    max_queue_bytes: int = 64 * MiB
+    max_batch_requests: int = 64
+    retry_after_s: float = 1.0
+    decode_workers: int = 2
+    max_concurrent_requests: int = 256
+    read_timeout_s: float = 30.0
+    bearer_token: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    tls: ServerTls | None = None
+    allow_remote: bool = False
+    grace_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.grpc is None and self.http is None:
+            raise ConfigError("grpc and http are both off; give at least one address to listen on.")
+        for name in ("grpc", "http"):
+            addr = getattr(self, name)
+            if addr is None:
+                continue
+            host, _ = parse_address(addr, name)
+            if not self.allow_remote and not is_loopback(host):
+                raise ConfigError(
+                    f"{name} address {addr!r} is not a loopback address; the receiver binds loopback only "
+                    "unless allow_remote=True (CLI: --allow-remote). Add TLS and a token when you do."
+                )
+        for name in ("max_request_bytes", "max_queue_bytes", "max_batch_requests", "decode_workers", "max_concurrent_requests"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"{name} must be a positive integer. Got {v!r} instead.")
+        if self.max_queue_bytes < self.max_request_bytes:
+            raise ConfigError(
+                f"max_queue_bytes ({self.max_queue_bytes:,}) must be at least max_request_bytes "
+                f"({self.max_request_bytes:,}), or the largest request could never be admitted."
+            )
+        for name in ("retry_after_s", "read_timeout_s", "grace_s"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
+                raise ConfigError(f"{name} must be a non-negative number of seconds. Got {v!r} instead.")
+        object.__setattr__(self, "headers", {str(k).lower(): str(v) for k, v in dict(self.headers).items()})
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ReceiverConfig:
+        """From a plain mapping (a parsed YAML file); ``tls`` may be a mapping too."""
+        known = {f.name for f in fields(cls)}
+        bad = sorted(set(d) - known)
+        if bad:
+            raise ConfigError(f"receiver settings do not include {bad}; known settings are {sorted(known)}.")
+        d = dict(d)
+        if isinstance(d.get("tls"), Mapping):
+            d["tls"] = ServerTls(**d["tls"])
+        return cls(**d)
+
+    def check_auth(self, get: Callable[[str], str | None]) -> Reply | None:
+        """None when the request's headers (``get(lower-case name)``) pass; else the refusal."""
+        if self.bearer_token is not None:
+            got = get("authorization") or ""
+            if not hmac.compare_digest(got.encode(), f"Bearer {self.bearer_token}".encode()):
+                return Reply(ReplyKind.UNAUTHENTICATED, "missing or wrong bearer token (Authorization: Bearer ...)")
+        for name, want in self.headers.items():
+            if not hmac.compare_digest((get(name) or "").encode(), want.encode()):
+                return Reply(ReplyKind.UNAUTHENTICATED, f"missing or wrong {name!r} header")
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverStats:
+    """A snapshot of a receiver's counters (``receiver.stats`` takes a new one each time)."""
+
+    requests: int = 0  # export requests answered, whatever the answer
+    accepted: int = 0  # requests acknowledged (stored fully or partly)
+    spans: int = 0  # items stored
+    points: int = 0
+    logs: int = 0
+    rejected_items: int = 0  # items refused inside partly accepted requests
+    invalid: int = 0  # requests refused: malformed
+    too_large: int = 0
+    unsupported: int = 0
+    unauthenticated: int = 0
+    backpressure: int = 0  # UNAVAILABLE / 503 replies (queue full or stopping)
+    failed: int = 0  # the database refused the data
+    queue_depth: int = 0  # requests admitted, waiting for their transaction
+    queue_bytes: int = 0
+    peak_queue_bytes: int = 0
+    transactions: int = 0
+
+    @property
+    def items(self) -> int:
+        return self.spans + self.points + self.logs
+
+    def __repr__(self) -> str:
+        nonzero = ", ".join(f"{f.name}={getattr(self, f.name):,}" for f in fields(self) if getattr(self, f.name))
+        return f"ReceiverStats({nonzero or 'nothing yet'})"
+
+
+_REFUSAL_FIELD = {
+    ReplyKind.INVALID: "invalid",
+    ReplyKind.TOO_LARGE: "too_large",
+    ReplyKind.UNSUPPORTED: "unsupported",
+    ReplyKind.UNAUTHENTICATED: "unauthenticated",
+    ReplyKind.OVERLOADED: "backpressure",
+    ReplyKind.STOPPING: "backpressure",
+    ReplyKind.INTERNAL: "failed",
+}
+
+
+def merge_batches(batches: Iterable[Batch]) -> list[Batch]:
+    """Staging batches of several requests as one batch per table (fewer, larger inserts).
+
+    Each batch's rows point into its own ``_ctx`` table by the ``ctx`` index; the indices
+    of each batch are shifted past the contexts of the batches before it.
+    """
+    batches = list(batches)
+    parts: dict[str, list[pa.Table]] = collections.defaultdict(list)
+    offset = 0
+    for batch in batches:
+        ctx = batch.get("_ctx")
+        for name, table in batch.items():
+            if offset and "ctx" in table.column_names:
+                i = table.schema.get_field_index("ctx")
+                table = table.set_column(i, "ctx", pc.add(table.column(i), pa.scalar(offset, table.schema.field(i).type)))
+            parts[name].append(table)
+        offset += ctx.num_rows if ctx is not None else 0
+    try:
+        return [{name: pa.concat_tables(tables) if len(tables) > 1 else tables[0] for name, tables in parts.items()}]
+    except pa.ArrowInvalid:  # schemas differ (cannot happen with one codec): insert them one by one
+        return batches
+
+
+@dataclass(slots=True)
+class _Pending:
+    decoded: Decoded
+    reserved: int
+    future: concurrent.futures.Future[None]
+
+
+class IngestCore:
+    """The protocol-neutral heart of the receiver: budget, decoding, write queue, writer thread."""
+
+    def __init__(self, lab: Lab, config: ReceiverConfig) -> None:
+        self.lab = lab
+        self.config = config
+        self._cond = threading.Condition()
+        self._queue: collections.deque[_Pending] = collections.deque()
+        self._reserved = 0
+        self._waiting = 0  # requests queued or in the transaction being committed
+        self._counts: dict[str, int] = {f.name: 0 for f in fields(ReceiverStats)}
+        self._closing = False
+        self._writer_stop = False
+        self._pool = concurrent.futures.ThreadPoolExecutor(config.decode_workers, thread_name_prefix="otlp-lab-decode")
+        self._writer = threading.Thread(target=self._write_loop, name="otlp-lab-writer", daemon=True)
+        self._writer.start()
+
+    # ------------------------------------------------------------ counters and budget
+    def stats(self) -> ReceiverStats:
+        with self._cond:
+            c = dict(self._counts, queue_depth=self._waiting, queue_bytes=self._reserved)
+        return ReceiverStats(**c)
+
+    def count(self, reply: Reply) -> Reply:
+        """Record a reply (every request is counted once, by the reply it got)."""
+        with self._cond:
+            self._counts["requests"] += 1
+            if reply.kind is ReplyKind.OK:
+                self._counts["accepted"] += 1
+                self._counts["rejected_items"] += reply.rejected
+            elif reply.kind in _REFUSAL_FIELD:
+                self._counts[_REFUSAL_FIELD[reply.kind]] += 1
+        return reply
+
+    def _reserve(self, n: int) -> bool:
+        with self._cond:
+            if self._reserved + n > self.config.max_queue_bytes:
+                return False
+            self._reserved += n
+            self._counts["peak_queue_bytes"] = max(self._counts["peak_queue_bytes"], self._reserved)
+            return True
+
+    def _release(self, n: int) -> None:
+        with self._cond:
+            self._reserved -= n
+
+    def _overloaded(self, why: str) -> Refused:
+        return Refused(ReplyKind.OVERLOADED, why, retry_after_s=self.config.retry_after_s)
+
+    # ------------------------------------------------------------ requests
+    async def export(self, signal: Signal, body: bytes, *, fmt: str, encoding: str = "") -> Reply:
+        """Decode, queue and commit one request; the reply to send (already counted)."""
+        return self.count(await self._export(signal, body, fmt, encoding))
+
+    async def _export(self, signal: Signal, body: bytes, fmt: str, encoding: str) -> Reply:
+        if self._closing:
+            return Reply(ReplyKind.STOPPING, "the receiver is shutting down", retry_after_s=self.config.retry_after_s)
+        if not self._reserve(len(body)):
+            return self._overloaded("the write queue is full; retry later").reply
+        reserved = [len(body)]
+        loop = asyncio.get_running_loop()
+        try:
+            decoded = await loop.run_in_executor(self._pool, self._decode, signal, body, fmt, encoding, reserved)
+        except Refused as exc:
+            self._release(reserved[0])
+            return exc.reply
+        except BaseException:
+            self._release(reserved[0])
+            raise
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        with self._cond:
+            if self._writer_stop:  # stopped while decoding
+                self._reserved -= reserved[0]
+                return Reply(ReplyKind.STOPPING, "the receiver is shutting down", retry_after_s=self.config.retry_after_s)
+            self._queue.append(_Pending(decoded, reserved[0], future))
+            self._waiting += 1
+            self._cond.notify()
+        try:
+            # shield: a client that goes away must not cancel the commit (the writer owns it now)
+            await asyncio.shield(asyncio.wrap_future(future))
+        except OtlpLabError as exc:
+            return Reply(ReplyKind.INTERNAL, f"the database refused the data: {exc}")
+        return Reply(ReplyKind.OK, decoded.message, rejected=decoded.rejected)
+
+    def _decode(self, signal: Signal, body: bytes, fmt: str, encoding: str, reserved: list[int]) -> Decoded:
+        """In a decode worker: inflate (reserving the growth), then decode."""
+        data = inflate(body, encoding, self.config.max_request_bytes)
+        growth = len(data) - len(body)
+        if growth > 0:
+            if not self._reserve(growth):
+                raise self._overloaded("the write queue is full; retry later")
+            reserved[0] += growth
+        return decode_request(signal, data, fmt=fmt)
+
+    # ------------------------------------------------------------ the writer
+    def _write_loop(self) -> None:
+        limit = self.config.max_batch_requests
+        while True:
+            with self._cond:
+                while not self._queue and not self._writer_stop:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                group = [self._queue.popleft() for _ in range(min(limit, len(self._queue)))]
+            self._commit(group)
+
+    def _commit(self, group: list[_Pending]) -> None:
+        errors = self._store(group)
+        with self._cond:
+            self._waiting -= len(group)
+            for p, err in zip(group, errors, strict=True):
+                self._reserved -= p.reserved
+                if err is None:
+                    for k, v in p.decoded.counts.items():
+                        self._counts[k] += v
+            self._counts["transactions"] += 1
+            self._cond.notify_all()
+        for p, err in zip(group, errors, strict=True):
+            if err is None:
+                p.future.set_result(None)
+            else:
+                p.future.set_exception(err)
+
+    def _store(self, group: list[_Pending]) -> list[Exception | None]:
+        """Store a group in one transaction; if it fails, each request alone (to isolate the culprit)."""
+        batches = [b for p in group for b in p.decoded.batches]
+        if not batches:
+            return [None] * len(group)
+        try:
+            self.lab.load_batches(merge_batches(batches), source=f"otlp receiver ({len(group)} requests)")
+            return [None] * len(group)
+        except Exception as exc:
+            if len(group) == 1:
+                return [exc if isinstance(exc, OtlpLabError) else TransportError(f"storing failed: {exc!r}")]
+        return [e for p in group for e in self._store([p])]
+
+    # ------------------------------------------------------------ shutdown
+    @property
+    def closing(self) -> bool:
+        """Whether new requests are refused (the receiver is stopping)."""
+        return self._closing
+
+    def refuse_new(self) -> None:
+        """From now on, new requests get UNAVAILABLE / 503 (requests in flight go on)."""
+        self._closing = True
+
+    def close(self, timeout_s: float | None = None) -> None:
+        """Commit everything queued, stop the writer and the decode workers."""
+        self._closing = True
+        self._pool.shutdown(wait=True, cancel_futures=False)
+        with self._cond:
+            self._writer_stop = True
+            self._cond.notify_all()
+        self._writer.join(timeout_s)
+
+
+class Receiver:
+    """An OTLP receiver (gRPC and HTTP) storing what it gets in a Lab, in the background.
+
+    Parameters
+    ----------
+    lab : Lab, str or path, optional
+        Where to store: a Lab (left open at stop), or a DuckDB file path (opened and closed
+        by the receiver). In memory when omitted (``receiver.lab`` to query it).
+    grpc, http : str or None
+        Listen addresses; ``"127.0.0.1:0"`` (the default) picks free ports, None turns off.
+    config : ReceiverConfig, optional
+        All settings at once; or pass them as keywords (see :class:`ReceiverConfig`).
+
+    Examples
+    --------
+    >>> from otlp_lab import Lab
+    >>> from otlp_lab.transport import Receiver
+    >>> with Receiver(Lab(), grpc="127.0.0.1:0", http="127.0.0.1:0") as rx:   # doctest: +SKIP
+    ...     print(rx.http_endpoint)        # point an OpenTelemetry exporter here
+    ...     ...                            # traffic arrives, rx.stats counts it live
+    ...     rx.lab.sql("select count(*) from spans")
+    http://127.0.0.1:38061
+    """
+
+    def __init__(
+        self,
+        lab: Lab | str | os.PathLike[str] | None = None,
+        *,
+        grpc: str | None = "127.0.0.1:0",
+        http: str | None = "127.0.0.1:0",
+        config: ReceiverConfig | None = None,
+        **settings: Any,
+    ) -> None:
+        if config is not None and settings:
+            raise ConfigError(f"give either config= or settings as keywords, not both. Got config and {sorted(settings)}.")
+        if config is None:
+            try:
+                config = ReceiverConfig(grpc=grpc, http=http, **settings)
+            except TypeError as exc:
+                raise ConfigError(f"unknown receiver setting ({exc}); see ReceiverConfig for the settings.") from None
+        self.config = config
+        self._lab_arg = lab
+        self._lab: Lab | None = None
+        self._owns_lab = False
+        self._core: IngestCore | None = None
+        self._servers: list[Any] = []
+        self._loop: Any = None
+        self._final: ReceiverStats | None = None
+        self.grpc_port: int | None = None
+        self.http_port: int | None = None
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> Receiver:
+        """Open the database, start the writer and the servers; return self once listening."""
+        if self._core is not None:
+            return self
+        from otlp_lab.store import Lab
+        from otlp_lab.transport._loop import LoopThread
+
+        lab = self._lab_arg
+        if isinstance(lab, Lab):
+            self._lab, self._owns_lab = lab, False
+        else:
+            self._lab, self._owns_lab = Lab(lab), True
+        self._core = IngestCore(self._lab, self.config)
+        self._loop = LoopThread("otlp-lab-receiver")
+        try:
+            self._loop.run(self._start_servers(), timeout_s=30)
+        except BaseException:
+            self._shutdown()
+            raise
+        self._final = None
+        return self
+
+    async def _start_servers(self) -> None:
+        cfg, core = self.config, self._core
+        assert core is not None
+        if cfg.grpc is not None:
+            from otlp_lab.transport._grpc import start_grpc
+
+            host, port = parse_address(cfg.grpc, "grpc")
+            server = await start_grpc(core, host, port)
+            self._servers.append(server)
+            self.grpc_port = server.port
+        if cfg.http is not None:
+            from otlp_lab.transport._http import start_http
+
+            host, port = parse_address(cfg.http, "http")
+            server = await start_http(core, host, port)
+            self._servers.append(server)
+            self.http_port = server.port
+
+    async def _stop_servers(self, grace_s: float) -> None:
+        await asyncio.gather(*(s.stop(grace_s) for s in self._servers), return_exceptions=True)
+
+    def stop(self, grace_s: float | None = None) -> ReceiverStats:
+        """Refuse new requests, finish those in flight, commit the queue, close; return the final stats."""
+        if self._core is None:
+            return self._final or ReceiverStats()
+        grace = self.config.grace_s if grace_s is None else grace_s
+        self._core.refuse_new()
+        try:
+            self._loop.run(self._stop_servers(grace), timeout_s=grace + 10)
+        finally:
+            self._shutdown()
+        assert self._final is not None
+        return self._final
+
+    def _shutdown(self) -> None:
+        core, self._core = self._core, None
+        if core is not None:
+            core.close()
+            self._final = core.stats()
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
+        self._servers = []
+        if self._owns_lab and self._lab is not None:
+            self._lab.close()
+
+    def __enter__(self) -> Receiver:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------ state
+    @property
+    def running(self) -> bool:
+        return self._core is not None
+
+    @property
+    def lab(self) -> Lab:
+        """The Lab the receiver stores into (query it while the receiver runs)."""
+        if self._lab is None:
+            raise TransportError("the receiver has not started", hint="call receiver.start() or use it in a with block")
+        return self._lab
+
+    @property
+    def stats(self) -> ReceiverStats:
+        """Live counters: requests, items stored, refusals, backpressure replies, queue depth."""
+        if self._core is not None:
+            return self._core.stats()
+        return self._final or ReceiverStats()
+
+    @property
+    def grpc_endpoint(self) -> str | None:
+        """``host:port`` for OTLP/gRPC exporters."""
+        if self.grpc_port is None or self.config.grpc is None:
+            return None
+        return f"{_url_host(parse_address(self.config.grpc, 'grpc')[0])}:{self.grpc_port}"
+
+    @property
+    def http_endpoint(self) -> str | None:
+        """Base URL for OTLP/HTTP exporters (they append ``/v1/traces`` etc.)."""
+        if self.http_port is None or self.config.http is None:
+            return None
+        scheme = "https" if self.config.tls else "http"
+        return f"{scheme}://{_url_host(parse_address(self.config.http, 'http')[0])}:{self.http_port}"
+
+    def __repr__(self) -> str:
+        where = ", ".join(e for e in (self.grpc_endpoint and f"grpc={self.grpc_endpoint}",
+                                     self.http_endpoint and f"http={self.http_endpoint}") if e)
+        state = "running" if self.running else "stopped"
+        s = self.stats
+        return f"Receiver({where or 'not started'}, {state}, requests={s.requests:,}, items={s.items:,})"
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
