@@ -7,10 +7,10 @@ import gzip
 import json
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 import zstandard
 from google.protobuf import json_format
+from hypothesis import given
+from hypothesis import strategies as st
 
 from otlp_lab import DecodeError, Lab, UnsupportedFormatError
 from otlp_lab.otlp import decode_bytes

@@ -110,8 +110,7 @@ def iter_stream_batches(
                     )
                 else:
                     try:
-                        for batch in unit_batches(unit, batch_rows=batch_rows):
-                            yield batch
+                        yield from unit_batches(unit, batch_rows=batch_rows)
                     except DecodeError as exc:
                         error = exc.located(source=name, where=unit.where)
             if error is not None:

@@ -10,7 +10,16 @@ from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 
 from otlp_lab.errors import DecodeError
 from otlp_lab.otlp._anyvalue import json_int
-from otlp_lab.otlp._batches import AttrLists, Builder, check_id_lengths, ints, json_get, json_str, json_u32, times
+from otlp_lab.otlp._batches import (
+    AttrLists,
+    Builder,
+    check_id_lengths,
+    ints,
+    json_get,
+    json_str,
+    json_u32,
+    times,
+)
 from otlp_lab.otlp._traces import enum_value, hex_id
 
 _SEVERITY_BY_NAME = dict(SeverityNumber.items())

@@ -180,7 +180,7 @@ def wire_fields(buf: bytes | memoryview, start: int = 0, end: int | None = None)
 def locate_wire_error(buf: bytes) -> str:
     """Where a protobuf message stops making sense: ``'byte N: ...'`` (for error messages)."""
     try:
-        for field, wt, at, val in wire_fields(buf):
+        for _field, wt, _at, val in wire_fields(buf):
             if wt == 2:
                 for _ in wire_fields(buf, *val):
                     pass
