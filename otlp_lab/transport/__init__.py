@@ -1,6 +1,18 @@
 """OTLP over the network: a receiver (gRPC and HTTP) that stores into a Lab, and a sender.
 
-Thin adapters around the codec (:mod:`otlp_lab.otlp`) and the store (:class:`otlp_lab.Lab`).
+Thin adapters around the codec (:mod:`otlp_lab.otlp`) and the store (:class:`otlp_lab.Lab`),
+with retries and a circuit breaker from :mod:`otlp_lab.resilience`.
+
+Examples
+--------
+>>> from otlp_lab import Lab
+>>> from otlp_lab.transport import Receiver, Replay, Sender
+>>> with Receiver(Lab()) as rx:                                     # doctest: +SKIP
+...     report = Sender(rx.grpc_endpoint).send_files("datasets/sdk-shop")
+...     print(report, rx.stats)
+...     rx.lab.red()
+>>> Sender("http://127.0.0.1:4318", protocol="http/protobuf").send_lab(  # doctest: +SKIP
+...     Lab("capture.duckdb"), "traces", replay=Replay(speed=10, paced=True))
 """
 
 from otlp_lab.transport._receiver import Receiver, ReceiverConfig, ReceiverStats

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import ssl
 from http import HTTPStatus
@@ -31,6 +32,8 @@ HTTP_PATHS: dict[str, Signal] = {"/v1/traces": "traces", "/v1/metrics": "metrics
 MEDIA_TYPES = {"application/x-protobuf": "protobuf", "application/protobuf": "protobuf", "application/json": "json"}
 _CONTENT_TYPE = {"protobuf": "application/x-protobuf", "json": "application/json"}
 _READ_CHUNK = 1 << 16
+
+log = logging.getLogger("otlp_lab.transport")
 
 
 def import_h11() -> Any:
@@ -97,10 +100,10 @@ class HttpServer:
                 await writer.drain()
                 return
             await self._connection(reader, writer, task)
-        except (_Close, ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, TimeoutError):
+        except (_Close, ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, TimeoutError, asyncio.CancelledError):
             pass
-        except asyncio.CancelledError:
-            pass
+        except Exception:  # a bug must cost one connection, not the server
+            log.exception("OTLP/HTTP connection failed")
         finally:
             self._connections.discard(task)
             self._busy.discard(task)

@@ -736,7 +736,11 @@ class Sender:
     @property
     def breaker(self) -> Any:
         """The circuit breaker shared by this sender's requests (None without one)."""
-        return self._stack().breaker
+        if self._breaker is None and self.breaker_config is not None:
+            from otlp_lab.resilience import CircuitBreaker
+
+            self._breaker = CircuitBreaker(self.breaker_config, name=f"sender {self.target.url}")
+        return self._breaker
 
     def __repr__(self) -> str:
         return f"Sender({self.target.url!r}, protocol={self.protocol!r}, concurrency={self.concurrency})"
@@ -878,11 +882,9 @@ class Sender:
         The breaker and the rng are shared by all requests of the sender; the stack itself is
         per request, since a stack's admission bookkeeping is keyed by attempt number.
         """
-        from otlp_lab.resilience import CircuitBreaker, PolicyStack
+        from otlp_lab.resilience import PolicyStack
 
-        if self._breaker is None and self.breaker_config is not None:
-            self._breaker = CircuitBreaker(self.breaker_config, name=f"sender {self.target.url}")
-        return PolicyStack(self.retry, breaker=self._breaker, rng=self._rng, breaker_ignores=FINAL_REFUSALS | {BACKPRESSURE})
+        return PolicyStack(self.retry, breaker=self.breaker, rng=self._rng, breaker_ignores=FINAL_REFUSALS | {BACKPRESSURE})
 
     async def _deliver(self, transport: Any, item: _Request, report: SendReport) -> None:
         from otlp_lab.resilience import Outcome, drive_async

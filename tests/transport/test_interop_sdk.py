@@ -172,8 +172,7 @@ def test_sdk_exporter_to_receiver_every_field_arrives(receiver, signal, protocol
             ref.load_bytes(body, signal=signal)
         for table in TABLES[signal]:
             want, got = _frame(ref, table), _frame(receiver.lab, table)
-            if table != "span_links" or signal == "traces":
-                assert want.height > 0, table
+            assert want.height > 0, f"the SDK sent no {table} rows: the comparison would prove nothing"
             assert got.equals(want), f"{table} differs:\nwant {want}\ngot {got}"
     stats = receiver.stats
     assert stats.accepted == len(sent) and stats.invalid == 0 and stats.rejected_items == 0
