@@ -27,7 +27,7 @@ from otlp_lab.otlp import (
     iter_file_batches,
     iter_stream_batches,
 )
-from otlp_lab.store._schema import CONTEXT_TABLE, INSERTS, MACROS, METRIC_TABLES, SIGNAL_TABLES, TABLES
+from otlp_lab.store._schema import INSERTS, MACROS, METRIC_TABLES, SIGNAL_TABLES, TABLES
 from otlp_lab.store._views import VIEWS, red_sql
 
 
@@ -237,9 +237,16 @@ class Lab:
             )
 
     def load_batches(self, batches: Iterable[Batch], *, source: str = "<batches>") -> dict[str, int]:
-        """Load staging batches produced by the codec (or the simulator) in one transaction."""
+        """Load staging batches produced by the codec (or the simulator) in one transaction.
+
+        A list or tuple of batches takes the fast path (no repeated-key checks unless DuckDB
+        refuses a map); any other iterable is checked batch by batch, as it cannot be replayed.
+        """
+        report = DecodeReport(source)
         with self._lock:
-            return self._ingest(iter(batches), DecodeReport(source), check_keys=True)
+            if isinstance(batches, (list, tuple)):  # replayable: the fast path, retried with key checks if needed
+                return self._ingest_retrying(lambda: iter(batches), report)
+            return self._ingest(iter(batches), report, check_keys=True)
 
     def _ingest_retrying(self, batches: Callable[[], Iterator[Batch]], report: DecodeReport) -> dict[str, int]:
         """:meth:`_ingest`, decoding again with repeated-key checks if the fast path meets one."""
@@ -266,7 +273,6 @@ class Lab:
                 ctx = batch.get("_ctx")
                 if ctx is not None:
                     con.register("_ctx_stage", _dedupe_keys(ctx) if check_keys and self._has_repeated_keys(ctx) else ctx)
-                    con.execute(CONTEXT_TABLE)
                 try:
                     for table, staged in batch.items():
                         if table != "_ctx":

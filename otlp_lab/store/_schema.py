@@ -33,11 +33,11 @@ CONTEXT_SELECT = """
     $load_id"""
 
 # The batch's resource+scope contexts with their maps built once each (joined to rows on ctx).
-CONTEXT_TABLE = """CREATE OR REPLACE TEMP TABLE _ctx AS SELECT
+CONTEXT_CTE = """WITH _ctx AS MATERIALIZED (SELECT
     ctx, service_name, _otlp_map(resource_keys, resource_vals) AS resource_attributes,
     resource_dropped_attributes_count, resource_schema_url, scope_name, scope_version,
     _otlp_map(scope_keys, scope_vals) AS scope_attributes, scope_dropped_attributes_count, scope_schema_url
-    FROM _ctx_stage"""
+    FROM _ctx_stage)"""
 
 EXEMPLARS = f"STRUCT(time TIMESTAMP_NS, value DOUBLE, int_value BIGINT, span_id VARCHAR, trace_id VARCHAR, filtered_attributes {ATTR})[]"
 _METRIC_COMMON_DDL = f"""
@@ -199,7 +199,7 @@ _KIND = "CASE WHEN kind BETWEEN 0 AND 5 THEN ['UNSPECIFIED', 'INTERNAL', 'SERVER
 _STATUS = "CASE WHEN status_code BETWEEN 0 AND 2 THEN ['UNSET', 'OK', 'ERROR'][status_code + 1] ELSE status_code::VARCHAR END"
 
 INSERTS: dict[str, str] = {
-    "spans": f"""INSERT INTO spans SELECT
+    "spans": f"""INSERT INTO spans {CONTEXT_CTE} SELECT
         lower(hex(trace_id)), lower(hex(span_id)), nullif(lower(hex(parent_span_id)), ''), trace_state, name,
         {_KIND}, start_time, end_time, epoch_ns(end_time) - epoch_ns(start_time), {_STATUS}, status_message,
         _otlp_map(attr_keys, attr_vals), flags, dropped_attributes_count, dropped_events_count, dropped_links_count,
@@ -211,20 +211,20 @@ INSERTS: dict[str, str] = {
     "span_links": """INSERT INTO span_links SELECT
         lower(hex(trace_id)), lower(hex(span_id)), seq, lower(hex(linked_trace_id)), lower(hex(linked_span_id)),
         trace_state, flags, _otlp_map(attr_keys, attr_vals), dropped_attributes_count, $load_id FROM _stage""",
-    "logs": f"""INSERT INTO logs SELECT
+    "logs": f"""INSERT INTO logs {CONTEXT_CTE} SELECT
         time, observed_time, severity_number, severity_text, _otlp_value(body),
         nullif(lower(hex(trace_id)), ''), nullif(lower(hex(span_id)), ''), flags, dropped_attributes_count, event_name,
         _otlp_map(attr_keys, attr_vals), {CONTEXT_SELECT}
         FROM _stage JOIN _ctx USING (ctx)""",
-    "metric_gauge": f"""INSERT INTO metric_gauge SELECT {_METRIC_COMMON_SELECT}
+    "metric_gauge": f"""INSERT INTO metric_gauge {CONTEXT_CTE} SELECT {_METRIC_COMMON_SELECT}
         value, int_value, {_EXEMPLARS_SELECT} {CONTEXT_SELECT} FROM _stage JOIN _ctx USING (ctx)""",
-    "metric_sum": f"""INSERT INTO metric_sum SELECT {_METRIC_COMMON_SELECT}
+    "metric_sum": f"""INSERT INTO metric_sum {CONTEXT_CTE} SELECT {_METRIC_COMMON_SELECT}
         value, int_value, {_TEMPORALITY}, is_monotonic, {_EXEMPLARS_SELECT} {CONTEXT_SELECT} FROM _stage JOIN _ctx USING (ctx)""",
-    "metric_histogram": f"""INSERT INTO metric_histogram SELECT {_METRIC_COMMON_SELECT}
+    "metric_histogram": f"""INSERT INTO metric_histogram {CONTEXT_CTE} SELECT {_METRIC_COMMON_SELECT}
         count, sum, min, max, bucket_counts, explicit_bounds, {_TEMPORALITY}, {_EXEMPLARS_SELECT} {CONTEXT_SELECT} FROM _stage JOIN _ctx USING (ctx)""",
-    "metric_exp_histogram": f"""INSERT INTO metric_exp_histogram SELECT {_METRIC_COMMON_SELECT}
+    "metric_exp_histogram": f"""INSERT INTO metric_exp_histogram {CONTEXT_CTE} SELECT {_METRIC_COMMON_SELECT}
         count, sum, min, max, scale, zero_count, zero_threshold, positive_offset, positive_bucket_counts,
         negative_offset, negative_bucket_counts, {_TEMPORALITY}, {_EXEMPLARS_SELECT} {CONTEXT_SELECT} FROM _stage JOIN _ctx USING (ctx)""",
-    "metric_summary": f"""INSERT INTO metric_summary SELECT {_METRIC_COMMON_SELECT}
+    "metric_summary": f"""INSERT INTO metric_summary {CONTEXT_CTE} SELECT {_METRIC_COMMON_SELECT}
         count, sum, quantile_values, {CONTEXT_SELECT} FROM _stage JOIN _ctx USING (ctx)""",
 }
