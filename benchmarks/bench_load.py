@@ -162,13 +162,16 @@ def lab_load(path: Path) -> None:
 
 
 _MEM_CHILD = """
-import resource, sys, tempfile, os
+import os, sys, tempfile
 from otlp_lab import Lab
+
+def status(key):  # kB; VmHWM is the peak RSS of this process image (ru_maxrss would include the parent's, pre-exec)
+    return int(next(l for l in open('/proc/self/status') if l.startswith(key)).split()[1]) * 1024
+
 lab = Lab(os.path.join(tempfile.mkdtemp(), "bench.duckdb"))
-base = int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1])
+base = status('VmRSS')
 lab.load(sys.argv[1])
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(base * 1024, peak * 1024)
+print(base, status('VmHWM'))
 """
 
 

@@ -157,37 +157,79 @@ def sql(query: str, db: str, max_rows: int, as_csv: bool) -> None:
         console.print(_table(f"{frame.height:,} rows", frame, max_rows=max_rows))
 
 
+DEMO_SCENARIO = "retry_storm"
+DEMO_POLICIES: dict[str, dict[str, Any]] = {
+    "3 retries, no budget": {},
+    "retry budget + breaker": {
+        "*": {
+            "budget": {"budget_percent": 20, "min_retry_concurrency": 3},
+            "breaker": {
+                "failure_rate_threshold": 50,
+                "sliding_window_size": 50,
+                "minimum_number_of_calls": 20,
+                "wait_duration_in_open_state_s": 2,
+            },
+        }
+    },
+}
+
+
 @main.command()
 @click.option("--db", default="out/demo.duckdb", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--report", default="out/report.html", show_default=True, type=click.Path(dir_okay=False))
-def demo(db: str, report: str) -> None:
-    """Load the bundled TrainTicket capture, print a summary and write an HTML report."""
+@click.option("--seed", default=1, show_default=True, help="Seed of the simulation.")
+def demo(db: str, report: str, seed: int) -> None:
+    """The main job: analyse a real capture, then rehearse a failure under two policies.
+
+    1. Load the bundled TrainTicket capture (real traces around injected faults), print a
+       summary and write an HTML report.
+    2. Simulate the shipped retry-storm scenario under two policies into the same database
+       and print their comparison (goodput, error rate, p99, amplification).
+    """
     from otlp_lab import Lab
     from otlp_lab.datasets import trainticket_faults, trainticket_path
+    from otlp_lab.sim import run_many
+    from otlp_lab.viz.report import write_report
 
+    db_path = Path(db)
+    if db_path.exists():  # the demo starts from a fresh database each time
+        db_path.unlink()
+        Path(f"{db}.wal").unlink(missing_ok=True)
     try:
         with Lab(db) as lab:
+            console.rule("[bold]1. A real capture: TrainTicket around injected faults")
             t0 = time.perf_counter()
             result = _load(lab, (str(trainticket_path()),))
+            rows = ", ".join(f"{v:,} {k}" for k, v in result.counts.items() if v)
             loaded = sum(f.status == "loaded" for f in result.files)
-            rows = ", ".join(f"{v:,} {k}" for k, v in result.counts.items() if v) or "nothing new (already loaded)"
             console.print(f"loaded {rows} from {loaded} files in {time.perf_counter() - t0:.2f} s into [bold]{db}[/]")
             _print_info(lab)
-            console.print(_table("Busiest service-graph edges", lab.service_graph().drop("error_rate"), max_rows=6))
-            console.print(
-                _table(
-                    "Slowest traces",
-                    lab.traces(limit=5).select("trace_id", "root_service", "root_name", "spans", "services", "duration_ms"),
-                    max_rows=5,
-                    max_width=34,
-                )
-            )
-            from otlp_lab.viz.report import write_report
-
+            console.print(_table("Busiest service-graph edges", lab.service_graph().drop("error_rate"), max_rows=5))
+            slow = lab.traces(limit=3).select("trace_id", "root_service", "spans", "services", "duration_ms")
+            console.print(_table("Slowest traces", slow, max_rows=3, max_width=34))
             out = write_report(lab, report, faults=trainticket_faults(), title="TrainTicket capture (Nezha, 2023-01-30)")
-            console.print(f"report written to [bold]{out}[/] (open it in a browser)")
+            console.print(f"report: [bold]{out}[/]")
+
+            console.rule(f"[bold]2. A rehearsal: the '{DEMO_SCENARIO}' scenario under two policies")
+            t0 = time.perf_counter()
+            results = run_many(DEMO_SCENARIO, DEMO_POLICIES, lab=lab, seed=seed, progress=True)
+            frame = _comparison(results)
+            console.print(_table(f"Same arrivals (seed {seed}), simulated in {time.perf_counter() - t0:.0f} s", frame))
+            sim_report = Path(report).with_name("simulation.html")
+            from otlp_lab.viz.report import write_sim_report
+
+            console.print(f"report: [bold]{write_sim_report(results, sim_report, scenario=DEMO_SCENARIO)}[/]")
+            console.print(f"explore both in SQL: otlp-lab sql --db {db} \"select * from sim_runs\"", highlight=False)
     except OtlpLabError as exc:
         _fail(exc)
+
+
+def _comparison(results: dict[str, Any]) -> Any:
+    import polars as pl
+
+    return pl.DataFrame([r.summary() for r in results.values()]).select(
+        "policy", "goodput_rps", "offered_rps", "error_rate", "p99_ms", "amplification"
+    )
 
 
 from otlp_lab.transport._cli import receive, send  # noqa: E402

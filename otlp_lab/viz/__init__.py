@@ -36,3 +36,34 @@ __all__ = [
     "trace_waterfall_figure",
     "write_report",
 ]
+
+# fleet simulations (otlp_lab.sim): timelines and comparisons of policies
+from otlp_lab.viz._sim import (  # noqa: E402
+    breaker_timelines,
+    instance_load,
+    instance_load_figure,
+    latency_quantiles_figure,
+    policy_bars_figure,
+    policy_colors,
+    policy_from_imported,
+    policy_timeline_figure,
+    recovery_table,
+    runs_table,
+    scenario_windows,
+    strategy_bars_figure,
+)
+
+__all__ += [
+    "breaker_timelines",
+    "instance_load",
+    "instance_load_figure",
+    "latency_quantiles_figure",
+    "policy_bars_figure",
+    "policy_colors",
+    "policy_from_imported",
+    "policy_timeline_figure",
+    "recovery_table",
+    "runs_table",
+    "scenario_windows",
+    "strategy_bars_figure",
+]

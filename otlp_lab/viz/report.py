@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from otlp_lab.store import Lab
 
-__all__ = ["calls_into", "summary_frame", "write_report"]
+__all__ = ["calls_into", "summary_frame", "write_report", "write_sim_report"]
 
 
 def calls_into(lab: Lab, service: str) -> pl.DataFrame:
@@ -246,9 +246,6 @@ def write_report(
     >>> write_report(lab, "out/report.html", faults=trainticket_faults())  # doctest: +SKIP
     PosixPath('out/report.html')
     """
-    from plotly.io.json import to_json_plotly
-    from plotly.offline import get_plotlyjs
-
     out = Path(path)
     n_spans = lab.counts()["spans"]
     if n_spans == 0:
@@ -256,16 +253,11 @@ def write_report(
     colors = service_colors(sorted(lab.sql("SELECT DISTINCT service_name FROM spans WHERE service_name IS NOT NULL")
                                    ["service_name"].to_list()))
     sections: list[tuple[str, str, str]] = []  # (anchor, heading, html)
-    n_fig = 0
 
     import plotly.io as pio
 
     template = pio.templates[TEMPLATE].to_plotly_json()
-
-    def fig(f: go.Figure) -> str:
-        nonlocal n_fig
-        n_fig += 1
-        return _fig_html(f, f"otlp-lab-fig-{n_fig}", template)
+    fig = _figure_writer(template)
 
     # Summary
     summary = summary_frame(lab)
@@ -340,6 +332,27 @@ def write_report(
         sections.append(("faults", "Latency around injected faults", _faults_section(lab, faults, fig, colors,
                                                                                       max_fault_panels)))
 
+    lead = f"{n_spans:,} spans from {html.escape(str(lab.path or 'an in-memory Lab'))}"
+    return _write_page(out, title, lead, sections, template)
+
+
+def _figure_writer(template: dict[str, Any]) -> Any:
+    """A function turning figures into numbered divs that share ``template``."""
+    count = 0
+
+    def fig(f: go.Figure) -> str:
+        nonlocal count
+        count += 1
+        return _fig_html(f, f"otlp-lab-fig-{count}", template)
+
+    return fig
+
+
+def _write_page(out: Path, title: str, lead: str, sections: list[tuple[str, str, str]], template: dict[str, Any]) -> Path:
+    """Assemble sections ``(anchor, heading, html)`` into one self-contained HTML file (plotly.js inlined once)."""
+    from plotly.io.json import to_json_plotly
+    from plotly.offline import get_plotlyjs
+
     nav = "".join(f'<a href="#{a}">{html.escape(h)}</a>' for a, h, _ in sections)
     made = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     doc = [
@@ -351,8 +364,7 @@ def write_report(
         f'<script type="text/javascript">const OTLP_LAB_TEMPLATE = {to_json_plotly(template)};</script>',
         "</head><body><main>",
         f"<h1>{html.escape(title)}</h1>",
-        f"<p class='lead'>{n_spans:,} spans from {html.escape(str(lab.path or 'an in-memory Lab'))}; "
-        f"written by otlp_lab on {made}. All times UTC.</p>",
+        f"<p class='lead'>{lead}; written by otlp_lab on {made}. All times UTC.</p>",
         f"<nav>{nav}</nav>",
     ]
     doc += [f'<section id="{a}"><h2>{html.escape(h)}</h2>{b}</section>' for a, h, b in sections]
@@ -360,6 +372,58 @@ def write_report(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(doc), encoding="utf-8")
     return out
+
+
+def write_sim_report(
+    results: Mapping[str, Any], path: str | os.PathLike[str], *, scenario: str = "", title: str | None = None
+) -> Path:
+    """Write a self-contained HTML report comparing simulation runs of one scenario.
+
+    Parameters
+    ----------
+    results : mapping of policy label to :class:`otlp_lab.sim.RunResult`
+        As :func:`otlp_lab.sim.run_many` returns (the same seed, so the same arrivals).
+    path : str or Path
+    scenario : str
+        The scenario's name or path, to shade its fault and load-spike windows.
+    title : str, optional
+
+    Returns
+    -------
+    Path
+    """
+    import plotly.io as pio
+
+    from otlp_lab.sim import timelines
+    from otlp_lab.viz._sim import (
+        breaker_timelines,
+        policy_bars_figure,
+        policy_colors,
+        policy_timeline_figure,
+        scenario_windows,
+    )
+
+    if not results:
+        raise ConfigError("results is empty: pass the mapping that otlp_lab.sim.run_many returns.")
+    template = pio.templates[TEMPLATE].to_plotly_json()
+    fig = _figure_writer(template)
+    colors = policy_colors(results)
+    summary = pl.DataFrame([r.summary() for r in results.values()])
+    cols = [c for c in ("policy", "goodput_rps", "offered_rps", "error_rate", "p50_ms", "p95_ms", "p99_ms",
+                        "amplification", "requests", "hops") if c in summary.columns]
+    windows = scenario_windows(scenario) if scenario else None
+    sections = [
+        ("summary", "Policies compared", _table(summary.select(cols), numeric=cols[1:])
+         + fig(policy_bars_figure(summary, colors=colors))),
+        ("timeline", "What happened, second by second",
+         "<p class='note'>Goodput against the offered load, the load on the fleet (retries included), the "
+         "error rate and the share of circuit breakers open. Shaded: the scenario's faults and load changes.</p>"
+         + fig(policy_timeline_figure(timelines(results), breaker_timelines(results), windows=windows,
+                                      colors=colors))),
+    ]
+    title = title or f"Simulation: {scenario or 'scenario'} under {len(results)} policies"
+    n = sum(int(r.summary().get("requests") or 0) for r in results.values())
+    return _write_page(Path(path), title, f"{n:,} simulated requests", sections, template)
 
 
 def _faults_section(lab: Lab, faults: pl.DataFrame, fig: Any, colors: dict[str, str], max_panels: int) -> str:

@@ -1,0 +1,252 @@
+"""Simulation benchmark: the fleet simulator against a bare SimPy M/M/1 loop and Ciw, in the same run.
+
+(a) The fleet: the shipped 10-service, 3-level ``shop`` scenario with every call (the load
+    generator's included) through its ``standard`` policy stack: retries with full jitter and a
+    per-try timeout, a 20 % retry budget, a circuit breaker and power-of-two-choices balancing.
+    No faults, so that every run does the same work. Output on: every span (one per attempt,
+    client and server), metric point and log is written into an in-memory Lab. Reported as
+    simulated root requests and hops (attempts over every call, each a client and a server span)
+    per wall-clock second.
+(b) A bare SimPy M/M/1 loop (utilisation 0.8): a Poisson source, one ``simpy.Resource``, an
+    exponential service time, a counter. Jobs per wall-clock second.
+(c) Ciw (``ciw.Simulation``) on the same M/M/1, with its per-job records. Jobs per second.
+
+Prints the ratios hops/s over (b) and over (c) (targets: >= 0.5x and >= 1x), then where (a)
+spends its time, then the long run: ``--requests`` root requests (1,000,000 by default) through
+the same fleet into a DuckDB file, in a fresh process, with its peak memory, next to the same
+run at a tenth of the size; the memory must not grow with the run (spans are streamed to the
+Lab in bounded batches).
+
+A simulated run lands in the Lab in one transaction, which DuckDB holds in memory up to its
+``memory_limit`` (80 % of RAM by default), so the long run sets ``--memory-limit`` (512MB) on the
+Lab's connection; ``--memory-limit none`` keeps DuckDB's default to show the difference.
+
+Run: ``python benchmarks/bench_sim.py [--fleet-seconds 60] [--jobs 200000] [--requests 1000000]``.
+The long run takes about ``requests / 1,600`` seconds here (some 11 minutes for the default);
+``--requests 0`` skips it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import dataclasses
+import json
+import os
+import pstats
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import simpy
+
+from otlp_lab import Lab
+from otlp_lab.sim import Scenario, run, scenario_path
+
+MM1_ARRIVAL_RATE = 0.8
+MM1_SERVICE_RATE = 1.0
+
+
+# ---------------------------------------------------------------------------------------------- (a) the fleet
+def fleet_scenario() -> Scenario:
+    """``shop`` with every workload through the ``standard`` stack (retry, budget, breaker, P2C), no faults, no warm-up."""
+    sc = Scenario.from_yaml(scenario_path("shop"))
+    workloads = tuple(dataclasses.replace(w, policy=None) for w in sc.workloads)  # None: the default, "standard"
+    return sc.replace(name="bench_fleet", workloads=workloads, faults=(), warmup_s=0.0)
+
+
+def offered_rps(sc: Scenario) -> float:
+    return sum(w.offered_rps(0.0) for w in sc.workloads)
+
+
+def fleet(sc: Scenario, duration_s: float, *, lab: Lab | None = None, seed: int = 1) -> dict[str, float]:
+    own = lab is None
+    lab = Lab() if own else lab
+    try:
+        t = time.perf_counter()
+        r = run(sc, lab=lab, seed=seed, duration_s=duration_s)
+        wall = time.perf_counter() - t
+    finally:
+        if own:
+            lab.close()
+    return {"requests": r.requests, "hops": r.hops, "spans": r.spans, "wall_s": wall, "error_rate": r.error_rate}
+
+
+# ---------------------------------------------------------------------------------------------- (b) bare SimPy
+def simpy_mm1(n_jobs: int, *, seed: int = 1) -> tuple[int, float]:
+    """A bare SimPy M/M/1: jobs served and wall seconds."""
+    rng = random.Random(seed)
+    env = simpy.Environment()
+    server = simpy.Resource(env, capacity=1)
+    done = 0
+
+    def job(env: simpy.Environment):
+        nonlocal done
+        with server.request() as req:
+            yield req
+            yield env.timeout(rng.expovariate(MM1_SERVICE_RATE))
+        done += 1
+
+    def source(env: simpy.Environment):
+        for _ in range(n_jobs):
+            yield env.timeout(rng.expovariate(MM1_ARRIVAL_RATE))
+            env.process(job(env))
+
+    env.process(source(env))
+    t = time.perf_counter()
+    env.run()
+    return done, time.perf_counter() - t
+
+
+# ---------------------------------------------------------------------------------------------- (c) Ciw
+def ciw_mm1(n_jobs: int, *, seed: int = 1) -> tuple[int, float]:
+    """Ciw's M/M/1 for as long as ``n_jobs`` arrivals take on average: jobs completed and wall seconds."""
+    try:
+        import ciw
+    except ImportError as exc:  # pragma: no cover - a dev dependency
+        raise SystemExit("the benchmark compares with Ciw: pip install 'ciw>=3.2' (or: pip install -e '.[dev]')") from exc
+    ciw.seed(seed)
+    network = ciw.create_network(
+        arrival_distributions=[ciw.dists.Exponential(rate=MM1_ARRIVAL_RATE)],
+        service_distributions=[ciw.dists.Exponential(rate=MM1_SERVICE_RATE)],
+        number_of_servers=[1],
+    )
+    sim = ciw.Simulation(network)
+    t = time.perf_counter()
+    sim.simulate_until_max_time(n_jobs / MM1_ARRIVAL_RATE)
+    wall = time.perf_counter() - t
+    return len(sim.get_all_records()), wall
+
+
+def best(fn, repeat: int):
+    """The fastest of ``repeat`` runs (the usual way to time a CPU-bound loop)."""
+    return min((fn() for _ in range(repeat)), key=lambda r: r["wall_s"] if isinstance(r, dict) else r[1])
+
+
+# ---------------------------------------------------------------------------------------------- the long run
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            return int(next(line for line in f if line.startswith("VmRSS")).split()[1]) * 1024
+    except (OSError, StopIteration):  # not Linux: the peak so far
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+
+
+def long_run(requests: int, db: str, memory_limit: str | None) -> dict[str, float]:
+    """``requests`` root requests through the fleet into a DuckDB file; memory sampled every 0.2 s."""
+    sc = fleet_scenario()
+    duration_s = requests / offered_rps(sc)
+    samples: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        t0 = time.perf_counter()
+        while not stop.wait(0.2):
+            samples.append((time.perf_counter() - t0, _rss_bytes()))
+
+    with Lab(db) as lab:
+        if memory_limit:
+            lab.con.execute(f"SET memory_limit = '{memory_limit}'")
+        base = _rss_bytes()
+        th = threading.Thread(target=sample, daemon=True)
+        th.start()
+        try:
+            r = fleet(sc, duration_s, lab=lab)
+        finally:
+            stop.set()
+            th.join()
+    peak = max([base, *(s for _, s in samples)])
+    wall = r["wall_s"]
+    # RSS at 25 / 50 / 75 / 100 % of the run: flat when memory is bounded
+    quarters = [max([base, *(s for t, s in samples if t <= wall * q)]) for q in (0.25, 0.5, 0.75, 1.0)]
+    return {**r, "base_rss": base, "peak_rss": peak, "quarters_rss": quarters, "db_bytes": os.path.getsize(db),
+            "ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}  # fmt: skip
+
+
+def long_run_in_child(requests: int, memory_limit: str | None) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run(
+            [sys.executable, __file__, "--_child", str(requests), "--_db", os.path.join(tmp, "fleet.duckdb"),
+             "--memory-limit", memory_limit or "none"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _mb(b: float) -> str:
+    return f"{b / 2**20:,.0f} MB"
+
+
+# ---------------------------------------------------------------------------------------------- main
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--fleet-seconds", type=float, default=60.0, help="simulated seconds of the fleet run (a)")
+    ap.add_argument("--jobs", type=int, default=200_000, help="M/M/1 jobs for (b) and (c)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each, the fastest counts")
+    ap.add_argument("--requests", type=int, default=1_000_000,
+                    help="root requests of the long run into a DuckDB file (0: skip); also run at a tenth of it")  # fmt: skip
+    ap.add_argument("--memory-limit", default="512MB",
+                    help="DuckDB memory_limit of the long run's Lab ('none': DuckDB's default, 80%% of RAM)")  # fmt: skip
+    ap.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True, help="profile (a) once")
+    ap.add_argument("--_child", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--_db", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    limit = None if args.memory_limit.lower() in ("", "none", "default") else args.memory_limit
+    if args._child is not None:
+        print(json.dumps(long_run(args._child, args._db, limit)))
+        return
+
+    sc = fleet_scenario()
+    print(f"fleet: {len(sc.services)} services, {offered_rps(sc):g} req/s offered, {args.fleet_seconds:g} simulated s, "
+          f"retry + budget + breaker + P2C on every call, output into a Lab; M/M/1: rho = "
+          f"{MM1_ARRIVAL_RATE / MM1_SERVICE_RATE:g}, {args.jobs:,} jobs; best of {args.repeat}")  # fmt: skip
+    fleet(sc, 5.0)  # warm up imports and caches
+    a = best(lambda: fleet(sc, args.fleet_seconds), args.repeat)
+    b_jobs, b_wall = best(lambda: simpy_mm1(args.jobs), args.repeat)
+    c_jobs, c_wall = best(lambda: ciw_mm1(args.jobs), args.repeat)
+    req_s, hops_s = a["requests"] / a["wall_s"], a["hops"] / a["wall_s"]
+    simpy_s, ciw_s = b_jobs / b_wall, c_jobs / c_wall
+    print(f"\n{'':34s} {'count':>10s} {'seconds':>8s} {'per second':>12s}")
+    print(f"{'(a) fleet: root requests':34s} {a['requests']:10,} {a['wall_s']:8.2f} {req_s:12,.0f}")
+    print(f"{'(a) fleet: hops':34s} {a['hops']:10,} {a['wall_s']:8.2f} {hops_s:12,.0f}")
+    print(f"{'(a) fleet: spans written':34s} {a['spans']:10,} {a['wall_s']:8.2f} {a['spans'] / a['wall_s']:12,.0f}")
+    print(f"{'(b) bare SimPy M/M/1: jobs':34s} {b_jobs:10,} {b_wall:8.2f} {simpy_s:12,.0f}")
+    print(f"{'(c) Ciw M/M/1: jobs':34s} {c_jobs:10,} {c_wall:8.2f} {ciw_s:12,.0f}")
+    print(f"\n(a) hops/s / (b) SimPy jobs/s:   {hops_s / simpy_s:5.2f}x   (target >= 0.5x)")
+    print(f"(a) hops/s / (c) Ciw jobs/s:     {hops_s / ciw_s:5.2f}x   (target >= 1x)")
+    print(f"(a) requests/s / (b) SimPy:      {req_s / simpy_s:5.2f}x   ({a['hops'] / a['requests']:.1f} hops per request)")
+    print(f"(a) error rate: {a['error_rate']:.4f}")
+
+    if args.profile:
+        prof = cProfile.Profile()
+        prof.runcall(fleet, sc, min(args.fleet_seconds, 20.0))
+        print("\nwhere (a) spends its time (top 12 by own time, under the profiler):")
+        pstats.Stats(prof).sort_stats("tottime").print_stats(12)
+
+    if args.requests > 0:
+        sizes = sorted({max(1, args.requests // 10), args.requests})
+        print(f"long run: root requests through the fleet into a DuckDB file (memory_limit {limit or 'DuckDB default'}), "
+              f"each in a fresh process")  # fmt: skip
+        print(f"{'requests':>10s} {'hops':>11s} {'spans':>12s} {'seconds':>8s} {'req/s':>7s} {'RSS before':>11s} "
+              f"{'peak RSS':>9s} {'RSS at 25/50/75/100 % of the run':>34s} {'file':>9s}")  # fmt: skip
+        rows = []
+        for n in sizes:
+            r = long_run_in_child(n, limit)
+            rows.append(r)
+            q = " / ".join(_mb(x) for x in r["quarters_rss"])
+            print(f"{r['requests']:10,} {r['hops']:11,} {r['spans']:12,} {r['wall_s']:8.1f} {r['requests'] / r['wall_s']:7,.0f} "
+                  f"{_mb(r['base_rss']):>11s} {_mb(r['peak_rss']):>9s} {q:>34s} {_mb(r['db_bytes']):>9s}")  # fmt: skip
+        if len(rows) == 2:
+            small, big = rows
+            growth = (big["peak_rss"] - big["base_rss"]) / max(1, small["peak_rss"] - small["base_rss"])
+            print(f"\n{big['requests'] / small['requests']:.0f}x the requests: peak RSS over a fresh Lab "
+                  f"{_mb(small['peak_rss'] - small['base_rss'])} -> {_mb(big['peak_rss'] - big['base_rss'])} "
+                  f"({growth:.2f}x); bounded when close to 1x")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
