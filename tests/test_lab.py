@@ -145,3 +145,11 @@ def test_export_and_write_otlp_round_trip(tmp_path, small):
     with Lab() as again:
         assert again.load(path)["spans"] == 6
         assert again.service_graph().sort("client", "server").to_dicts() == small.service_graph().sort("client", "server").to_dicts()
+
+
+def test_memory_limit_is_applied_and_checked():
+    with Lab(memory_limit="300MB") as lab:
+        limit = lab.sql("SELECT current_setting('memory_limit') AS m")["m"][0]
+        assert limit.replace(" ", "").upper().startswith(("286", "300", "0.2", "293"))
+    with pytest.raises(ConfigError, match="memory_limit"):
+        Lab(memory_limit="lots")

@@ -282,3 +282,14 @@ def test_policy_from_imported_envoy_budget_and_health_checks() -> None:
     assert pol.balancer.panic_threshold_percent == 50.0
     with pytest.raises(ConfigError, match="ImportedPolicies"):
         policy_from_imported({"retry": None})
+
+
+def test_write_sim_report(tmp_path):
+    from otlp_lab.sim import run_many
+    from otlp_lab.viz.report import write_sim_report
+
+    results = run_many("retry_storm", {"as is": {}, "no retries": {"*": {"retry": None}}}, seed=3, duration_s=25)
+    out = write_sim_report(results, tmp_path / "sim.html", scenario="retry_storm")
+    html = out.read_text()
+    assert "as is" in html and "no retries" in html and html.count("Plotly.newPlot") == 2
+    assert "What happened, second by second" in html

@@ -81,6 +81,10 @@ class Lab:
         Database file, created if missing. In memory when omitted.
     read_only : bool, default False
         Open an existing file without writing to it.
+    memory_limit : str, optional
+        DuckDB's memory limit, e.g. ``"1GB"`` (DuckDB's default is 80% of RAM, and it keeps
+        that much cached). Set it to keep long simulations or large loads within a budget;
+        DuckDB then spills to disk.
 
     Examples
     --------
@@ -90,7 +94,9 @@ class Lab:
     >>> lab.sql("select service_name, count(*) n from spans group by all order by n desc limit 3")  # doctest: +SKIP
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False, memory_limit: str | None = None
+    ) -> None:
         self.path = Path(path) if path is not None else None
         if self.path is not None and not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,6 +105,11 @@ class Lab:
         except duckdb.Error as exc:
             raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
         self._lock = threading.RLock()
+        if memory_limit is not None:
+            try:
+                self._con.execute("SET memory_limit = ?", [str(memory_limit)])
+            except duckdb.Error as exc:
+                raise ConfigError(f"memory_limit must look like '512MB' or '2GB'. Got {memory_limit!r} instead.") from exc
         for m in MACROS:
             self._con.execute(m)
         if not read_only:
