@@ -21,6 +21,7 @@ import math
 import struct
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -206,6 +207,7 @@ class _PbKvCache(dict):
 _unpack_double = struct.Struct("<d").unpack_from
 
 
+
 def _scalar_kv(raw: bytes) -> tuple[str, int, Any] | None:
     """``(key, type, value)`` of a short KeyValue holding a string, int, double or bool.
 
@@ -277,17 +279,12 @@ class AttrTable:
     ``pyarrow.compute.take`` expands to per-row lists.
     """
 
-    __slots__ = ("keys", "t", "s", "b", "i", "d", "x", "j", "pb", "pb_any", "js")
+    __slots__ = ("keys", "t", "vals", "pb", "pb_any", "js")
 
     def __init__(self) -> None:
         self.keys: list[str] = []
         self.t: list[int] = []
-        self.s: list[str | None] = []
-        self.b: list[bool | None] = []
-        self.i: list[int | None] = []
-        self.d: list[float | None] = []
-        self.x: list[bytes | None] = []
-        self.j: list[str | None] = []
+        self.vals: list[Any] = []  # the value (nested values as JSON text); split by type in to_arrow
         self.pb = _PbKvCache()
         self.pb.table = self
         self.pb_any = _PbAnyCache()
@@ -301,12 +298,7 @@ class AttrTable:
         """Append one pair and return its index (no interning)."""
         self.keys.append(key)
         self.t.append(t)
-        self.s.append(value if t == T_STR else None)
-        self.b.append(value if t == T_BOOL else None)
-        self.i.append(value if t == T_INT else None)
-        self.d.append(value if t == T_DOUBLE else None)
-        self.x.append(value if t == T_BYTES else None)
-        self.j.append(_dumps_nested(value) if t in (T_ARRAY, T_KVLIST) else None)
+        self.vals.append(_dumps_nested(value) if t == T_ARRAY or t == T_KVLIST else value)
         return len(self.keys) - 1
 
     def add_pb_value(self, key: str, v: AnyValue) -> int:
@@ -369,20 +361,18 @@ class AttrTable:
         return self.add("", t, pv)
 
     def to_arrow(self) -> tuple[pa.Array, pa.StructArray]:
+        """The keys and the typed value structs; each typed slot is one vectorised pass over the values."""
         keys = pa.array(self.keys, pa.string())
-        vals = pa.StructArray.from_arrays(
-            [
-                pa.array(self.t, pa.int8()),
-                pa.array(self.s, pa.string()),
-                pa.array(self.b, pa.bool_()),
-                pa.array(self.i, pa.int64()),
-                pa.array(self.d, pa.float64()),
-                pa.array(self.x, pa.binary()),
-                pa.array(self.j, pa.string()),
-            ],
-            fields=list(VALUE_TYPE),
-        )
-        return keys, vals
+        t = np.array(self.t, dtype=np.int8)
+        vals = np.empty(len(self.vals), dtype=object)
+        vals[:] = self.vals
+        slots = [
+            pa.array(vals, type=typ, mask=(t != tag) if tag != T_ARRAY else ((t != T_ARRAY) & (t != T_KVLIST)))
+            for tag, typ in ((T_STR, pa.string()), (T_BOOL, pa.bool_()), (T_INT, pa.int64()), (T_DOUBLE, pa.float64()),
+                             (T_BYTES, pa.binary()), (T_ARRAY, pa.string()))
+        ]
+        struct = pa.StructArray.from_arrays([pa.array(t, pa.int8()), *slots], fields=list(VALUE_TYPE))
+        return keys, struct
 
 
 # ---------------------------------------------------------------- typed -> protobuf / JSON (encoder side)

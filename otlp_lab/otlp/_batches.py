@@ -106,7 +106,7 @@ class Builder:
         a = self.attrs
         for i in idx:
             if a.keys[i] == "service.name" and a.t[i] == T_STR:
-                return a.s[i]
+                return a.vals[i]
         return None
 
     def open_context(
