@@ -94,7 +94,8 @@ Composition and drivers
     ``stack = PolicyStack(retry=..., breaker=..., bulkhead=..., rate_limiter=...,
     timeout_s=..., budget=..., throttle=..., rng=...)``. Order, outermost first:
     deadline -> retry (budget, throttle) -> circuit breaker -> bulkhead -> rate limiter ->
-    the call. ``await stack.call(fetch, url)`` returns the value, or raises the call's own
+    the call. One stack serves any number of overlapping calls: the breaker, limits, budget
+    and throttle are shared, and what each call's attempts hold is kept by that call. ``await stack.call(fetch, url)`` returns the value, or raises the call's own
     exception (non-retryable, or a single attempt with no retries configured),
     CircuitOpenError / RejectedError (local refusal), DeadlineExceededError, or
     RetryExhaustedError (``.last_outcome``, ``.attempts``, ``.reason``).
@@ -103,7 +104,8 @@ Composition and drivers
     ``attempt_fn(attempt)`` is ``async`` and returns an ``Outcome``; in SimPy,
     ``final = yield from simpy_call(env, stack_or_policy_or_call, attempt_fn)`` where
     ``attempt_fn(attempt)`` is a process generator returning an ``Outcome`` (cancelled
-    attempts receive ``simpy.Interrupt``). Both return the final ``Done`` / ``GiveUp``;
+    attempts receive ``simpy.Interrupt``); a retry attempt runs inline in the calling
+    process, a hedge in a process of its own. Both return the final ``Done`` / ``GiveUp``;
     ``raise_for_final(final)`` turns it into a value or the exception ``call`` would raise.
     ``await stack.call_with_fallback(fallback, key, fetch, url)`` serves the fallback on any
     failure. ``classify_exception(exc)`` is the default exception -> ``Outcome`` mapping

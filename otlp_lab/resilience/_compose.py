@@ -112,76 +112,89 @@ def raise_for_final(final: Done | GiveUp) -> Any:
     ) from cause
 
 
-class _StackAdmission:
-    """The per-attempt gates of a stack: breaker, then bulkhead, then rate limiter."""
+class _CallAdmission:
+    """The per-attempt gates of ONE call under a stack: breaker, then bulkhead, then rate limiter.
+
+    The gates (breaker, bulkhead, limiter) and their counts are the stack's, shared by every call.
+    What each admitted attempt of this call holds (its bulkhead slots and the breaker epoch of its
+    permit) is kept here, keyed by attempt number, so overlapping calls never mix up their attempts.
+    :meth:`PolicyStack.start` makes one per call and gives it to that call's :class:`RetryCall`.
+    """
+
+    __slots__ = ("_held", "_stack")
 
     def __init__(self, stack: PolicyStack) -> None:
-        self.breaker = stack.breaker
-        self.bulkhead = stack.bulkhead
-        self.rate_limiter = stack.rate_limiter
-        self.breaker_ignores = stack.breaker_ignores
-        self.bulkhead_retries = stack.budget is None  # Envoy: a retry budget replaces max_retries
-        self._held: dict[int, tuple[LimitKind, ...]] = {}
-        self._epochs: dict[int, int] = {}  # attempt -> breaker epoch when its permit was granted
+        self._stack = stack
+        # attempt -> (the bulkhead slots it holds, the breaker epoch of its permit)
+        self._held: dict[int, tuple[tuple[LimitKind, ...], int | None]] = {}
 
     def admit(self, now: float, attempt: int) -> Outcome | None:
-        if self.breaker is not None:
-            if not self.breaker.try_acquire(now):
-                return Outcome.failure("CIRCUIT_OPEN", error=self.breaker.open_error(now), local=True)
-            self._epochs[attempt] = self.breaker.epoch
-        refusal = self._take_slots(now, attempt)
-        if refusal is not None:
-            self._release_permit(attempt)
-        return refusal
-
-    def _release_permit(self, attempt: int) -> None:
-        epoch = self._epochs.pop(attempt, None)
-        if self.breaker is not None:
-            self.breaker.release_permission(epoch)
-
-    def _take_slots(self, now: float, attempt: int) -> Outcome | None:
-        held: tuple[LimitKind, ...] = ()
-        if self.bulkhead is not None:
-            kinds: tuple[LimitKind, ...] = ("requests", "retries") if attempt > 1 and self.bulkhead_retries else ("requests",)
-            for kind in kinds:
-                if not self.bulkhead.try_acquire(kind):
-                    self._give_back(held)
-                    return Outcome.failure("OVERFLOW", error=self.bulkhead.overflow_error(kind), local=True)
-                held += (kind,)
-        if self.rate_limiter is not None and not self.rate_limiter.try_acquire(now):
-            self._give_back(held)
-            return Outcome.failure("RATE_LIMITED", error=self.rate_limiter.rejected_error(), local=True)
-        self._held[attempt] = held
+        breaker = self._stack.breaker
+        epoch = None
+        if breaker is not None:
+            if not breaker.try_acquire(now):
+                return Outcome.failure("CIRCUIT_OPEN", error=breaker.open_error(now), local=True)
+            epoch = breaker.epoch
+        taken = self._take_slots(now, attempt)
+        if isinstance(taken, Outcome):  # refused: the permit goes back too
+            if breaker is not None:
+                breaker.release_permission(epoch)
+            return taken
+        self._held[attempt] = (taken, epoch)
         return None
+
+    def _take_slots(self, now: float, attempt: int) -> tuple[LimitKind, ...] | Outcome:
+        """Bulkhead slots, then a rate-limiter token: what was taken, or a refusal (having given it back)."""
+        stack = self._stack
+        held: tuple[LimitKind, ...] = ()
+        bulkhead = stack.bulkhead
+        if bulkhead is not None:
+            # a retry also takes a "retries" slot, unless a retry budget replaces max_retries (Envoy)
+            retry_slot = attempt > 1 and stack.budget is None
+            kinds: tuple[LimitKind, ...] = ("requests", "retries") if retry_slot else ("requests",)
+            for kind in kinds:
+                if not bulkhead.try_acquire(kind):
+                    self._give_back(held)
+                    return Outcome.failure("OVERFLOW", error=bulkhead.overflow_error(kind), local=True)
+                held += (kind,)
+        limiter = stack.rate_limiter
+        if limiter is not None and not limiter.try_acquire(now):
+            self._give_back(held)
+            return Outcome.failure("RATE_LIMITED", error=limiter.rejected_error(), local=True)
+        return held
 
     def _give_back(self, kinds: tuple[LimitKind, ...]) -> None:
         for kind in kinds:
-            self.bulkhead.release(kind)  # type: ignore[union-attr]
+            self._stack.bulkhead.release(kind)  # type: ignore[union-attr]
 
     def complete(self, now: float, attempt: int, outcome: Outcome, duration_s: float) -> None:
-        self._give_back(self._held.pop(attempt))
-        if self.breaker is None:
+        held, epoch = self._held.pop(attempt)
+        self._give_back(held)
+        breaker = self._stack.breaker
+        if breaker is None:
             return
         if outcome.ok:
-            self.breaker.on_success(now, duration_s)
-        elif outcome.status in self.breaker_ignores:
-            self._release_permit(attempt)
-            return
+            breaker.on_success(now, duration_s)
+        elif outcome.status in self._stack.breaker_ignores:
+            breaker.release_permission(epoch)  # counted as neither: the permit just goes back
         else:
-            self.breaker.on_error(now, duration_s)
-        self._epochs.pop(attempt, None)
+            breaker.on_error(now, duration_s)
 
     def abandon(self, now: float, attempt: int) -> None:
-        self._give_back(self._held.pop(attempt))
-        self._release_permit(attempt)
+        held, epoch = self._held.pop(attempt)
+        self._give_back(held)
+        if self._stack.breaker is not None:
+            self._stack.breaker.release_permission(epoch)
 
 
 class PolicyStack:
     """Deadline, retry/hedging, circuit breaker, bulkhead and rate limiter around one kind of call.
 
     The stack holds the shared, long-lived objects (breaker, bulkhead, limiter, budget,
-    throttle, rng); each call gets a fresh :class:`RetryCall` from :meth:`start`. Use
-    :meth:`call` on real async code, or hand the stack to ``simpy_call`` in a simulation.
+    throttle, rng); each call gets a fresh :class:`RetryCall` from :meth:`start`, which also
+    keeps what that call's attempts hold (bulkhead slots, breaker permits). So one stack serves
+    any number of overlapping calls, as one Envoy cluster's thresholds serve all its requests.
+    Use :meth:`call` on real async code, or hand the stack to ``simpy_call`` in a simulation.
 
     Parameters
     ----------
@@ -247,7 +260,6 @@ class PolicyStack:
         self.breaker_ignores = status_set(breaker_ignores)
         self.classify_exception = classify_exception
         self.classify_result = classify_result
-        self._admission = _StackAdmission(self)
 
     def start(self, now: float, *, deadline: Deadline | None = None) -> RetryCall:
         """The state machine of one call starting at ``now``.
@@ -263,7 +275,7 @@ class PolicyStack:
             budget=self.budget,
             throttle=self.throttle,
             deadline=effective,
-            admission=self._admission,
+            admission=_CallAdmission(self),  # this call's attempts; the gates they pass are the stack's
         )
 
     async def call(self, fn: Callable[..., Awaitable[Any]], /, *args: Any, **kwargs: Any) -> Any:

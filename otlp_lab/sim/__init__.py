@@ -15,10 +15,17 @@ tables.
 >>> result = run("shop", lab=lab, seed=1, duration_s=30)                     # doctest: +SKIP
 >>> result.per_service.select("service", "arrivals", "p99_ms")                 # doctest: +SKIP
 >>> compare("retry_storm", {"as is": {}, "no retries": {"*": {"retry": None}}})  # doctest: +SKIP
+
+:func:`stream` runs a scenario live instead: paced on the wall clock (``speed`` times faster),
+with timestamps from now, exporting over OTLP to a collector or :class:`otlp_lab.transport.Receiver`.
+
+>>> from otlp_lab.sim import stream
+>>> stream("shop", "http://127.0.0.1:4318", protocol="http/protobuf", duration_s=30, speed=5)  # doctest: +SKIP
 """
 
 from otlp_lab.sim._dist import Constant, Distribution, Empirical, Exponential, Gamma, LogNormal
 from otlp_lab.sim._faults import Brownout, CpuContention, Crash, Errors, Fault, Latency, Partition, ZoneOutage
+from otlp_lab.sim._live import StreamResult, stream
 from otlp_lab.sim._model import Call, Endpoint, Parallel, Policy, Service
 from otlp_lab.sim._run import RunResult, compare, lab_timeline, run, run_many, timelines
 from otlp_lab.sim._scenario import Scenario, scenario_path, shipped_scenarios
@@ -66,4 +73,7 @@ __all__ = [
     "timelines",
     "lab_timeline",
     "RunResult",
+    # live
+    "stream",
+    "StreamResult",
 ]

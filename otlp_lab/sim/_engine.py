@@ -8,7 +8,10 @@ The hot path is kept small:
 * a server instance is a queue and a worker count driven by event callbacks (no process
   per request unless the endpoint makes downstream calls);
 * a downstream call with a policy stack runs the :mod:`otlp_lab.resilience` state machine
-  through its SimPy driver (:func:`~otlp_lab.resilience.simpy_call`), each attempt a process;
+  through its SimPy driver (:func:`~otlp_lab.resilience.simpy_call`), which runs a retry
+  attempt inline in the calling process (a hedge gets a process) and keeps per-try timers off
+  SimPy's queue unless they fire; a parallel step runs its first call inline too;
+* one policy stack per caller instance and upstream serves all their calls at once;
 * output is one tuple appended per span (see :mod:`._emit`), and nothing at all without a Lab.
 """
 
@@ -206,7 +209,7 @@ class Client:
 
     __slots__ = (
         "sim", "caller", "ctx", "target", "policy_name", "instances", "by_id", "balancer", "outlier", "health", "breaker",
-        "stack_kw", "stacks", "retry", "per_try_s", "endpoints", "lb_version", "calls", "attempts", "retries", "failures",
+        "stack", "per_try_s", "endpoints", "lb_version", "calls", "attempts", "retries", "failures",
         "ejections", "base_attrs", "span_names", "inst_attrs", "state_attrs", "resend_attrs", "sidecar_s", "no_policy",
     )  # fmt: skip
 
@@ -233,13 +236,13 @@ class Client:
             self.breaker = CircuitBreaker(
                 policy.breaker, name=f"{caller}->{target}", listener=self._on_breaker
             )
-        # the shared, long-lived pieces of the stack (one set per caller instance and upstream, as in Envoy)
-        self.stack_kw: dict[str, Any] = {
-            "breaker": self.breaker, "timeout_s": policy.timeout_s, "rng": rng,
+        # one stack per caller instance and upstream, as in Envoy: its breaker, limits, budget and throttle are
+        # shared by every call it runs, and each call gets its own machine from stack.start()
+        self.stack = PolicyStack(
+            policy.retry if policy.retry is not None else RetryPolicy(max_attempts=1),
+            breaker=self.breaker, timeout_s=policy.timeout_s, rng=rng,
             **{k: (cls.from_dict(getattr(policy, k)) if getattr(policy, k) is not None else None) for k, cls in STATEFUL.items()},
-        }  # fmt: skip
-        self.retry = policy.retry if policy.retry is not None else RetryPolicy(max_attempts=1)
-        self.stacks: list[PolicyStack] = []
+        )  # fmt: skip
         self.per_try_s = getattr(policy.retry, "per_try_timeout_s", None) or INF
         self.balancer = policy.balancer.build(rng)
         self.outlier = None
@@ -535,22 +538,14 @@ class Simulation:
         cl.calls += 1
         if cl.no_policy and deadline == INF:
             return (yield from self._attempt(cl, ep, trace, parent, deadline, key, 1))
-        # PolicyStack's admission gate keys the slots it holds by attempt number, so one stack object must
-        # not run two calls at once: each running call borrows a stack from the client's pool. All the
-        # state (breaker, bulkhead, limiter, budget, throttle) is in objects the pooled stacks share.
-        pool = cl.stacks
-        stack = pool.pop() if pool else PolicyStack(cl.retry, **cl.stack_kw)
-        rc = stack.start(env.now, deadline=Deadline(deadline) if deadline != INF else NO_DEADLINE)
+        rc = cl.stack.start(env.now, deadline=Deadline(deadline) if deadline != INF else NO_DEADLINE)
         call_deadline = rc.deadline.expires_at_s
         per_try = cl.per_try_s
 
         def attempt(n: int) -> Generator[Any, Any, Outcome]:
             return self._attempt(cl, ep, trace, parent, min(env.now + per_try, call_deadline), key, n)
 
-        try:
-            final = yield from simpy_call(env, rc, attempt)
-        finally:
-            pool.append(stack)
+        final = yield from simpy_call(env, rc, attempt)
         out = final.outcome
         if out is None:  # gave up before any attempt finished (e.g. the deadline had passed)
             out = failure("DEADLINE_EXCEEDED")
@@ -701,11 +696,18 @@ class Simulation:
         result = OK
         for step in job.steps:
             if type(step) is tuple and type(step[0]) is tuple:  # Parallel
-                procs = [env.process(self._downstream(job, c)) for c in step]
-                yield env.all_of(procs)
-                outs = [(c[0], p.value) for c, p in zip(step, procs, strict=True)]
+                # the first call runs in this process, the others each in their own (started first, so
+                # they still begin in order once this one waits); then wait for whichever are still out
+                procs = [env.process(self._downstream(job, c)) for c in step[1:]]
+                first = yield from self._call_step(job, step[0])
+                pending = [p for p in procs if not p.processed]
+                if len(pending) > 1:
+                    yield env.all_of(pending)
+                elif pending:
+                    yield pending[0]
+                outs = [(step[0][0], first), *((c[0], p.value) for c, p in zip(step[1:], procs, strict=True))]
             else:
-                out = yield from self._downstream(job, step)
+                out = yield from self._call_step(job, step)
                 outs = [(step[0], out)]
             bad = next((o for c, o in outs if not o.ok and c.critical), None)
             if bad is not None:
@@ -715,10 +717,15 @@ class Simulation:
             self._finish(job, result)
 
     def _downstream(self, job: Job, step: tuple) -> Generator[Any, Any, Outcome]:
+        """Process body: one call of a parallel step."""
+        return (yield from self._call_step(job, step))
+
+    def _call_step(self, job: Job, step: tuple) -> Generator[Any, Any, Outcome]:
+        """The call of one step of ``job``'s endpoint (a generator to ``yield from``)."""
         call, target, ep, policy = step
         inst = job.inst
         cl = self.client(inst.ctx, inst.name, inst.sidecar_s, target, policy)
-        return (yield from self._call(cl, ep, job.trace, job.span, job.deadline, job.key))
+        return self._call(cl, ep, job.trace, job.span, job.deadline, job.key)
 
     def _finish(self, job: Job, out: Outcome, *, busy: bool = True) -> None:
         inst = job.inst

@@ -199,27 +199,10 @@ def run(
     >>> round(r.goodput_rps), r.error_rate < 0.05          # doctest: +SKIP
     (200, True)
     """
-    sc = load_scenario(scenario)
-    if duration_s is not None:
-        sc = sc.replace(duration_s=float(duration_s))
-    sc = sc.with_policies(policy_overrides)
-    label = label or ("custom" if policy_overrides else "default")
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ScenarioError(f"run(seed=...) must be a non-negative integer. Got {seed!r} instead.")
-    if not isinstance(batch_rows, int) or batch_rows < 1:
-        raise ScenarioError(f"run(batch_rows=...) must be a positive integer. Got {batch_rows!r} instead.")
-    run_id = _run_id(lab, f"{sc.name}/{label}/seed={seed}")
-    salt = int.from_bytes(hashlib.blake2b(run_id.encode(), digest_size=8).digest(), "big")
-    start_ns = sc.start_ns()
-    factory = None
-    if lab is not None:
-
-        def factory(contexts: list[dict]) -> Emitter:
-            return Emitter(contexts, salt=salt, start_ns=start_ns, scope=SCOPE)
-
-    sim = Simulation(
-        sc, seed=seed, duration_s=sc.duration_s, emitter_factory=factory, run_id=run_id, label=label
-    )
+    sc, sim, run_id, label, start_ns = _setup(
+        scenario, lab=lab, seed=seed, duration_s=duration_s, policy_overrides=policy_overrides, label=label,
+        batch_rows=batch_rows, output=lab is not None,
+    )  # fmt: skip
     sim.start()
     t_wall = time.perf_counter()
     spans = 0
@@ -243,11 +226,61 @@ def run(
     return result
 
 
-def _slices(sim: Simulation, bar: _Progress | None, batch_rows: int) -> Iterator[dict]:
-    """Run the simulation in slices of simulated time, yielding a batch whenever enough rows piled up."""
+def _setup(
+    scenario: Scenario | str | os.PathLike[str],
+    *,
+    lab: Any,
+    seed: int,
+    duration_s: float | None,
+    policy_overrides: Mapping[str, Any] | None,
+    label: str | None,
+    batch_rows: int,
+    output: bool,
+    caller: str = "run",
+) -> tuple[Scenario, Simulation, str, str, int]:
+    """The checked scenario and a ready (not started) simulation of it, for :func:`run` and live streaming.
+
+    Returns ``(scenario, simulation, run_id, label, start_ns)``; with ``output`` the simulation
+    writes telemetry (an :class:`Emitter` whose time 0 is ``start_ns``).
+    """
+    sc = load_scenario(scenario)
+    if duration_s is not None:
+        sc = sc.replace(duration_s=float(duration_s))
+    sc = sc.with_policies(policy_overrides)
+    label = label or ("custom" if policy_overrides else "default")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ScenarioError(f"{caller}(seed=...) must be a non-negative integer. Got {seed!r} instead.")
+    if not isinstance(batch_rows, int) or batch_rows < 1:
+        raise ScenarioError(
+            f"{caller}(batch_rows=...) must be a positive integer. Got {batch_rows!r} instead."
+        )
+    run_id = _run_id(lab, f"{sc.name}/{label}/seed={seed}")
+    salt = int.from_bytes(hashlib.blake2b(run_id.encode(), digest_size=8).digest(), "big")
+    start_ns = sc.start_ns()
+    factory = None
+    if output:
+
+        def factory(contexts: list[dict]) -> Emitter:
+            return Emitter(contexts, salt=salt, start_ns=start_ns, scope=SCOPE)
+
+    sim = Simulation(
+        sc, seed=seed, duration_s=sc.duration_s, emitter_factory=factory, run_id=run_id, label=label
+    )
+    return sc, sim, run_id, label, start_ns
+
+
+def _slices(
+    sim: Simulation, bar: _Progress | None, batch_rows: int, flush_s: float | None = None
+) -> Iterator[dict]:
+    """Run the simulation in slices of simulated time, yielding a batch whenever enough rows piled up.
+
+    With ``flush_s`` (live streaming), slices are at most ``flush_s`` simulated seconds and each
+    one's rows are yielded at its end, however few; ``sim.env.now`` then tells the time reached.
+    """
     end = sim.duration_s
     em = sim.emitter
-    step = min(1.0, end)
+    max_step = 10.0 if flush_s is None else flush_s
+    step = min(1.0 if flush_s is None else flush_s, end)
     t = 0.0
     while t < end:
         t = min(end, t + step)
@@ -256,9 +289,9 @@ def _slices(sim: Simulation, bar: _Progress | None, batch_rows: int) -> Iterator
         produced = (len(em.spans) if em is not None else sim.hops) - before
         # aim at about a quarter batch per slice (bounded memory whatever the load)
         if produced > 0:
-            step = min(max(step * (batch_rows / 4) / produced, 1e-3), 10.0)
-        if em is not None and len(em.spans) >= batch_rows:
-            yield em.flush()
+            step = min(max(step * (batch_rows / 4) / produced, 1e-3), max_step)
+        if em is not None and (len(em.spans) >= batch_rows or flush_s is not None) and (batch := em.flush()):
+            yield batch
         if bar is not None:
             bar.update(t, sim.hops)
     # Drain: no new requests after the end; let the ones in flight finish, for at most MAX_DRAIN_S more
@@ -267,8 +300,8 @@ def _slices(sim: Simulation, bar: _Progress | None, batch_rows: int) -> Iterator
     while (sim.roots_in_flight if em is None else not sim.idle()) and t < end + MAX_DRAIN_S:
         t = min(end + MAX_DRAIN_S, t + 0.1)
         sim.run_until(t)
-        if em is not None and len(em.spans) >= batch_rows:
-            yield em.flush()
+        if em is not None and (len(em.spans) >= batch_rows or flush_s is not None) and (batch := em.flush()):
+            yield batch
     if em is not None:
         if sim.last_metrics_t != sim.env.now:
             sim.snapshot_metrics()  # a last point at the end of the run
@@ -445,13 +478,16 @@ def _breaker_frame(sim: Simulation) -> pl.DataFrame:
                                       "open": pl.Int64, "half_open": pl.Int64})  # fmt: skip
 
 
-def _write_ground_truth(lab: Any, sim: Simulation, sc: Scenario, r: RunResult, start_ns: int) -> None:
+def _write_ground_truth(
+    lab: Any, sim: Simulation, sc: Scenario, r: RunResult, start_ns: int, *, speed: float = 1.0
+) -> None:
+    """The ``faults`` and ``sim_runs`` rows of a run; simulated second ``s`` is at ``start_ns + s / speed``."""
     con = lab.con
     con.execute(RUNS_DDL)
     con.execute(FAULTS_DDL)
 
     def ns(seconds: float) -> int:
-        return start_ns + round(seconds * 1e9)
+        return start_ns + round(seconds / speed * 1e9)
 
     rows = []
     for f in sc.faults:

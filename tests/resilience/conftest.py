@@ -1,13 +1,15 @@
-"""Helpers for the resilience tests: run a policy against a scripted server in SimPy virtual time."""
+"""Helpers for the resilience tests: run a policy against a scripted server in SimPy virtual time, and
+the SimPy driver loop as it was before its fast path, to hold the real one to its decisions."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import pytest
 
-from otlp_lab.resilience import Done, GiveUp, Outcome, simpy_call
+from otlp_lab.resilience import Cancel, Done, GiveUp, Outcome, Send, Wait, simpy_call
 
 simpy = pytest.importorskip("simpy")
 
@@ -50,3 +52,38 @@ def run_script(
     env.process(client())
     env.run()  # also lets cancelled attempts' pending timeouts drain
     return Run(box[0][0], box[0][1], sent, cancelled)
+
+
+def _cancel(proc) -> None:
+    if proc.is_alive:
+        proc.defused = True
+        proc.interrupt("cancelled")
+
+
+def reference_simpy_call(env, call, attempt_fn):
+    """``simpy_call`` before its fast path: a process per attempt, an ``any_of`` per wait (``call``
+    is a started machine). The simple loop that the real driver must decide exactly like."""
+    procs = {}
+    try:
+        while True:
+            decision = call.next(env.now)
+            if isinstance(decision, Send):
+                procs[decision.attempt] = env.process(attempt_fn(decision.attempt))
+            elif isinstance(decision, Wait):
+                events = list(procs.values())
+                if not math.isinf(decision.delay_s):
+                    events.append(env.timeout(decision.delay_s))
+                yield env.any_of(events)
+                for attempt in [a for a, p in procs.items() if p.triggered]:
+                    call.on_outcome(env.now, attempt, procs.pop(attempt).value)
+            elif isinstance(decision, Cancel):
+                for attempt in decision.attempts:
+                    _cancel(procs.pop(attempt))
+            else:
+                for attempt in decision.cancel:
+                    _cancel(procs.pop(attempt))
+                return decision
+    finally:
+        call.abort(env.now)
+        for proc in procs.values():  # e.g. an attempt whose timeout ended the call
+            _cancel(proc)

@@ -122,6 +122,39 @@ def test_bulkhead_rejects_the_overflow_and_releases_its_slots():
     assert bulkhead.in_use["requests"] == 0 and bulkhead.rejected["requests"] == 1
 
 
+def test_fifty_overlapping_calls_share_one_stack():
+    """Regression: the stack's gate kept what attempts hold by attempt number, so a call that
+    overlapped another raised ``KeyError: 1``. Half of these fail once and are retried."""
+    cb = CircuitBreaker(CircuitBreakerConfig(sliding_window_size=200, minimum_number_of_calls=200))
+    bulkhead, budget = Bulkhead(max_requests=100, max_retries=100), RetryBudget(min_retry_concurrency=50)
+    stack = PolicyStack(FAST, breaker=cb, bulkhead=bulkhead, budget=budget, rng=random.Random(7))
+    rng = random.Random(1)
+    peak = [0]
+
+    async def scenario():
+        async def one(i):
+            tries = []
+
+            async def fetch():
+                tries.append(1)
+                peak[0] = max(peak[0], bulkhead.in_use["requests"])
+                await asyncio.sleep(rng.uniform(0.001, 0.02))
+                if i % 2 and len(tries) == 1:
+                    raise ConnectionResetError("connection reset by peer")
+                return i
+
+            return await stack.call(fetch)
+
+        return await asyncio.gather(*(one(i) for i in range(50)))
+
+    assert run(scenario()) == list(range(50))
+    assert peak[0] > 10  # they did overlap
+    metrics = cb.metrics(0.0)
+    assert (metrics.calls, metrics.failed_calls) == (75, 25) and cb.state is CircuitState.CLOSED
+    assert bulkhead.in_use == {"connections": 0, "pending_requests": 0, "requests": 0, "retries": 0}
+    assert (budget.active_requests, budget.active_retries) == (0, 0)
+
+
 def test_cancelling_the_caller_releases_slots_permits_and_budget():
     bulkhead, budget = Bulkhead(max_requests=1), RetryBudget()
     cb = CircuitBreaker(CircuitBreakerConfig(permitted_number_of_calls_in_half_open_state=1))
