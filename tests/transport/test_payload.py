@@ -123,7 +123,7 @@ def test_merge_batches_shifts_context_indices():
             st.integers(0, 599),
             st.integers(0, 255),
         ),
-        st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8), lambda c: st.lists(c, max_size=3)
+        st.recursive(st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=8), lambda c: st.lists(c, max_size=3)
                      | st.dictionaries(st.sampled_from(["resourceSpans", "scopeSpans", "spans", "traceId", "x"]), c, max_size=3),
                      max_leaves=12).map(orjson.dumps),
     ),
