@@ -27,6 +27,8 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_load.py
+	$(PY) benchmarks/bench_sim.py --requests 100000
+	$(PY) benchmarks/bench_receiver.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check otlp_lab tests benchmarks notebooks
