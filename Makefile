@@ -1,6 +1,6 @@
 # otlp_lab: two commands for a new user.
 #   make demo   set up .venv, load the bundled TrainTicket capture, print a summary, write out/report.html
-#   make test   set up .venv if needed, run the whole test suite (notebooks included, via nbval)
+#   make test   set up .venv if needed, lint (ruff), run the whole test suite (notebooks included, via nbval)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(VENV)/bin/otlp-lab demo --db out/demo.duckdb --report out/report.html
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check otlp_lab tests benchmarks notebooks datasets
 	$(PY) -m pytest tests --nbval-lax notebooks -p no:cacheprovider
 
 lab: $(STAMP)
@@ -31,7 +32,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_receiver.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check otlp_lab tests benchmarks notebooks
+	$(VENV)/bin/ruff check otlp_lab tests benchmarks notebooks datasets
 
 clean:
 	rm -rf out .pytest_cache .hypothesis
