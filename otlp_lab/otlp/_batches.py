@@ -9,6 +9,7 @@ staging form into its SQL tables in one ``INSERT ... SELECT``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -218,6 +219,71 @@ class Builder:
                 "scope_schema_url": pa.array(c["scope_schema_url"], pa.string()),
             }
         )
+
+
+# ---------------------------------------------------------------- batching a request's items
+
+
+def iter_pb_batches(
+    make: Callable[[], Builder], groups: Iterable[tuple[Any, Any, Any]], add: Callable[[Any, Any], None], batch_rows: int
+) -> Iterator[dict[str, pa.Table]]:
+    """Staging tables of a parsed protobuf view, at most about ``batch_rows`` items each.
+
+    ``groups`` yields ``(resource_x, scope_x, items)``; ``add(builder, items)`` adds a slice.
+    """
+    b = make()
+    for res, scope, items in groups:
+        n, lo = len(items), 0
+        while lo < n:
+            if b.n >= batch_rows:
+                yield b.tables()
+                b = make()
+            hi = min(n, lo + batch_rows - b.n)
+            b.open_context_pb(res.resource, res.schema_url, scope.scope, scope.schema_url)
+            add(b, items if (lo == 0 and hi == n) else items[lo:hi])
+            lo = hi
+    if b.n:
+        yield b.tables()
+
+
+def iter_json_batches(
+    make: Callable[[], Builder],
+    doc: dict,
+    names: tuple[str, str, str],
+    add: Callable[[Any, list, str, int], None],
+    batch_rows: int,
+) -> Iterator[dict[str, pa.Table]]:
+    """Staging tables of one OTLP/JSON request, at most about ``batch_rows`` items each.
+
+    ``names`` are the camelCase keys of the resource list, the scope list and the items,
+    e.g. ``("resourceSpans", "scopeSpans", "spans")``; ``add(builder, items, path, offset)``.
+    """
+    res_key, scope_key, items_key = names
+    b = make()
+    for ri, res in enumerate(json_get(doc, res_key, _snake(res_key)) or []):
+        rp = f"{res_key}[{ri}]"
+        if not isinstance(res, dict):
+            raise DecodeError(f"{rp} must be an object. Got {type(res).__name__} instead.")
+        for si, scope in enumerate(json_get(res, scope_key, _snake(scope_key)) or []):
+            sp = f"{rp}.{scope_key}[{si}]"
+            if not isinstance(scope, dict):
+                raise DecodeError(f"{sp} must be an object. Got {type(scope).__name__} instead.")
+            items = json_get(scope, items_key, _snake(items_key)) or []
+            if not isinstance(items, list):
+                raise DecodeError(f"{sp}.{items_key} must be a list. Got {type(items).__name__} instead.")
+            for lo in range(0, len(items), batch_rows):
+                if b.n >= batch_rows:
+                    yield b.tables()
+                    b = make()
+                b.open_context_json(res, rp, scope.get("scope"), f"{sp}.scope")
+                b.set_scope_schema_json(scope, sp)
+                add(b, items[lo : lo + batch_rows], f"{sp}.{items_key}", lo)
+    if b.n:
+        yield b.tables()
+
+
+def _snake(camel: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)
 
 
 # ---------------------------------------------------------------- JSON field helpers

@@ -358,15 +358,10 @@ class _Contexts:
             row.get("resource_dropped_attributes_count") or 0,
             row.get("resource_schema_url") or "",
         )
-        res = self._resources.get(rkey)
-        if res is None:
-            template = self.shape.resource_cls(
-                resource=Resource(
-                    attributes=self.values.messages(res_pairs), dropped_attributes_count=rkey[1]
-                ),
-                schema_url=rkey[2],
-            )
-            res = self._resources[rkey] = _Group(rkey, template, self.shape.resources)
+        res = _group(self._resources, rkey, self.shape.resources, lambda: self.shape.resource_cls(
+            resource=Resource(attributes=self.values.messages(res_pairs), dropped_attributes_count=rkey[1]),
+            schema_url=rkey[2],
+        ))  # fmt: skip
         scope_pairs = _pairs(row.get("scope_attributes"))
         skey = (
             row.get("scope_name") or "",
@@ -375,19 +370,20 @@ class _Contexts:
             row.get("scope_dropped_attributes_count") or 0,
             row.get("scope_schema_url") or "",
         )
-        scope = self._scopes.get(skey)
-        if scope is None:
-            template = self.shape.scope_cls(
-                scope=InstrumentationScope(
-                    name=skey[0],
-                    version=skey[1],
-                    attributes=self.values.messages(scope_pairs),
-                    dropped_attributes_count=skey[3],
-                ),
-                schema_url=skey[4],
-            )
-            scope = self._scopes[skey] = _Group(skey, template, self.shape.scopes)
+        scope = _group(self._scopes, skey, self.shape.scopes, lambda: self.shape.scope_cls(
+            scope=InstrumentationScope(name=skey[0], version=skey[1], attributes=self.values.messages(scope_pairs),
+                                       dropped_attributes_count=skey[3]),
+            schema_url=skey[4],
+        ))  # fmt: skip
         return res, scope
+
+
+def _group(cache: dict[Any, _Group], key: Any, field: str, template: Callable[[], Message]) -> _Group:
+    """The group of ``cache`` under ``key``, made from ``template()`` the first time."""
+    group = cache.get(key)
+    if group is None:
+        group = cache[key] = _Group(key, template(), field)
+    return group
 
 
 # ---------------------------------------------------------------- items

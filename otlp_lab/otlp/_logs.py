@@ -15,6 +15,8 @@ from otlp_lab.otlp._batches import (
     Builder,
     check_id_lengths,
     ints,
+    iter_json_batches,
+    iter_pb_batches,
     json_get,
     json_str,
     json_u32,
@@ -107,40 +109,11 @@ class LogBuilder(Builder):
 
 
 def iter_logs_pb(view: Any, batch_rows: int) -> Iterator[dict[str, pa.Table]]:
-    b = LogBuilder()
-    for rl in view.resource_logs:
-        for sl in rl.scope_logs:
-            recs = sl.log_records
-            n, lo = len(recs), 0
-            while lo < n:
-                if b.n >= batch_rows:
-                    yield b.tables()
-                    b = LogBuilder()
-                hi = min(n, lo + batch_rows - b.n)
-                b.open_context_pb(rl.resource, rl.schema_url, sl.scope, sl.schema_url)
-                b.add_pb(recs if (lo == 0 and hi == n) else recs[lo:hi])
-                lo = hi
-    if b.n:
-        yield b.tables()
+    """Staging tables for a parsed ``LogsView``, at most ``batch_rows`` records each."""
+    groups = ((rl, sl, sl.log_records) for rl in view.resource_logs for sl in rl.scope_logs)
+    return iter_pb_batches(LogBuilder, groups, LogBuilder.add_pb, batch_rows)
 
 
 def iter_logs_json(doc: dict, batch_rows: int) -> Iterator[dict[str, pa.Table]]:
-    b = LogBuilder()
-    for ri, rl in enumerate(json_get(doc, "resourceLogs", "resource_logs") or []):
-        rp = f"resourceLogs[{ri}]"
-        if not isinstance(rl, dict):
-            raise DecodeError(f"{rp} must be an object. Got {type(rl).__name__} instead.")
-        for si, sl in enumerate(json_get(rl, "scopeLogs", "scope_logs") or []):
-            sp = f"{rp}.scopeLogs[{si}]"
-            recs = json_get(sl, "logRecords", "log_records") or []
-            if not isinstance(recs, list):
-                raise DecodeError(f"{sp}.logRecords must be a list. Got {type(recs).__name__} instead.")
-            for lo in range(0, len(recs), batch_rows):
-                if b.n >= batch_rows:
-                    yield b.tables()
-                    b = LogBuilder()
-                b.open_context_json(rl, rp, sl.get("scope"), f"{sp}.scope")
-                b.set_scope_schema_json(sl, sp)
-                b.add_json(recs[lo : lo + batch_rows], f"{sp}.logRecords", lo)
-    if b.n:
-        yield b.tables()
+    """Staging tables for one OTLP/JSON ``ExportLogsServiceRequest`` object."""
+    return iter_json_batches(LogBuilder, doc, ("resourceLogs", "scopeLogs", "logRecords"), LogBuilder.add_json, batch_rows)

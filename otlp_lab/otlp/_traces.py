@@ -16,6 +16,8 @@ from otlp_lab.otlp._batches import (
     Builder,
     check_id_lengths,
     ints,
+    iter_json_batches,
+    iter_pb_batches,
     json_get,
     json_str,
     json_u32,
@@ -300,41 +302,10 @@ class SpanBuilder(Builder):
 
 def iter_traces_pb(view: Any, batch_rows: int) -> Iterator[dict[str, pa.Table]]:
     """Staging tables for a parsed ``TracesView``, at most ``batch_rows`` spans each."""
-    b = SpanBuilder()
-    for rs in view.resource_spans:
-        for ss in rs.scope_spans:
-            spans = ss.spans
-            n, lo = len(spans), 0
-            while lo < n:
-                if b.n >= batch_rows:
-                    yield b.tables()
-                    b = SpanBuilder()
-                hi = min(n, lo + batch_rows - b.n)
-                b.open_context_pb(rs.resource, rs.schema_url, ss.scope, ss.schema_url)
-                b.add_spans_pb(spans if (lo == 0 and hi == n) else spans[lo:hi])
-                lo = hi
-    if b.n:
-        yield b.tables()
+    groups = ((rs, ss, ss.spans) for rs in view.resource_spans for ss in rs.scope_spans)
+    return iter_pb_batches(SpanBuilder, groups, SpanBuilder.add_spans_pb, batch_rows)
 
 
 def iter_traces_json(doc: dict, batch_rows: int) -> Iterator[dict[str, pa.Table]]:
     """Staging tables for one OTLP/JSON ``ExportTraceServiceRequest`` object."""
-    b = SpanBuilder()
-    for ri, rs in enumerate(json_get(doc, "resourceSpans", "resource_spans") or []):
-        rp = f"resourceSpans[{ri}]"
-        if not isinstance(rs, dict):
-            raise DecodeError(f"{rp} must be an object. Got {type(rs).__name__} instead.")
-        for si, ss in enumerate(json_get(rs, "scopeSpans", "scope_spans") or []):
-            sp = f"{rp}.scopeSpans[{si}]"
-            spans = ss.get("spans") or []
-            if not isinstance(spans, list):
-                raise DecodeError(f"{sp}.spans must be a list. Got {type(spans).__name__} instead.")
-            for lo in range(0, len(spans), batch_rows):
-                if b.n >= batch_rows:
-                    yield b.tables()
-                    b = SpanBuilder()
-                b.open_context_json(rs, rp, ss.get("scope"), f"{sp}.scope")
-                b.set_scope_schema_json(ss, sp)
-                b.add_spans_json(spans[lo : lo + batch_rows], f"{sp}.spans", lo)
-    if b.n:
-        yield b.tables()
+    return iter_json_batches(SpanBuilder, doc, ("resourceSpans", "scopeSpans", "spans"), SpanBuilder.add_spans_json, batch_rows)

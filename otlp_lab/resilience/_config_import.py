@@ -480,6 +480,17 @@ def _check_kind(node: _Node, kind: str) -> None:
         node.issues.invalid(node.at("kind"), got, repr(kind))
 
 
+def _istio_spec(top: _Node, kind: str) -> _Node:
+    """The ``spec`` of a full Istio resource (its kind checked, metadata ignored), or ``top`` when given a bare spec."""
+    if not top.has("spec"):
+        return top
+    _check_kind(top, kind)
+    top.ignore("metadata")
+    spec = top.child("spec")
+    top.done()
+    return spec  # type: ignore[return-value]
+
+
 # --------------------------------------------------------------------------------------------
 # Istio
 # --------------------------------------------------------------------------------------------
@@ -537,13 +548,7 @@ def from_istio(
     ('random', 3, 60.0, 3)
     """
     issues = _Issues("DestinationRule", strict=strict)
-    top = _Node(destination_rule, "", issues)
-    spec = top
-    if top.has("spec"):
-        _check_kind(top, "DestinationRule")
-        top.ignore("metadata")
-        spec = top.child("spec")  # type: ignore[assignment]
-        top.done()
+    spec = _istio_spec(_Node(destination_rule, "", issues), "DestinationRule")
     host = spec.text("host")
     if not host:
         issues.invalid(spec.at("host"), host, "the service host name")
@@ -691,13 +696,7 @@ def _istio_route(
     virtual_service: Mapping[str, Any], host: str, route_name: str | None, *, strict: bool
 ) -> tuple[RetryPolicy | None, float | None, list[str]]:
     issues = _Issues("VirtualService", strict=strict)
-    top = _Node(virtual_service, "", issues)
-    spec = top
-    if top.has("spec"):
-        _check_kind(top, "VirtualService")
-        top.ignore("metadata")
-        spec = top.child("spec")  # type: ignore[assignment]
-        top.done()
+    spec = _istio_spec(_Node(virtual_service, "", issues), "VirtualService")
     spec.ignore("hosts")
     routes = spec.children("http")
     chosen: _Node | None = None

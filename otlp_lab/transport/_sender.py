@@ -670,6 +670,7 @@ class Sender:
         self.signal_endpoints = dict(signal_endpoints or {})
         self._rng = random.Random(seed)
         self._breaker: Any = None  # one breaker per Sender, shared by its requests across sends
+        self._policy_stack: Any = None  # one policy stack per Sender, shared by its requests
 
     # ------------------------------------------------------------ construction
     @staticmethod
@@ -709,14 +710,9 @@ class Sender:
         """
         env = os.environ if environ is None else environ
         kw: dict[str, Any] = {}
-        if env.get("OTEL_EXPORTER_OTLP_PROTOCOL"):
-            kw["protocol"] = env["OTEL_EXPORTER_OTLP_PROTOCOL"]
-        if env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-            kw["endpoint"] = env["OTEL_EXPORTER_OTLP_ENDPOINT"]
-        if env.get("OTEL_EXPORTER_OTLP_HEADERS"):
-            kw["headers"] = env["OTEL_EXPORTER_OTLP_HEADERS"]
-        if env.get("OTEL_EXPORTER_OTLP_COMPRESSION"):
-            kw["compression"] = env["OTEL_EXPORTER_OTLP_COMPRESSION"]
+        for key in ("protocol", "endpoint", "headers", "compression"):
+            if env.get(var := f"OTEL_EXPORTER_OTLP_{key.upper()}"):
+                kw[key] = env[var]
         if env.get("OTEL_EXPORTER_OTLP_TIMEOUT"):
             try:
                 kw["timeout_s"] = float(env["OTEL_EXPORTER_OTLP_TIMEOUT"]) / 1000.0
@@ -877,14 +873,18 @@ class Sender:
         return _Request(signal_of(msg), transport.encode(msg), count_items(msg), at_s)
 
     def _stack(self) -> Any:
-        """A policy stack for one request: this sender's retry policy, jitter source and breaker.
+        """The policy stack of this sender: its retry policy, jitter source and breaker.
 
-        The breaker and the rng are shared by all requests of the sender; the stack itself is
-        per request, since a stack's admission bookkeeping is keyed by attempt number.
+        One stack serves all requests of the sender, across sends (each call gets its own
+        state from ``stack.start()``).
         """
-        from otlp_lab.resilience import PolicyStack
+        if self._policy_stack is None:
+            from otlp_lab.resilience import PolicyStack
 
-        return PolicyStack(self.retry, breaker=self.breaker, rng=self._rng, breaker_ignores=FINAL_REFUSALS | {BACKPRESSURE})
+            self._policy_stack = PolicyStack(
+                self.retry, breaker=self.breaker, rng=self._rng, breaker_ignores=FINAL_REFUSALS | {BACKPRESSURE}
+            )
+        return self._policy_stack
 
     async def _deliver(self, transport: Any, item: _Request, report: SendReport) -> None:
         from otlp_lab.resilience import Outcome, drive_async
