@@ -6,6 +6,7 @@
 """
 
 from otlp_lab.errors import (
+    BodyTooLargeError,
     ConfigError,
     DecodeError,
     EncodeError,
@@ -19,6 +20,7 @@ from otlp_lab.store import Lab, LoadResult
 __version__ = "0.1.0"
 
 __all__ = [
+    "BodyTooLargeError",
     "ConfigError",
     "DecodeError",
     "EncodeError",

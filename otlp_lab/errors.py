@@ -6,7 +6,8 @@ that already catches ``ValueError`` keeps working::
 
     OtlpLabError
     ├── DecodeError (ValueError)        input is not valid OTLP: names the file and where
-    │   └── UnsupportedFormatError      neither OTLP/JSON nor OTLP protobuf, or the wrong signal
+    │   ├── UnsupportedFormatError      neither OTLP/JSON nor OTLP protobuf, or the wrong signal
+    │   └── BodyTooLargeError           decompressed size over the limit (a compression bomb)
     ├── EncodeError (ValueError)        a frame cannot be written as OTLP
     ├── StoreError                      the DuckDB database refused an operation
     │   └── SchemaError (ValueError)    a frame or table does not have the columns asked for
@@ -29,6 +30,7 @@ __all__ = [
     "OtlpLabError",
     "DecodeError",
     "UnsupportedFormatError",
+    "BodyTooLargeError",
     "EncodeError",
     "StoreError",
     "SchemaError",
@@ -82,6 +84,10 @@ class DecodeError(OtlpLabError, ValueError):
 
 class UnsupportedFormatError(DecodeError):
     """Content that is neither OTLP/JSON nor OTLP protobuf, or not the signal asked for."""
+
+
+class BodyTooLargeError(DecodeError):
+    """A body whose decompressed size is over the limit it was read with."""
 
 
 class EncodeError(OtlpLabError, ValueError):

@@ -280,3 +280,17 @@ def test_wire_fast_path_agrees_with_protobuf(key, value):
     slow.add_pb_value(kv.key, kv.value)
     assert fast.to_arrow()[0].equals(slow.to_arrow()[0])
     assert fast.to_arrow()[1].to_pylist() == slow.to_arrow()[1].to_pylist()
+
+
+@pytest.mark.parametrize("codec", ["gzip", "zstd"])
+def test_decompress_bytes_refuses_bombs_and_truncation(codec):
+    from otlp_lab import BodyTooLargeError
+    from otlp_lab.otlp._source import decompress_bytes
+
+    compress = gzip.compress if codec == "gzip" else zstandard.ZstdCompressor().compress
+    body = compress(b"\0" * 5_000_000)  # a few KB that inflate to 5 MB
+    assert len(decompress_bytes(body, limit=5_000_000)) == 5_000_000
+    with pytest.raises(BodyTooLargeError, match="1,000-byte limit"):
+        decompress_bytes(body, limit=1000)
+    with pytest.raises(DecodeError, match="truncated"):
+        decompress_bytes(body[: len(body) - 6])

@@ -61,7 +61,7 @@ def _parse(cls: type, data: bytes, name: str) -> Any:
     try:
         return cls.FromString(data)
     except PbDecodeError:
-        raise DecodeError(f"invalid protobuf ({locate_wire_error(data)})") from None
+        raise DecodeError(f"invalid protobuf {name} request ({locate_wire_error(data)})") from None
 
 
 def unit_batches(unit: Unit, *, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[Batch]:

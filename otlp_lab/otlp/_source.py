@@ -27,7 +27,7 @@ from typing import IO, Any, Literal
 
 import orjson
 
-from otlp_lab.errors import DecodeError, UnsupportedFormatError
+from otlp_lab.errors import BodyTooLargeError, DecodeError, UnsupportedFormatError
 
 Signal = Literal["traces", "metrics", "logs"]
 SIGNALS: tuple[Signal, ...] = ("traces", "metrics", "logs")
@@ -274,11 +274,8 @@ def _looks_framed(head: bytes) -> bool:
 
 
 def iter_units(stream: IO[bytes], *, name: str = "<bytes>", hint: Signal | None = None) -> Iterator[Unit]:
-    """Every OTLP request in a decompressed binary stream."""
-    head = stream.peek(64)[:64] if hasattr(stream, "peek") else b""
-    if not head:
-        head = stream.read(64)
-        stream = io.BufferedReader(_Prepend(head, stream))  # type: ignore[arg-type]
+    """Every OTLP request in a decompressed, peekable binary stream (see :func:`open_decompressed`)."""
+    head = stream.peek(64)[:64]
     if not head:
         raise DecodeError("file is empty; expected OTLP/JSON or OTLP protobuf", source=name)
     looks_json = head.lstrip()[:1] in (b"{", b"[")
@@ -296,24 +293,6 @@ def iter_units(stream: IO[bytes], *, name: str = "<bytes>", hint: Signal | None 
         data = stream.read()
         sig = pb_signal(data, hint) or hint
         yield Unit(sig, "pb", data, None)
-
-
-class _Prepend(io.RawIOBase):
-    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
-        self.head, self.rest = head, rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        if self.head:
-            n = min(len(b), len(self.head))
-            b[:n] = self.head[:n]
-            self.head = self.head[n:]
-            return n
-        data = self.rest.read(len(b))
-        b[: len(data)] = data
-        return len(data)
 
 
 def _json_units(stream: IO[bytes], name: str) -> Iterator[Unit]:
@@ -385,18 +364,44 @@ def _framed_units(stream: IO[bytes], name: str, hint: Signal | None) -> Iterator
 
 
 def decompress_bytes(data: bytes, *, limit: int | None = None) -> bytes:
-    """gzip/zstd/raw ``data`` decompressed, refusing more than ``limit`` bytes of output."""
+    """gzip/zstd/raw ``data`` decompressed, refusing more than ``limit`` bytes of output.
+
+    Decompression stops as soon as the output passes ``limit`` (a compression bomb costs at
+    most ``limit`` bytes), and a stream cut short or failing its checksum is refused.
+
+    Raises
+    ------
+    BodyTooLargeError
+        The output would exceed ``limit``.
+    DecodeError
+        The compressed stream is truncated or corrupt.
+    """
     if data.startswith(GZIP_MAGIC):
         d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        out = d.decompress(data, limit + 1 if limit else 0)
+        try:
+            out = d.decompress(data, limit + 1 if limit else 0)
+        except zlib.error as exc:  # includes a CRC or length mismatch in the trailer
+            raise DecodeError(f"gzip data is corrupt ({exc})") from None
         if limit and len(out) > limit:
-            raise DecodeError(f"decompressed body exceeds the {limit}-byte limit")
+            raise BodyTooLargeError(f"decompressed body exceeds the {limit:,}-byte limit")
+        if not d.eof:
+            raise DecodeError("gzip data is truncated (the stream ends before its trailer)")
         return out
     if data.startswith(ZSTD_MAGIC):
         import zstandard
 
-        out = zstandard.ZstdDecompressor().decompressobj().decompress(data)
-        if limit and len(out) > limit:
-            raise DecodeError(f"decompressed body exceeds the {limit}-byte limit")
-        return out
+        z = zstandard.ZstdDecompressor().decompressobj()
+        parts, size = [], 0
+        try:
+            for at in range(0, len(data), 1 << 16):  # feed in steps so a bomb is stopped early
+                part = z.decompress(data[at : at + (1 << 16)])
+                parts.append(part)
+                size += len(part)
+                if limit and size > limit:
+                    raise BodyTooLargeError(f"decompressed body exceeds the {limit:,}-byte limit")
+        except zstandard.ZstdError as exc:
+            raise DecodeError(f"zstd data is corrupt ({exc})") from None
+        if not z.eof:
+            raise DecodeError("zstd data is truncated (the frame ends early)")
+        return b"".join(parts)
     return data

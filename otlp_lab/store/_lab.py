@@ -15,7 +15,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from otlp_lab.errors import ConfigError, DecodeError, SchemaError, StoreError, UnsupportedFormatError
+from otlp_lab.errors import ConfigError, StoreError, UnsupportedFormatError
 from otlp_lab.otlp import (
     DEFAULT_BATCH_ROWS,
     Batch,
@@ -562,4 +562,4 @@ def _dedupe_keys(staged: pa.Table) -> pa.Table:
     return staged
 
 
-__all__ = ["Lab", "LoadResult", "FileResult", "parse_duration_s", "DecodeError", "SchemaError"]
+__all__ = ["FileResult", "Lab", "LoadResult", "parse_duration_s"]
