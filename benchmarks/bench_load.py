@@ -37,7 +37,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from otlp_lab import Lab
 
-ROUTES = [f"/api/v1/{r}" for r in ("cart", "checkout", "pay", "user", "search", "item", "ship", "auth", "ads", "rec")]
+ROUTES = [
+    f"/api/v1/{r}"
+    for r in ("cart", "checkout", "pay", "user", "search", "item", "ship", "auth", "ads", "rec")
+]
 
 
 def make_request(n_spans: int, *, services: int = 10, seed: int = 42) -> ExportTraceServiceRequest:
@@ -47,7 +50,11 @@ def make_request(n_spans: int, *, services: int = 10, seed: int = 42) -> ExportT
     t0 = 1_764_000_000_000_000_000
     for s in range(services):
         rs = req.resource_spans.add()
-        for k, v in (("service.name", f"service-{s}"), ("service.version", "1.4.2"), ("host.name", f"node-{s % 3}")):
+        for k, v in (
+            ("service.name", f"service-{s}"),
+            ("service.version", "1.4.2"),
+            ("host.name", f"node-{s % 3}"),
+        ):
             kv = rs.resource.attributes.add()
             kv.key, kv.value.string_value = k, v
         ss = rs.scope_spans.add()
@@ -132,7 +139,10 @@ def naive(data: bytes) -> None:
                         "start_time_unix_nano": sp.start_time_unix_nano,
                         "end_time_unix_nano": sp.end_time_unix_nano,
                         "status_code": sp.status.code,
-                        "attributes": {kv.key: str(getattr(kv.value, kv.value.WhichOneof("value"))) for kv in sp.attributes},
+                        "attributes": {
+                            kv.key: str(getattr(kv.value, kv.value.WhichOneof("value")))
+                            for kv in sp.attributes
+                        },
                     }
                 )
     con = duckdb.connect()
@@ -187,7 +197,9 @@ def main() -> None:
         json_path.write_bytes(to_otlp_json(req))
         del req
         n = args.spans
-        print(f"request: {n:,} spans, protobuf {len(data) / 1e6:.1f} MB, OTLP/JSON {json_path.stat().st_size / 1e6:.1f} MB")
+        print(
+            f"request: {n:,} spans, protobuf {len(data) / 1e6:.1f} MB, OTLP/JSON {json_path.stat().st_size / 1e6:.1f} MB"
+        )
         results = {
             "(a) ParseFromString alone": timed(lambda: parse_only(data), 3),
             "(b) naive dict loop -> DuckDB": timed(lambda: naive(data)),
@@ -202,7 +214,9 @@ def main() -> None:
         print(f"(d) vs (c) read_json:    {c / d:5.2f}x faster   (target >= 4x)")
         print(f"(d) / (a) parse alone:   {d / a:5.2f}x the time of parsing alone")
 
-        out = subprocess.run([sys.executable, "-c", _MEM_CHILD, str(pb_path)], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", _MEM_CHILD, str(pb_path)], capture_output=True, text=True, check=True
+        )
         base, peak = (int(x) for x in out.stdout.split())
         grown = peak - base
         print(

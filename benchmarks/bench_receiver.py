@@ -64,7 +64,11 @@ def make_request(seed: int) -> bytes:
     rng = random.Random(seed)
     req = ExportTraceServiceRequest()
     rs = req.resource_spans.add()
-    for k, v in (("service.name", f"svc-{seed % 7}"), ("service.version", "1.4.2"), ("host.name", f"node-{seed % 3}")):
+    for k, v in (
+        ("service.name", f"svc-{seed % 7}"),
+        ("service.version", "1.4.2"),
+        ("host.name", f"node-{seed % 3}"),
+    ):
         kv = rs.resource.attributes.add()
         kv.key, kv.value.string_value = k, v
     ss = rs.scope_spans.add()
@@ -80,7 +84,11 @@ def make_request(seed: int) -> bytes:
             sp.kind = 2 if i == 0 else 3
             sp.start_time_unix_nano = t0 + t * 10_000_000 + i * 1000
             sp.end_time_unix_nano = sp.start_time_unix_nano + rng.randint(100_000, 50_000_000)
-            for k, v in (("http.request.method", "GET"), ("http.route", f"/api/v1/items/{i % 10}"), ("server.address", "10.0.0.1")):
+            for k, v in (
+                ("http.request.method", "GET"),
+                ("http.route", f"/api/v1/items/{i % 10}"),
+                ("server.address", "10.0.0.1"),
+            ):
                 a = sp.attributes.add()
                 a.key, a.value.string_value = k, v
             a = sp.attributes.add()
@@ -112,7 +120,11 @@ def sender_process(protocol: str, port: int, seeds: list[int], go, out) -> None:
         client = httpx.Client(timeout=30)
 
         def send(body: bytes) -> bool:
-            r = client.post(f"http://127.0.0.1:{port}/v1/traces", content=body, headers={"content-type": "application/x-protobuf"})
+            r = client.post(
+                f"http://127.0.0.1:{port}/v1/traces",
+                content=body,
+                headers={"content-type": "application/x-protobuf"},
+            )
             return r.status_code == 200
 
     go.wait()
@@ -142,7 +154,13 @@ def run_load(protocol: str, port: int, n_requests: int, n_senders: int, seed0: i
     lat = [x for _, ls in results for x in ls]
     acked = sum(a for a, _ in results)
     q = statistics.quantiles(lat, n=100, method="inclusive")
-    return {"acked": acked, "seconds": elapsed, "spans_per_s": acked / elapsed, "p50_ms": q[49] * 1e3, "p99_ms": q[98] * 1e3}
+    return {
+        "acked": acked,
+        "seconds": elapsed,
+        "spans_per_s": acked / elapsed,
+        "p50_ms": q[49] * 1e3,
+        "p99_ms": q[98] * 1e3,
+    }
 
 
 class PeakRss:
@@ -173,9 +191,17 @@ def bench_ours(protocol: str, n_requests: int, n_senders: int, tmp: Path) -> dic
     from otlp_lab import Lab
 
     port, db = free_port(), tmp / f"bench-{protocol}.duckdb"
-    args = ["--grpc", f"127.0.0.1:{port}", "--http", "off"] if protocol == "grpc" else ["--grpc", "off", "--http", f"127.0.0.1:{port}"]
-    proc = subprocess.Popen([sys.executable, "-m", "otlp_lab.cli", "receive", "--db", str(db), "--stats-every", "0", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    args = (
+        ["--grpc", f"127.0.0.1:{port}", "--http", "off"]
+        if protocol == "grpc"
+        else ["--grpc", "off", "--http", f"127.0.0.1:{port}"]
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "otlp_lab.cli", "receive", "--db", str(db), "--stats-every", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     wait_listening(port, proc)
     rss = PeakRss(proc.pid)
     res = run_load(protocol, port, n_requests, n_senders, seed0=0)
@@ -183,7 +209,9 @@ def bench_ours(protocol: str, n_requests: int, n_senders: int, tmp: Path) -> dic
     log, _ = proc.communicate(timeout=60)
     res["peak_rss_mib"] = rss.stop() / 2**20
     peak_q = [line for line in log.splitlines() if "peak_queue_bytes" in line]
-    res["peak_queue_mib"] = int(peak_q[0].split("│")[2].strip().replace(",", "")) / 2**20 if peak_q else float("nan")
+    res["peak_queue_mib"] = (
+        int(peak_q[0].split("│")[2].strip().replace(",", "")) / 2**20 if peak_q else float("nan")
+    )
     with Lab(db, read_only=True) as lab:
         res["stored"] = lab.counts()["spans"]
     res["lost"] = res["acked"] - res["stored"]
@@ -199,9 +227,21 @@ def rotel_binary() -> str:
 def start_rotel(tmp: Path, exporter: list[str]) -> tuple[subprocess.Popen, int, int]:
     g, h = free_port(), free_port()
     proc = subprocess.Popen(
-        [rotel_binary(), "start", "--otlp-grpc-endpoint", f"127.0.0.1:{g}", "--otlp-http-endpoint", f"127.0.0.1:{h}",
-         "--pid-file", str(tmp / f"rotel-{g}.pid"), "--log-file", str(tmp / f"rotel-{g}.log"), *exporter],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            rotel_binary(),
+            "start",
+            "--otlp-grpc-endpoint",
+            f"127.0.0.1:{g}",
+            "--otlp-http-endpoint",
+            f"127.0.0.1:{h}",
+            "--pid-file",
+            str(tmp / f"rotel-{g}.pid"),
+            "--log-file",
+            str(tmp / f"rotel-{g}.log"),
+            *exporter,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     wait_listening(g, proc)
     wait_listening(h, proc)
@@ -254,8 +294,10 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=240, help="requests of 512 spans per run")
     ap.add_argument("--senders", type=int, default=4, help="concurrent sender processes")
     args = ap.parse_args()
-    print(f"{os.cpu_count()} cores; {args.senders} sender processes x {args.requests} requests of {SPANS_PER_REQUEST} spans "
-          f"({args.requests * SPANS_PER_REQUEST:,} spans) per run, no compression\n")
+    print(
+        f"{os.cpu_count()} cores; {args.senders} sender processes x {args.requests} requests of {SPANS_PER_REQUEST} spans "
+        f"({args.requests * SPANS_PER_REQUEST:,} spans) per run, no compression\n"
+    )
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         rows = []
@@ -264,20 +306,30 @@ def main() -> None:
             ref = bench_rotel(protocol, args.requests, args.senders, tmp)
             rows.append((protocol, ours, ref))
         sender = bench_sender(args.requests, tmp)
-    print(f"{'receiver':<22}{'spans/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'peak RSS':>10}{'queue':>8}{'acked':>10}{'lost':>6}")
+    print(
+        f"{'receiver':<22}{'spans/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'peak RSS':>10}{'queue':>8}{'acked':>10}{'lost':>6}"
+    )
     for protocol, ours, ref in rows:
-        print(f"{'otlp-lab ' + protocol:<22}{ours['spans_per_s']:>11,.0f}{ours['p50_ms']:>9.1f}{ours['p99_ms']:>9.1f}"
-              f"{ours['peak_rss_mib']:>8.0f}Mi{ours['peak_queue_mib']:>6.1f}Mi{ours['acked']:>10,}{ours['lost']:>6}")
-        print(f"{'rotel ' + protocol + ' (blackhole)':<22}{ref['spans_per_s']:>11,.0f}{ref['p50_ms']:>9.1f}{ref['p99_ms']:>9.1f}"
-              f"{ref['peak_rss_mib']:>8.0f}Mi{'':>8}{ref['acked']:>10,}")
+        print(
+            f"{'otlp-lab ' + protocol:<22}{ours['spans_per_s']:>11,.0f}{ours['p50_ms']:>9.1f}{ours['p99_ms']:>9.1f}"
+            f"{ours['peak_rss_mib']:>8.0f}Mi{ours['peak_queue_mib']:>6.1f}Mi{ours['acked']:>10,}{ours['lost']:>6}"
+        )
+        print(
+            f"{'rotel ' + protocol + ' (blackhole)':<22}{ref['spans_per_s']:>11,.0f}{ref['p50_ms']:>9.1f}{ref['p99_ms']:>9.1f}"
+            f"{ref['peak_rss_mib']:>8.0f}Mi{'':>8}{ref['acked']:>10,}"
+        )
     print()
     for protocol, ours, ref in rows:
         target = "meets" if ours["spans_per_s"] >= 50_000 and ours["lost"] == 0 else "misses"
-        print(f"{protocol}: otlp-lab / rotel = {ours['spans_per_s'] / ref['spans_per_s']:.2f}  "
-              f"({target} the 50,000 spans/s zero-loss target)")
+        print(
+            f"{protocol}: otlp-lab / rotel = {ours['spans_per_s'] / ref['spans_per_s']:.2f}  "
+            f"({target} the 50,000 spans/s zero-loss target)"
+        )
     fl, rd = sender["from_lab"], sender["ready"]
-    print(f"\nsender -> rotel (gRPC, 4 in flight): from a Lab {fl.items_per_s:,.0f} spans/s (export + encode + gzip), "
-          f"ready requests {rd.items_per_s:,.0f} spans/s; failed {fl.failed + rd.failed}")
+    print(
+        f"\nsender -> rotel (gRPC, 4 in flight): from a Lab {fl.items_per_s:,.0f} spans/s (export + encode + gzip), "
+        f"ready requests {rd.items_per_s:,.0f} spans/s; failed {fl.failed + rd.failed}"
+    )
     best_rotel = max(ref["spans_per_s"] for _, _, ref in rows)
     print(f"sender (ready requests) / rotel receiver = {rd.items_per_s / best_rotel:.2f}")
 

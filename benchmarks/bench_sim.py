@@ -55,7 +55,9 @@ MM1_SERVICE_RATE = 1.0
 def fleet_scenario() -> Scenario:
     """``shop`` with every workload through the ``standard`` stack (retry, budget, breaker, P2C), no faults, no warm-up."""
     sc = Scenario.from_yaml(scenario_path("shop"))
-    workloads = tuple(dataclasses.replace(w, policy=None) for w in sc.workloads)  # None: the default, "standard"
+    workloads = tuple(
+        dataclasses.replace(w, policy=None) for w in sc.workloads
+    )  # None: the default, "standard"
     return sc.replace(name="bench_fleet", workloads=workloads, faults=(), warmup_s=0.0)
 
 
@@ -73,7 +75,13 @@ def fleet(sc: Scenario, duration_s: float, *, lab: Lab | None = None, seed: int 
     finally:
         if own:
             lab.close()
-    return {"requests": r.requests, "hops": r.hops, "spans": r.spans, "wall_s": wall, "error_rate": r.error_rate}
+    return {
+        "requests": r.requests,
+        "hops": r.hops,
+        "spans": r.spans,
+        "wall_s": wall,
+        "error_rate": r.error_rate,
+    }
 
 
 # ---------------------------------------------------------------------------------------------- (b) bare SimPy
@@ -108,7 +116,9 @@ def ciw_mm1(n_jobs: int, *, seed: int = 1) -> tuple[int, float]:
     try:
         import ciw
     except ImportError as exc:  # pragma: no cover - a dev dependency
-        raise SystemExit("the benchmark compares with Ciw: pip install 'ciw>=3.2' (or: pip install -e '.[dev]')") from exc
+        raise SystemExit(
+            "the benchmark compares with Ciw: pip install 'ciw>=3.2' (or: pip install -e '.[dev]')"
+        ) from exc
     ciw.seed(seed)
     network = ciw.create_network(
         arrival_distributions=[ciw.dists.Exponential(rate=MM1_ARRIVAL_RATE)],
@@ -163,17 +173,33 @@ def long_run(requests: int, db: str, memory_limit: str | None) -> dict[str, floa
     wall = r["wall_s"]
     # RSS at 25 / 50 / 75 / 100 % of the run: flat when memory is bounded
     quarters = [max([base, *(s for t, s in samples if t <= wall * q)]) for q in (0.25, 0.5, 0.75, 1.0)]
-    return {**r, "base_rss": base, "peak_rss": peak, "quarters_rss": quarters, "db_bytes": os.path.getsize(db),
-            "ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}  # fmt: skip
+    return {
+        **r,
+        "base_rss": base,
+        "peak_rss": peak,
+        "quarters_rss": quarters,
+        "db_bytes": os.path.getsize(db),
+        "ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
 
 
 def long_run_in_child(requests: int, memory_limit: str | None) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         out = subprocess.run(
-            [sys.executable, __file__, "--_child", str(requests), "--_db", os.path.join(tmp, "fleet.duckdb"),
-             "--memory-limit", memory_limit or "none"],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                __file__,
+                "--_child",
+                str(requests),
+                "--_db",
+                os.path.join(tmp, "fleet.duckdb"),
+                "--memory-limit",
+                memory_limit or "none",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -184,13 +210,22 @@ def _mb(b: float) -> str:
 # ---------------------------------------------------------------------------------------------- main
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--fleet-seconds", type=float, default=60.0, help="simulated seconds of the fleet run (a)")
+    ap.add_argument(
+        "--fleet-seconds", type=float, default=60.0, help="simulated seconds of the fleet run (a)"
+    )
     ap.add_argument("--jobs", type=int, default=200_000, help="M/M/1 jobs for (b) and (c)")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each, the fastest counts")
-    ap.add_argument("--requests", type=int, default=1_000_000,
-                    help="root requests of the long run into a DuckDB file (0: skip); also run at a tenth of it")  # fmt: skip
-    ap.add_argument("--memory-limit", default="512MB",
-                    help="DuckDB memory_limit of the long run's Lab ('none': DuckDB's default, 80%% of RAM)")  # fmt: skip
+    ap.add_argument(
+        "--requests",
+        type=int,
+        default=1_000_000,
+        help="root requests of the long run into a DuckDB file (0: skip); also run at a tenth of it",
+    )
+    ap.add_argument(
+        "--memory-limit",
+        default="512MB",
+        help="DuckDB memory_limit of the long run's Lab ('none': DuckDB's default, 80%% of RAM)",
+    )
     ap.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True, help="profile (a) once")
     ap.add_argument("--_child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--_db", help=argparse.SUPPRESS)
@@ -201,9 +236,11 @@ def main() -> None:
         return
 
     sc = fleet_scenario()
-    print(f"fleet: {len(sc.services)} services, {offered_rps(sc):g} req/s offered, {args.fleet_seconds:g} simulated s, "
-          f"retry + budget + breaker + P2C on every call, output into a Lab; M/M/1: rho = "
-          f"{MM1_ARRIVAL_RATE / MM1_SERVICE_RATE:g}, {args.jobs:,} jobs; best of {args.repeat}")  # fmt: skip
+    print(
+        f"fleet: {len(sc.services)} services, {offered_rps(sc):g} req/s offered, {args.fleet_seconds:g} simulated s, "
+        f"retry + budget + breaker + P2C on every call, output into a Lab; M/M/1: rho = "
+        f"{MM1_ARRIVAL_RATE / MM1_SERVICE_RATE:g}, {args.jobs:,} jobs; best of {args.repeat}"
+    )
     fleet(sc, 5.0)  # warm up imports and caches
     a = best(lambda: fleet(sc, args.fleet_seconds), args.repeat)
     b_jobs, b_wall = best(lambda: simpy_mm1(args.jobs), args.repeat)
@@ -213,12 +250,16 @@ def main() -> None:
     print(f"\n{'':34s} {'count':>10s} {'seconds':>8s} {'per second':>12s}")
     print(f"{'(a) fleet: root requests':34s} {a['requests']:10,} {a['wall_s']:8.2f} {req_s:12,.0f}")
     print(f"{'(a) fleet: hops':34s} {a['hops']:10,} {a['wall_s']:8.2f} {hops_s:12,.0f}")
-    print(f"{'(a) fleet: spans written':34s} {a['spans']:10,} {a['wall_s']:8.2f} {a['spans'] / a['wall_s']:12,.0f}")
+    print(
+        f"{'(a) fleet: spans written':34s} {a['spans']:10,} {a['wall_s']:8.2f} {a['spans'] / a['wall_s']:12,.0f}"
+    )
     print(f"{'(b) bare SimPy M/M/1: jobs':34s} {b_jobs:10,} {b_wall:8.2f} {simpy_s:12,.0f}")
     print(f"{'(c) Ciw M/M/1: jobs':34s} {c_jobs:10,} {c_wall:8.2f} {ciw_s:12,.0f}")
     print(f"\n(a) hops/s / (b) SimPy jobs/s:   {hops_s / simpy_s:5.2f}x   (target >= 0.5x)")
     print(f"(a) hops/s / (c) Ciw jobs/s:     {hops_s / ciw_s:5.2f}x   (target >= 1x)")
-    print(f"(a) requests/s / (b) SimPy:      {req_s / simpy_s:5.2f}x   ({a['hops'] / a['requests']:.1f} hops per request)")
+    print(
+        f"(a) requests/s / (b) SimPy:      {req_s / simpy_s:5.2f}x   ({a['hops'] / a['requests']:.1f} hops per request)"
+    )
     print(f"(a) error rate: {a['error_rate']:.4f}")
 
     if args.profile:
@@ -229,23 +270,31 @@ def main() -> None:
 
     if args.requests > 0:
         sizes = sorted({max(1, args.requests // 10), args.requests})
-        print(f"long run: root requests through the fleet into a DuckDB file (memory_limit {limit or 'DuckDB default'}), "
-              f"each in a fresh process")  # fmt: skip
-        print(f"{'requests':>10s} {'hops':>11s} {'spans':>12s} {'seconds':>8s} {'req/s':>7s} {'RSS before':>11s} "
-              f"{'peak RSS':>9s} {'RSS at 25/50/75/100 % of the run':>34s} {'file':>9s}")  # fmt: skip
+        print(
+            f"long run: root requests through the fleet into a DuckDB file (memory_limit {limit or 'DuckDB default'}), "
+            f"each in a fresh process"
+        )
+        print(
+            f"{'requests':>10s} {'hops':>11s} {'spans':>12s} {'seconds':>8s} {'req/s':>7s} {'RSS before':>11s} "
+            f"{'peak RSS':>9s} {'RSS at 25/50/75/100 % of the run':>34s} {'file':>9s}"
+        )
         rows = []
         for n in sizes:
             r = long_run_in_child(n, limit)
             rows.append(r)
             q = " / ".join(_mb(x) for x in r["quarters_rss"])
-            print(f"{r['requests']:10,} {r['hops']:11,} {r['spans']:12,} {r['wall_s']:8.1f} {r['requests'] / r['wall_s']:7,.0f} "
-                  f"{_mb(r['base_rss']):>11s} {_mb(r['peak_rss']):>9s} {q:>34s} {_mb(r['db_bytes']):>9s}")  # fmt: skip
+            print(
+                f"{r['requests']:10,} {r['hops']:11,} {r['spans']:12,} {r['wall_s']:8.1f} {r['requests'] / r['wall_s']:7,.0f} "
+                f"{_mb(r['base_rss']):>11s} {_mb(r['peak_rss']):>9s} {q:>34s} {_mb(r['db_bytes']):>9s}"
+            )
         if len(rows) == 2:
             small, big = rows
             growth = (big["peak_rss"] - big["base_rss"]) / max(1, small["peak_rss"] - small["base_rss"])
-            print(f"\n{big['requests'] / small['requests']:.0f}x the requests: peak RSS over a fresh Lab "
-                  f"{_mb(small['peak_rss'] - small['base_rss'])} -> {_mb(big['peak_rss'] - big['base_rss'])} "
-                  f"({growth:.2f}x); bounded when close to 1x")  # fmt: skip
+            print(
+                f"\n{big['requests'] / small['requests']:.0f}x the requests: peak RSS over a fresh Lab "
+                f"{_mb(small['peak_rss'] - small['base_rss'])} -> {_mb(big['peak_rss'] - big['base_rss'])} "
+                f"({growth:.2f}x); bounded when close to 1x"
+            )
 
 
 if __name__ == "__main__":

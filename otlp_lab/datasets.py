@@ -107,7 +107,9 @@ def trainticket_faults(path: str | os.PathLike[str] | None = None) -> pl.DataFra
     if p.is_dir():
         p = p / "faults.json"
     if not p.is_file():
-        raise ConfigError(f"faults file {str(p)!r} does not exist. Pass the faults.json of the TrainTicket capture.")
+        raise ConfigError(
+            f"faults file {str(p)!r} does not exist. Pass the faults.json of the TrainTicket capture."
+        )
     try:
         records = json.loads(p.read_text(encoding="utf-8"))
         rows = [

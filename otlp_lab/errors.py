@@ -246,7 +246,12 @@ class ExportError(TransportError):
     """
 
     def __init__(
-        self, message: str, *, status: str | int | None = None, retryable: bool = False, hint: str | None = None
+        self,
+        message: str,
+        *,
+        status: str | int | None = None,
+        retryable: bool = False,
+        hint: str | None = None,
     ) -> None:
         self.status = status
         self.retryable = retryable

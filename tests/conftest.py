@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,13 @@ from otlp_lab import Lab
 ROOT = Path(__file__).resolve().parents[1]
 TRAINTICKET = ROOT / "datasets" / "trainticket"
 CONFORMANCE = ROOT.parent / "shared" / "conformance" / "otlp-json"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (nothing listens on it): the one helper every network test uses."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture

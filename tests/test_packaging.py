@@ -26,7 +26,9 @@ def test_environment_mirrors_pyproject():
         specs += [s for s in extra if not s.startswith("otlp-lab")]
     want = {CONDA_NAMES.get(n, n): floor for n, floor in map(_req, specs)}
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
-    got = dict(_req(d) for d in env["dependencies"] if isinstance(d, str) and not d.startswith(("python", "pip")))
+    got = dict(
+        _req(d) for d in env["dependencies"] if isinstance(d, str) and not d.startswith(("python", "pip"))
+    )
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert pip[0] == "-e ."
     pip_only = dict(map(_req, pip[1:]))  # packages conda-forge lacks, installed by pip

@@ -125,7 +125,9 @@ def json_bytes(raw: Any, what: str) -> bytes:
     if not isinstance(raw, str):
         raise DecodeError(f"{what} must be base64 text. Got {raw!r} instead.")
     try:
-        return base64.b64decode(raw.replace("-", "+").replace("_", "/") + "=" * (-len(raw) % 4), validate=True)
+        return base64.b64decode(
+            raw.replace("-", "+").replace("_", "/") + "=" * (-len(raw) % 4), validate=True
+        )
     except (binascii.Error, ValueError):
         raise DecodeError(f"{what} must be base64 text. Got {raw[:40]!r} instead.") from None
 
@@ -138,7 +140,9 @@ def json_to_typed(v: Any, what: str) -> tuple[int, Any]:
     if v is None:
         return T_EMPTY, None
     if not isinstance(v, dict):
-        raise DecodeError(f"{what} must be an AnyValue object such as {{\"stringValue\": \"x\"}}. Got {v!r} instead.")
+        raise DecodeError(
+            f'{what} must be an AnyValue object such as {{"stringValue": "x"}}. Got {v!r} instead.'
+        )
     for k, raw in v.items():
         t = _JSON_KEYS.get(k)
         if t is None:
@@ -168,7 +172,9 @@ def json_to_typed(v: Any, what: str) -> tuple[int, Any]:
         out = {}
         for n, kv in enumerate(vals):
             if not isinstance(kv, dict) or not isinstance(kv.get("key", ""), str):
-                raise DecodeError(f"{what}.values[{n}] must be an object with a string 'key'. Got {kv!r} instead.")
+                raise DecodeError(
+                    f"{what}.values[{n}] must be an object with a string 'key'. Got {kv!r} instead."
+                )
             key = kv.get("key", "")
             out[key] = _json_plain(kv.get("value"), f"{what}.{key}")
         return t, out
@@ -205,7 +211,6 @@ class _PbKvCache(dict):
 
 
 _unpack_double = struct.Struct("<d").unpack_from
-
 
 
 def _scalar_kv(raw: bytes) -> tuple[str, int, Any] | None:
@@ -329,7 +334,9 @@ class AttrTable:
         if not kvs:
             return []
         if not isinstance(kvs, list):
-            raise DecodeError(f"{what} must be a list of key/value objects. Got {type(kvs).__name__} instead.")
+            raise DecodeError(
+                f"{what} must be a list of key/value objects. Got {type(kvs).__name__} instead."
+            )
         js = self.js
         out = []
         for n, kv in enumerate(kvs):
@@ -337,7 +344,9 @@ class AttrTable:
                 key = kv.get("key", "")  # OTLP/JSON leaves out default values: no key is the empty key
                 val = kv.get("value")
             except AttributeError:
-                raise DecodeError(f"{what}[{n}] must be an object with 'key' and 'value'. Got {kv!r} instead.") from None
+                raise DecodeError(
+                    f"{what}[{n}] must be an object with 'key' and 'value'. Got {kv!r} instead."
+                ) from None
             ck = None
             if type(val) is dict and len(val) == 1:
                 ((tn, raw),) = val.items()
@@ -367,9 +376,17 @@ class AttrTable:
         vals = np.empty(len(self.vals), dtype=object)
         vals[:] = self.vals
         slots = [
-            pa.array(vals, type=typ, mask=(t != tag) if tag != T_ARRAY else ((t != T_ARRAY) & (t != T_KVLIST)))
-            for tag, typ in ((T_STR, pa.string()), (T_BOOL, pa.bool_()), (T_INT, pa.int64()), (T_DOUBLE, pa.float64()),
-                             (T_BYTES, pa.binary()), (T_ARRAY, pa.string()))
+            pa.array(
+                vals, type=typ, mask=(t != tag) if tag != T_ARRAY else ((t != T_ARRAY) & (t != T_KVLIST))
+            )
+            for tag, typ in (
+                (T_STR, pa.string()),
+                (T_BOOL, pa.bool_()),
+                (T_INT, pa.int64()),
+                (T_DOUBLE, pa.float64()),
+                (T_BYTES, pa.binary()),
+                (T_ARRAY, pa.string()),
+            )
         ]
         struct = pa.StructArray.from_arrays([pa.array(t, pa.int8()), *slots], fields=list(VALUE_TYPE))
         return keys, struct

@@ -46,7 +46,9 @@ def ints(values: list[int], name: str) -> pa.Array:
         return pa.array(values, I64)
     except (OverflowError, pa.ArrowInvalid):
         bad = next(v for v in values if not -(2**63) <= v < 2**63)
-        raise DecodeError(f"{name} {bad} does not fit in 64 bits (times must be before the year 2262)") from None
+        raise DecodeError(
+            f"{name} {bad} does not fit in 64 bits (times must be before the year 2262)"
+        ) from None
 
 
 def times(values: list[int], name: str) -> pa.Array:
@@ -67,7 +69,9 @@ def check_id_lengths(arr: pa.Array, name: str, sizes: tuple[int, ...]) -> None:
         row = int(np.flatnonzero(~ok.to_numpy(zero_copy_only=False))[0])
         got = arr[row].as_py()
         want = " or ".join(str(s) for s in sizes if s) + " bytes"
-        raise DecodeError(f"{name} of row {row} is {len(got)} bytes ({got.hex() or 'empty'}); an OTLP {name} is {want}")
+        raise DecodeError(
+            f"{name} of row {row} is {len(got)} bytes ({got.hex() or 'empty'}); an OTLP {name} is {want}"
+        )
 
 
 class AttrLists:
@@ -143,7 +147,10 @@ class Builder:
                 res = Resource.FromString(res_raw)
             except Exception as exc:
                 raise DecodeError(f"resource is not a valid Resource message ({exc})") from None
-            r = ([self.attrs.pb[kv.SerializeToString()] for kv in res.attributes], res.dropped_attributes_count)
+            r = (
+                [self.attrs.pb[kv.SerializeToString()] for kv in res.attributes],
+                res.dropped_attributes_count,
+            )
             self._res_cache[res_raw] = r
         s = self._scope_cache.get(scope_raw)
         if s is None:
@@ -151,7 +158,12 @@ class Builder:
                 sc = InstrumentationScope.FromString(scope_raw)
             except Exception as exc:
                 raise DecodeError(f"scope is not a valid InstrumentationScope message ({exc})") from None
-            s = (sc.name, sc.version, [self.attrs.pb[kv.SerializeToString()] for kv in sc.attributes], sc.dropped_attributes_count)
+            s = (
+                sc.name,
+                sc.version,
+                [self.attrs.pb[kv.SerializeToString()] for kv in sc.attributes],
+                sc.dropped_attributes_count,
+            )
             self._scope_cache[scope_raw] = s
         self.open_context(
             res_idx=r[0],
@@ -191,7 +203,9 @@ class Builder:
         if row_ctx is None:
             runs = self.row_ctx_runs
             starts = np.array([r[1] for r in runs] + [self.n], dtype=np.int64)
-            row_ctx = pa.array(np.repeat(np.array([r[0] for r in runs], dtype=np.int32), np.diff(starts)), pa.int32())
+            row_ctx = pa.array(
+                np.repeat(np.array([r[0] for r in runs], dtype=np.int32), np.diff(starts)), pa.int32()
+            )
         return {"ctx": row_ctx}
 
     def context_table(self, keys: pa.Array, vals: pa.Array) -> pa.Table:
@@ -225,7 +239,10 @@ class Builder:
 
 
 def iter_pb_batches(
-    make: Callable[[], Builder], groups: Iterable[tuple[Any, Any, Any]], add: Callable[[Any, Any], None], batch_rows: int
+    make: Callable[[], Builder],
+    groups: Iterable[tuple[Any, Any, Any]],
+    add: Callable[[Any, Any], None],
+    batch_rows: int,
 ) -> Iterator[dict[str, pa.Table]]:
     """Staging tables of a parsed protobuf view, at most about ``batch_rows`` items each.
 
@@ -318,4 +335,3 @@ def json_u32(d: dict, camel: str, snake: str, path: str) -> int:
     if not 0 <= i < 2**32:
         raise DecodeError(f"{path}.{camel} must fit in 32 bits. Got {v!r} instead.")
     return i
-

@@ -42,7 +42,9 @@ class Skipped:
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.source}: {self.where}: {self.reason}" if self.where else f"{self.source}: {self.reason}"
+        return (
+            f"{self.source}: {self.where}: {self.reason}" if self.where else f"{self.source}: {self.reason}"
+        )
 
 
 @dataclass
@@ -106,7 +108,9 @@ def iter_stream_batches(
             if error is None:
                 if signal is not None and unit.signal is not None and unit.signal != signal:
                     error = UnsupportedFormatError(
-                        f"this is a {unit.signal} request, but {signal} was asked for", source=name, where=unit.where
+                        f"this is a {unit.signal} request, but {signal} was asked for",
+                        source=name,
+                        where=unit.where,
                     )
                 else:
                     try:
@@ -126,7 +130,9 @@ def iter_stream_batches(
     except DecodeError as exc:
         raise exc.located(source=name) from None
     except (EOFError, OSError) as exc:  # gzip/zstd streams cut short, bad compressed data
-        raise DecodeError(f"cannot read the compressed stream ({exc}); the file looks truncated or corrupt", source=name) from None
+        raise DecodeError(
+            f"cannot read the compressed stream ({exc}); the file looks truncated or corrupt", source=name
+        ) from None
 
 
 def iter_file_batches(
@@ -159,6 +165,10 @@ def file_sha256(path: str | os.PathLike[str]) -> tuple[str, int]:
     return h.hexdigest(), n
 
 
-def decode_bytes(data: bytes, *, signal: Signal | None = None, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[Batch]:
+def decode_bytes(
+    data: bytes, *, signal: Signal | None = None, batch_rows: int = DEFAULT_BATCH_ROWS
+) -> Iterator[Batch]:
     """Staging batches of an in-memory OTLP body (any supported format and compression)."""
-    yield from iter_stream_batches(io.BufferedReader(io.BytesIO(data)), DecodeReport("<bytes>"), signal=signal, batch_rows=batch_rows)
+    yield from iter_stream_batches(
+        io.BufferedReader(io.BytesIO(data)), DecodeReport("<bytes>"), signal=signal, batch_rows=batch_rows
+    )

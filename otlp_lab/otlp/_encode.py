@@ -358,10 +358,17 @@ class _Contexts:
             row.get("resource_dropped_attributes_count") or 0,
             row.get("resource_schema_url") or "",
         )
-        res = _group(self._resources, rkey, self.shape.resources, lambda: self.shape.resource_cls(
-            resource=Resource(attributes=self.values.messages(res_pairs), dropped_attributes_count=rkey[1]),
-            schema_url=rkey[2],
-        ))  # fmt: skip
+        res = _group(
+            self._resources,
+            rkey,
+            self.shape.resources,
+            lambda: self.shape.resource_cls(
+                resource=Resource(
+                    attributes=self.values.messages(res_pairs), dropped_attributes_count=rkey[1]
+                ),
+                schema_url=rkey[2],
+            ),
+        )
         scope_pairs = _pairs(row.get("scope_attributes"))
         skey = (
             row.get("scope_name") or "",
@@ -370,11 +377,20 @@ class _Contexts:
             row.get("scope_dropped_attributes_count") or 0,
             row.get("scope_schema_url") or "",
         )
-        scope = _group(self._scopes, skey, self.shape.scopes, lambda: self.shape.scope_cls(
-            scope=InstrumentationScope(name=skey[0], version=skey[1], attributes=self.values.messages(scope_pairs),
-                                       dropped_attributes_count=skey[3]),
-            schema_url=skey[4],
-        ))  # fmt: skip
+        scope = _group(
+            self._scopes,
+            skey,
+            self.shape.scopes,
+            lambda: self.shape.scope_cls(
+                scope=InstrumentationScope(
+                    name=skey[0],
+                    version=skey[1],
+                    attributes=self.values.messages(scope_pairs),
+                    dropped_attributes_count=skey[3],
+                ),
+                schema_url=skey[4],
+            ),
+        )
         return res, scope
 
 

@@ -67,11 +67,20 @@ class LogBuilder(Builder):
             p = f"{path}[{k}]"
             if not isinstance(r, dict):
                 raise DecodeError(f"{p} must be a log record object. Got {type(r).__name__} instead.")
-            self.time.append(json_int(json_get(r, "timeUnixNano", "time_unix_nano") or 0, f"{p}.timeUnixNano"))
-            self.observed.append(
-                json_int(json_get(r, "observedTimeUnixNano", "observed_time_unix_nano") or 0, f"{p}.observedTimeUnixNano")
+            self.time.append(
+                json_int(json_get(r, "timeUnixNano", "time_unix_nano") or 0, f"{p}.timeUnixNano")
             )
-            self.sev_num.append(enum_value(json_get(r, "severityNumber", "severity_number"), _SEVERITY_BY_NAME, f"{p}.severityNumber"))
+            self.observed.append(
+                json_int(
+                    json_get(r, "observedTimeUnixNano", "observed_time_unix_nano") or 0,
+                    f"{p}.observedTimeUnixNano",
+                )
+            )
+            self.sev_num.append(
+                enum_value(
+                    json_get(r, "severityNumber", "severity_number"), _SEVERITY_BY_NAME, f"{p}.severityNumber"
+                )
+            )
             self.sev_text.append(json_str(r, "severityText", "severity_text", p))
             self.body.append(a.index_json_value(r.get("body"), f"{p}.body"))
             self.trace_id.append(hex_id(json_get(r, "traceId", "trace_id"), f"{p}.traceId"))
@@ -116,4 +125,6 @@ def iter_logs_pb(view: Any, batch_rows: int) -> Iterator[dict[str, pa.Table]]:
 
 def iter_logs_json(doc: dict, batch_rows: int) -> Iterator[dict[str, pa.Table]]:
     """Staging tables for one OTLP/JSON ``ExportLogsServiceRequest`` object."""
-    return iter_json_batches(LogBuilder, doc, ("resourceLogs", "scopeLogs", "logRecords"), LogBuilder.add_json, batch_rows)
+    return iter_json_batches(
+        LogBuilder, doc, ("resourceLogs", "scopeLogs", "logRecords"), LogBuilder.add_json, batch_rows
+    )

@@ -112,7 +112,9 @@ class MetricBuilder(Builder):
                 k.col("negative_offset").append(p.negative.offset)
                 k.col("negative_bucket_counts").append(list(p.negative.bucket_counts))
             elif which == "summary":
-                k.col("quantile_values").append([{"quantile": q.quantile, "value": q.value} for q in p.quantile_values])
+                k.col("quantile_values").append(
+                    [{"quantile": q.quantile, "value": q.value} for q in p.quantile_values]
+                )
             if which in ("sum", "histogram", "exponential_histogram"):
                 k.col("aggregation_temporality").append(data.aggregation_temporality)
             if which == "sum":
@@ -122,7 +124,9 @@ class MetricBuilder(Builder):
                     k.ex_idx.append(len(self.ex["time"]))
                     v = e.WhichOneof("value")
                     self.ex["time"].append(e.time_unix_nano)
-                    self.ex["value"].append(float(e.as_int) if v == "as_int" else (e.as_double if v else None))
+                    self.ex["value"].append(
+                        float(e.as_int) if v == "as_int" else (e.as_double if v else None)
+                    )
                     self.ex["int_value"].append(e.as_int if v == "as_int" else None)
                     self.ex["span_id"].append(e.span_id)
                     self.ex["trace_id"].append(e.trace_id)
@@ -191,7 +195,8 @@ class MetricBuilder(Builder):
                 cols["negative_bucket_counts"] = pa.array(c["negative_bucket_counts"], pa.list_(pa.uint64()))
             elif kind == "summary":
                 cols["quantile_values"] = pa.array(
-                    c["quantile_values"], pa.list_(pa.struct([("quantile", pa.float64()), ("value", pa.float64())]))
+                    c["quantile_values"],
+                    pa.list_(pa.struct([("quantile", pa.float64()), ("value", pa.float64())])),
                 )
             if kind in ("sum", "histogram", "exponential_histogram"):
                 cols["aggregation_temporality"] = pa.array(c["aggregation_temporality"], pa.int32())
@@ -219,7 +224,10 @@ def iter_metrics_pb(req: ExportMetricsServiceRequest, batch_rows: int) -> Iterat
                     b = MetricBuilder()
                 if open_for is not b:
                     b.open_context_pb(
-                        rm.resource.SerializeToString(), rm.schema_url, sm.scope.SerializeToString(), sm.schema_url
+                        rm.resource.SerializeToString(),
+                        rm.schema_url,
+                        sm.scope.SerializeToString(),
+                        sm.schema_url,
                     )
                     open_for = b
                 b.add_metric(m)
@@ -234,7 +242,9 @@ def json_to_metrics_request(doc: dict) -> ExportMetricsServiceRequest:
     are rewritten first (with a clear error for bad hex).
     """
     for ri, rm in enumerate(json_get(doc, "resourceMetrics", "resource_metrics") or []):
-        for si, sm in enumerate(json_get(rm, "scopeMetrics", "scope_metrics") or []) if isinstance(rm, dict) else ():
+        for si, sm in (
+            enumerate(json_get(rm, "scopeMetrics", "scope_metrics") or []) if isinstance(rm, dict) else ()
+        ):
             for mi, m in enumerate(sm.get("metrics") or []) if isinstance(sm, dict) else ():
                 if not isinstance(m, dict):
                     continue

@@ -61,7 +61,19 @@ def _bad(error: DecodeError) -> Unit:
 # ---------------------------------------------------------------- paths
 
 
-OTLP_SUFFIXES = {".json", ".jsonl", ".ndjson", ".pb", ".binpb", ".protobuf", ".bin", ".otlp", ".gz", ".zst", ".zstd"}
+OTLP_SUFFIXES = {
+    ".json",
+    ".jsonl",
+    ".ndjson",
+    ".pb",
+    ".binpb",
+    ".protobuf",
+    ".bin",
+    ".otlp",
+    ".gz",
+    ".zst",
+    ".zstd",
+}
 
 
 def expand_paths(paths: tuple[str | os.PathLike[str], ...] | list[Any]) -> list[tuple[Path, bool]]:
@@ -93,7 +105,9 @@ def expand_paths(paths: tuple[str | os.PathLike[str], ...] | list[Any]) -> list[
         elif path.is_file():
             out.append((path, True))
         else:
-            raise DecodeError("no such file or directory; check the path (globs such as 'dir/*.json.gz' work too)", source=s)
+            raise DecodeError(
+                "no such file or directory; check the path (globs such as 'dir/*.json.gz' work too)", source=s
+            )
     return out
 
 
@@ -109,7 +123,9 @@ def open_decompressed(raw: IO[bytes]) -> IO[bytes]:
     if head.startswith(ZSTD_MAGIC):
         import zstandard
 
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True), 1 << 20)
+        return io.BufferedReader(
+            zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True), 1 << 20
+        )
     return buffered
 
 
@@ -126,7 +142,9 @@ def json_signal(doc: Any, where: str | None) -> Signal | None:
     if len(found) == 1:
         return found.pop()
     if len(found) > 1:
-        raise UnsupportedFormatError(f"one request mixes signals {sorted(found)}; OTLP requests carry one signal", where=where)
+        raise UnsupportedFormatError(
+            f"one request mixes signals {sorted(found)}; OTLP requests carry one signal", where=where
+        )
     if not doc:
         return None
     keys = ", ".join(repr(k) for k in list(doc)[:5])
@@ -152,7 +170,9 @@ def _read_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
             raise ValueError("varint longer than 10 bytes")
 
 
-def wire_fields(buf: bytes | memoryview, start: int = 0, end: int | None = None) -> Iterator[tuple[int, int, int, Any]]:
+def wire_fields(
+    buf: bytes | memoryview, start: int = 0, end: int | None = None
+) -> Iterator[tuple[int, int, int, Any]]:
     """(field number, wire type, offset, value) of one message level; LEN values as (start, end)."""
     pos, end = start, len(buf) if end is None else end
     while pos < end:
@@ -191,10 +211,30 @@ def locate_wire_error(buf: bytes) -> str:
 
 # (field, wire type) pairs each item message may hold: Span, Metric, LogRecord.
 _ITEM_FIELDS: dict[Signal, frozenset[tuple[int, int]]] = {
-    "traces": frozenset({(1, 2), (2, 2), (3, 2), (4, 2), (5, 2), (6, 0), (7, 1), (8, 1), (9, 2), (10, 0), (11, 2),
-                         (12, 0), (13, 2), (14, 0), (15, 2), (16, 5)}),
+    "traces": frozenset(
+        {
+            (1, 2),
+            (2, 2),
+            (3, 2),
+            (4, 2),
+            (5, 2),
+            (6, 0),
+            (7, 1),
+            (8, 1),
+            (9, 2),
+            (10, 0),
+            (11, 2),
+            (12, 0),
+            (13, 2),
+            (14, 0),
+            (15, 2),
+            (16, 5),
+        }
+    ),
     "metrics": frozenset({(1, 2), (2, 2), (3, 2), (5, 2), (7, 2), (9, 2), (10, 2), (11, 2), (12, 2)}),
-    "logs": frozenset({(1, 1), (2, 0), (3, 2), (5, 2), (6, 2), (7, 0), (8, 5), (9, 2), (10, 2), (11, 1), (12, 2)}),
+    "logs": frozenset(
+        {(1, 1), (2, 0), (3, 2), (5, 2), (6, 2), (7, 0), (8, 5), (9, 2), (10, 2), (11, 1), (12, 2)}
+    ),
 }
 
 
@@ -309,7 +349,11 @@ def _json_units(stream: IO[bytes], name: str) -> Iterator[Unit]:
             doc = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
             line = data.count(b"\n", 0, exc.pos) + 1
-            raise DecodeError(f"invalid JSON ({exc.msg}); the file may be truncated", source=name, where=f"line {line}, byte {exc.pos}") from None
+            raise DecodeError(
+                f"invalid JSON ({exc.msg}); the file may be truncated",
+                source=name,
+                where=f"line {line}, byte {exc.pos}",
+            ) from None
         yield Unit(json_signal(doc, None), "json", doc, None)
         return
     try:
@@ -345,13 +389,19 @@ def _framed_units(stream: IO[bytes], name: str, hint: Signal | None) -> Iterator
         n += 1
         where = f"message {n} at byte {offset}"
         if len(head) < 4:
-            yield _bad(DecodeError("length prefix cut short: the file looks truncated", source=name, where=where))
+            yield _bad(
+                DecodeError("length prefix cut short: the file looks truncated", source=name, where=where)
+            )
             return
         size = int.from_bytes(head, "big")
         body = stream.read(size)
         if len(body) < size:
             yield _bad(
-                DecodeError(f"message claims {size} bytes but only {len(body)} remain: the file looks truncated", source=name, where=where)
+                DecodeError(
+                    f"message claims {size} bytes but only {len(body)} remain: the file looks truncated",
+                    source=name,
+                    where=where,
+                )
             )
             return
         offset += 4 + size

@@ -56,7 +56,9 @@ def enum_value(raw: Any, names: dict[str, int], what: str) -> int:
             return int(raw)
         except ValueError:
             pass
-    raise DecodeError(f"{what} must be one of {sorted(k for k in names if '_' in k)} or an integer. Got {raw!r} instead.")
+    raise DecodeError(
+        f"{what} must be one of {sorted(k for k in names if '_' in k)} or an integer. Got {raw!r} instead."
+    )
 
 
 def hex_id(raw: Any, what: str) -> bytes:
@@ -67,7 +69,9 @@ def hex_id(raw: Any, what: str) -> bytes:
     try:
         return bytes.fromhex(raw)
     except ValueError:
-        raise DecodeError(f"{what} must be hex (OTLP/JSON ids are hex, not base64). Got {raw!r} instead.") from None
+        raise DecodeError(
+            f"{what} must be hex (OTLP/JSON ids are hex, not base64). Got {raw!r} instead."
+        ) from None
 
 
 class SpanBuilder(Builder):
@@ -89,10 +93,13 @@ class SpanBuilder(Builder):
         self.span_attrs = AttrLists()
         self._status = _StatusCache()
         # events and links
-        self.ev: dict[str, list[Any]] = {k: [] for k in ("trace_id", "span_id", "seq", "time", "name", "dropped", "service")}
+        self.ev: dict[str, list[Any]] = {
+            k: [] for k in ("trace_id", "span_id", "seq", "time", "name", "dropped", "service")
+        }
         self.ev_attrs = AttrLists()
         self.ln: dict[str, list[Any]] = {
-            k: [] for k in ("trace_id", "span_id", "seq", "l_trace", "l_span", "trace_state", "dropped", "flags")
+            k: []
+            for k in ("trace_id", "span_id", "seq", "l_trace", "l_span", "trace_state", "dropped", "flags")
         }
         self.ln_attrs = AttrLists()
 
@@ -151,11 +158,22 @@ class SpanBuilder(Builder):
                 li = Span.Link.FromString(raw)
             except Exception as exc:
                 raise DecodeError(f"span link is not a valid Span.Link message ({exc})") from None
-            self._add_link(trace_id, span_id, seq, li.trace_id, li.span_id, li.trace_state, li.dropped_attributes_count, li.flags)
+            self._add_link(
+                trace_id,
+                span_id,
+                seq,
+                li.trace_id,
+                li.span_id,
+                li.trace_state,
+                li.dropped_attributes_count,
+                li.flags,
+            )
             self.ln_attrs.idx.extend(self.attrs.index_pb_objects(li.attributes))
             self.ln_attrs.offsets.append(len(self.ln_attrs.idx))
 
-    def _add_link(self, tid: bytes, sid: bytes, seq: int, lt: bytes, ls: bytes, state: str, dropped: int, flags: int) -> None:
+    def _add_link(
+        self, tid: bytes, sid: bytes, seq: int, lt: bytes, ls: bytes, state: str, dropped: int, flags: int
+    ) -> None:
         ln = self.ln
         ln["trace_id"].append(tid)
         ln["span_id"].append(sid)
@@ -182,15 +200,24 @@ class SpanBuilder(Builder):
             self.trace_state.append(json_str(sp, "traceState", "trace_state", p))
             self.name.append(json_str(sp, "name", "name", p))
             self.kind.append(enum_value(g("kind"), _KIND_BY_NAME, f"{p}.kind"))
-            self.start.append(json_int(json_get(sp, "startTimeUnixNano", "start_time_unix_nano") or 0, f"{p}.startTimeUnixNano"))
-            self.end.append(json_int(json_get(sp, "endTimeUnixNano", "end_time_unix_nano") or 0, f"{p}.endTimeUnixNano"))
+            self.start.append(
+                json_int(
+                    json_get(sp, "startTimeUnixNano", "start_time_unix_nano") or 0, f"{p}.startTimeUnixNano"
+                )
+            )
+            self.end.append(
+                json_int(json_get(sp, "endTimeUnixNano", "end_time_unix_nano") or 0, f"{p}.endTimeUnixNano")
+            )
             self.span_attrs.idx.extend(a.index_json(g("attributes"), f"{p}.attributes"))
             self.span_attrs.offsets.append(len(self.span_attrs.idx))
             status = g("status") or {}
             if not isinstance(status, dict):
                 raise DecodeError(f"{p}.status must be an object. Got {status!r} instead.")
             self.status.append(
-                (enum_value(status.get("code"), _CODE_BY_NAME, f"{p}.status.code"), json_str(status, "message", "message", f"{p}.status"))
+                (
+                    enum_value(status.get("code"), _CODE_BY_NAME, f"{p}.status.code"),
+                    json_str(status, "message", "message", f"{p}.status"),
+                )
             )
             self.flags.append(json_u32(sp, "flags", "flags", p))
             self.d_attrs.append(json_u32(sp, "droppedAttributesCount", "dropped_attributes_count", p))
@@ -205,9 +232,13 @@ class SpanBuilder(Builder):
                     ev["trace_id"].append(tid)
                     ev["span_id"].append(sid)
                     ev["seq"].append(seq)
-                    ev["time"].append(json_int(json_get(e, "timeUnixNano", "time_unix_nano") or 0, f"{ep}.timeUnixNano"))
+                    ev["time"].append(
+                        json_int(json_get(e, "timeUnixNano", "time_unix_nano") or 0, f"{ep}.timeUnixNano")
+                    )
                     ev["name"].append(json_str(e, "name", "name", ep))
-                    ev["dropped"].append(json_u32(e, "droppedAttributesCount", "dropped_attributes_count", ep))
+                    ev["dropped"].append(
+                        json_u32(e, "droppedAttributesCount", "dropped_attributes_count", ep)
+                    )
                     ev["service"].append(svc)
                     self.ev_attrs.idx.extend(a.index_json(e.get("attributes"), f"{ep}.attributes"))
                     self.ev_attrs.offsets.append(len(self.ev_attrs.idx))
@@ -308,4 +339,6 @@ def iter_traces_pb(view: Any, batch_rows: int) -> Iterator[dict[str, pa.Table]]:
 
 def iter_traces_json(doc: dict, batch_rows: int) -> Iterator[dict[str, pa.Table]]:
     """Staging tables for one OTLP/JSON ``ExportTraceServiceRequest`` object."""
-    return iter_json_batches(SpanBuilder, doc, ("resourceSpans", "scopeSpans", "spans"), SpanBuilder.add_spans_json, batch_rows)
+    return iter_json_batches(
+        SpanBuilder, doc, ("resourceSpans", "scopeSpans", "spans"), SpanBuilder.add_spans_json, batch_rows
+    )

@@ -81,7 +81,9 @@ _MESSAGES: dict[str, list[tuple[str, int, str, bool]]] = {
 
 
 def _build() -> dict[str, type]:
-    fdp = descriptor_pb2.FileDescriptorProto(name="otlp_lab_views.proto", package="otlp_lab.views", syntax="proto3")
+    fdp = descriptor_pb2.FileDescriptorProto(
+        name="otlp_lab_views.proto", package="otlp_lab.views", syntax="proto3"
+    )
     for name, fields in _MESSAGES.items():
         m = fdp.message_type.add(name=name)
         for fname, num, typ, rep in fields:

@@ -533,8 +533,13 @@ class RingHash(_HashBalancer):
         owner = type(self).__name__
         check_int(owner, "minimum_ring_size", minimum_ring_size, minimum=1)
         check_int(owner, "maximum_ring_size", maximum_ring_size, minimum=1)
-        check(minimum_ring_size <= maximum_ring_size, owner, "minimum_ring_size", "<= maximum_ring_size",
-              minimum_ring_size)  # fmt: skip
+        check(
+            minimum_ring_size <= maximum_ring_size,
+            owner,
+            "minimum_ring_size",
+            "<= maximum_ring_size",
+            minimum_ring_size,
+        )
         super().__init__(**kwargs)
         self.minimum_ring_size = minimum_ring_size
         self.maximum_ring_size = maximum_ring_size
@@ -676,9 +681,15 @@ class Passthrough(LoadBalancer):
 # --------------------------------------------------------------------------------------------
 
 BalancerPolicy = Literal[
-    "round_robin", "weighted_round_robin", "random", "least_request", "power_of_two_choices", "ring_hash", "maglev",
+    "round_robin",
+    "weighted_round_robin",
+    "random",
+    "least_request",
+    "power_of_two_choices",
+    "ring_hash",
+    "maglev",
     "passthrough",
-]  # fmt: skip
+]
 
 #: Policy name -> balancer class.
 BALANCER_POLICIES: Mapping[str, type[LoadBalancer]] = {
@@ -692,7 +703,7 @@ BALANCER_POLICIES: Mapping[str, type[LoadBalancer]] = {
         RingHash,
         Maglev,
         Passthrough,
-    )  # fmt: skip
+    )
 }
 
 
@@ -744,15 +755,35 @@ class LoadBalancerConfig(ConfigBase):
     failover: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        check(self.policy in BALANCER_POLICIES, "LoadBalancerConfig", "policy",
-              f"one of {', '.join(BALANCER_POLICIES)}", self.policy)  # fmt: skip
-        check(self.hash_key is None or isinstance(self.hash_key, str), "LoadBalancerConfig", "hash_key",
-              "a string or None", self.hash_key)  # fmt: skip
-        check(isinstance(self.locality_failover, bool), "LoadBalancerConfig", "locality_failover", "a bool",
-              self.locality_failover)  # fmt: skip
+        check(
+            self.policy in BALANCER_POLICIES,
+            "LoadBalancerConfig",
+            "policy",
+            f"one of {', '.join(BALANCER_POLICIES)}",
+            self.policy,
+        )
+        check(
+            self.hash_key is None or isinstance(self.hash_key, str),
+            "LoadBalancerConfig",
+            "hash_key",
+            "a string or None",
+            self.hash_key,
+        )
+        check(
+            isinstance(self.locality_failover, bool),
+            "LoadBalancerConfig",
+            "locality_failover",
+            "a bool",
+            self.locality_failover,
+        )
         pairs = tuple(tuple(p) for p in self.failover)
-        check(all(len(p) == 2 and all(isinstance(r, str) for r in p) for p in pairs), "LoadBalancerConfig",
-              "failover", "(from_region, to_region) string pairs", self.failover)  # fmt: skip
+        check(
+            all(len(p) == 2 and all(isinstance(r, str) for r in p) for p in pairs),
+            "LoadBalancerConfig",
+            "failover",
+            "(from_region, to_region) string pairs",
+            self.failover,
+        )
         object.__setattr__(self, "failover", pairs)
         self.build()  # validates the policy-specific numbers once, with the balancer's own checks
 

@@ -89,20 +89,43 @@ class CircuitBreakerConfig(ConfigBase):
     def __post_init__(self) -> None:
         name = "CircuitBreakerConfig"
         check_number(name, "failure_rate_threshold", self.failure_rate_threshold, high=100.0, open_low=True)
-        check_number(name, "slow_call_rate_threshold", self.slow_call_rate_threshold, high=100.0, open_low=True)
-        check_number(name, "slow_call_duration_threshold_s", self.slow_call_duration_threshold_s, open_low=True)
+        check_number(
+            name, "slow_call_rate_threshold", self.slow_call_rate_threshold, high=100.0, open_low=True
+        )
+        check_number(
+            name, "slow_call_duration_threshold_s", self.slow_call_duration_threshold_s, open_low=True
+        )
         kind = self.sliding_window_type
         kinds = [k.value for k in SlidingWindowType]
-        check(isinstance(kind, SlidingWindowType) or str(kind).upper() in kinds, name, "sliding_window_type",
-              f"one of {kinds}", kind)  # fmt: skip
-        object.__setattr__(self, "sliding_window_type", SlidingWindowType(str(getattr(kind, "value", kind)).upper()))
+        check(
+            isinstance(kind, SlidingWindowType) or str(kind).upper() in kinds,
+            name,
+            "sliding_window_type",
+            f"one of {kinds}",
+            kind,
+        )
+        object.__setattr__(
+            self, "sliding_window_type", SlidingWindowType(str(getattr(kind, "value", kind)).upper())
+        )
         check_int(name, "sliding_window_size", self.sliding_window_size)
         check_int(name, "minimum_number_of_calls", self.minimum_number_of_calls)
         check_number(name, "wait_duration_in_open_state_s", self.wait_duration_in_open_state_s)
-        check_int(name, "permitted_number_of_calls_in_half_open_state", self.permitted_number_of_calls_in_half_open_state)
-        check_number(name, "max_wait_duration_in_half_open_state_s", self.max_wait_duration_in_half_open_state_s)
+        check_int(
+            name,
+            "permitted_number_of_calls_in_half_open_state",
+            self.permitted_number_of_calls_in_half_open_state,
+        )
+        check_number(
+            name, "max_wait_duration_in_half_open_state_s", self.max_wait_duration_in_half_open_state_s
+        )
         auto = self.automatic_transition_from_open_to_half_open_enabled
-        check(isinstance(auto, bool), name, "automatic_transition_from_open_to_half_open_enabled", "a bool", auto)
+        check(
+            isinstance(auto, bool),
+            name,
+            "automatic_transition_from_open_to_half_open_enabled",
+            "a bool",
+            auto,
+        )
 
 
 class BreakerMetrics(NamedTuple):
@@ -161,7 +184,11 @@ class _Window:
         if self.calls < minimum_calls or self.calls == 0:
             return BreakerMetrics(self.calls, self.failed, self.slow, None, None)
         return BreakerMetrics(
-            self.calls, self.failed, self.slow, 100.0 * self.failed / self.calls, 100.0 * self.slow / self.calls
+            self.calls,
+            self.failed,
+            self.slow,
+            100.0 * self.failed / self.calls,
+            100.0 * self.slow / self.calls,
         )
 
 
@@ -258,7 +285,10 @@ class CircuitBreaker:
     def try_acquire(self, now: float) -> bool:
         """May a call start at ``now``? Counts a permit in HALF_OPEN; counts refusals."""
         state = self.poll(now)
-        if state is CircuitState.OPEN and now >= self._entered_at_s + self.config.wait_duration_in_open_state_s:
+        if (
+            state is CircuitState.OPEN
+            and now >= self._entered_at_s + self.config.wait_duration_in_open_state_s
+        ):
             self._move(now, CircuitState.HALF_OPEN)  # OPEN -> HALF_OPEN: on the first call after the wait
             state = CircuitState.HALF_OPEN
         if state is CircuitState.CLOSED:
@@ -278,7 +308,9 @@ class CircuitBreaker:
         """The error describing a refusal at ``now``."""
         state = self.state.name
         return CircuitOpenError(
-            f"{self.name} is {state}: call not permitted at t={now:g}", state=state, retry_in_s=self.retry_in_s(now)
+            f"{self.name} is {state}: call not permitted at t={now:g}",
+            state=state,
+            retry_in_s=self.retry_in_s(now),
         )
 
     @property
@@ -331,7 +363,9 @@ class CircuitBreaker:
 
     def _closed_window(self) -> _Window:
         c = self.config
-        return _Window(c.sliding_window_size, time_based=c.sliding_window_type is SlidingWindowType.TIME_BASED)
+        return _Window(
+            c.sliding_window_size, time_based=c.sliding_window_type is SlidingWindowType.TIME_BASED
+        )
 
     def _move(self, at_s: float, to: CircuitState) -> None:
         """Enter ``to`` at ``at_s`` with a fresh window (resilience4j builds new state metrics)."""

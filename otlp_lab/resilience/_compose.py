@@ -79,7 +79,9 @@ def classify_exception(exc: BaseException) -> Outcome:
         else:
             status = type(exc).__name__
     retry_after = getattr(exc, "retry_after_s", None)
-    retry_after = retry_after if isinstance(retry_after, (int, float)) and not isinstance(retry_after, bool) else None
+    retry_after = (
+        retry_after if isinstance(retry_after, (int, float)) and not isinstance(retry_after, bool) else None
+    )
     return Outcome.failure(status, retry_after_s=retry_after, error=exc)
 
 
@@ -94,7 +96,9 @@ def raise_for_final(final: Done | GiveUp) -> Any:
     ``"deadline"``) or :class:`RetryExhaustedError`, chained from the last error.
     """
     outcome = final.outcome
-    if isinstance(final, Done) or (final.reason == "exhausted" and final.attempts <= 1 and outcome is not None):
+    if isinstance(final, Done) or (
+        final.reason == "exhausted" and final.attempts <= 1 and outcome is not None
+    ):
         if not outcome.ok and outcome.error is not None:
             raise outcome.error
         return outcome.value
@@ -102,7 +106,9 @@ def raise_for_final(final: Done | GiveUp) -> Any:
     last = "no outcome" if outcome is None else f"last status {outcome.status!r}"
     if final.reason == "deadline":
         raise DeadlineExceededError(
-            f"deadline passed after {final.attempts} attempt(s), {last}", attempts=final.attempts, last_outcome=outcome
+            f"deadline passed after {final.attempts} attempt(s), {last}",
+            attempts=final.attempts,
+            last_outcome=outcome,
         ) from cause
     raise RetryExhaustedError(
         f"gave up ({final.reason}) after {final.attempts} attempt(s), {last}",
@@ -305,7 +311,13 @@ class PolicyStack:
         return raise_for_final(final)
 
     async def call_with_fallback(
-        self, fallback: Fallback, key: Hashable, fn: Callable[..., Awaitable[Any]], /, *args: Any, **kwargs: Any
+        self,
+        fallback: Fallback,
+        key: Hashable,
+        fn: Callable[..., Awaitable[Any]],
+        /,
+        *args: Any,
+        **kwargs: Any,
     ) -> Any:
         """Like :meth:`call`, but remember good results under ``key`` and serve ``fallback`` on failure."""
         clock = asyncio.get_running_loop().time
@@ -318,7 +330,8 @@ class PolicyStack:
 
     def __repr__(self) -> str:
         parts = [f"retry={self.retry!r}"] + [
-            f"{n}={getattr(self, n)!r}" for n in ("breaker", "bulkhead", "rate_limiter", "timeout_s", "budget", "throttle")
+            f"{n}={getattr(self, n)!r}"
+            for n in ("breaker", "bulkhead", "rate_limiter", "timeout_s", "budget", "throttle")
             if getattr(self, n) is not None
-        ]  # fmt: skip
+        ]
         return f"PolicyStack({', '.join(parts)})"

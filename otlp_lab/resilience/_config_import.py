@@ -317,8 +317,13 @@ class _Node:
         value = self.raw(key, _MISSING)
         if value is _MISSING or value is None:
             return default
-        if isinstance(value, Mapping) and set(value) <= {"value", "default_value", "defaultValue", "runtime_key",
-                                                         "runtimeKey"}:  # fmt: skip
+        if isinstance(value, Mapping) and set(value) <= {
+            "value",
+            "default_value",
+            "defaultValue",
+            "runtime_key",
+            "runtimeKey",
+        }:
             value = next(
                 (value[k] for k in ("value", "default_value", "defaultValue") if k in value), _MISSING
             )
@@ -455,15 +460,28 @@ def _retry_statuses(node: _Node, key: str, value: Any, extra_codes: Sequence[Any
 
 
 def _envoy_style_retry(
-    node: _Node, *, max_attempts: int, retry_on: Any, retry_on_key: str, codes: Sequence[Any],
-    per_try_timeout_s: float | None, base_s: float, max_s: float | None,
-) -> RetryPolicy:  # fmt: skip
+    node: _Node,
+    *,
+    max_attempts: int,
+    retry_on: Any,
+    retry_on_key: str,
+    codes: Sequence[Any],
+    per_try_timeout_s: float | None,
+    base_s: float,
+    max_s: float | None,
+) -> RetryPolicy:
     statuses = _retry_statuses(node, retry_on_key, retry_on, codes)
     return node.issues.build(
-        node.path, RetryPolicy, max_attempts=max_attempts, per_try_timeout_s=per_try_timeout_s,
-        initial_backoff_s=base_s, max_backoff_s=10 * base_s if max_s is None else max_s, backoff_multiplier=2.0,
-        jitter="full", retryable_status_codes=statuses,
-    )  # fmt: skip
+        node.path,
+        RetryPolicy,
+        max_attempts=max_attempts,
+        per_try_timeout_s=per_try_timeout_s,
+        initial_backoff_s=base_s,
+        max_backoff_s=10 * base_s if max_s is None else max_s,
+        backoff_multiplier=2.0,
+        jitter="full",
+        retryable_status_codes=statuses,
+    )
 
 
 def _same_host(a: str, b: str) -> bool:
@@ -554,8 +572,12 @@ def from_istio(
         issues.invalid(spec.at("host"), host, "the service host name")
     policy = spec.child("trafficPolicy")
     balancer = LoadBalancerConfig(policy="least_request")
-    limits = Bulkhead(max_connections=_UNLIMITED, max_pending_requests=_UNLIMITED, max_requests=_UNLIMITED,
-                      max_retries=_UNLIMITED)  # fmt: skip
+    limits = Bulkhead(
+        max_connections=_UNLIMITED,
+        max_pending_requests=_UNLIMITED,
+        max_requests=_UNLIMITED,
+        max_retries=_UNLIMITED,
+    )
     outlier: OutlierDetectionConfig | None = None
     connect_timeout_s = _ISTIO_CONNECT_TIMEOUT_S
     if policy is not None:
@@ -747,10 +769,15 @@ def _istio_route(
             retry = None
         else:
             retry = _envoy_style_retry(
-                retries, max_attempts=attempts + 1, retry_on=retry_on, retry_on_key="retryOn",
-                codes=[503] if "retryOn" not in retries.data else [], per_try_timeout_s=per_try,
-                base_s=_ENVOY_BACKOFF_BASE_S, max_s=None,
-            )  # fmt: skip
+                retries,
+                max_attempts=attempts + 1,
+                retry_on=retry_on,
+                retry_on_key="retryOn",
+                codes=[503] if "retryOn" not in retries.data else [],
+                per_try_timeout_s=per_try,
+                base_s=_ENVOY_BACKOFF_BASE_S,
+                max_s=None,
+            )
         retries.done()
     if timeout_s == 0:
         timeout_s = None  # Istio: 0s disables the timeout
@@ -771,16 +798,32 @@ _ENVOY_LB = {
     "CLUSTER_PROVIDED": "passthrough",  # with type ORIGINAL_DST
 }
 _ENVOY_OUTLIER_COUNTS = (
-    "consecutive_5xx", "consecutive_gateway_failure", "success_rate_minimum_hosts", "success_rate_request_volume",
-    "success_rate_stdev_factor", "failure_percentage_minimum_hosts", "failure_percentage_request_volume",
-)  # fmt: skip
+    "consecutive_5xx",
+    "consecutive_gateway_failure",
+    "success_rate_minimum_hosts",
+    "success_rate_request_volume",
+    "success_rate_stdev_factor",
+    "failure_percentage_minimum_hosts",
+    "failure_percentage_request_volume",
+)
 _ENVOY_OUTLIER_PERCENTS = (
-    "max_ejection_percent", "enforcing_consecutive_5xx", "enforcing_consecutive_gateway_failure",
-    "enforcing_success_rate", "failure_percentage_threshold", "enforcing_failure_percentage",
-)  # fmt: skip
+    "max_ejection_percent",
+    "enforcing_consecutive_5xx",
+    "enforcing_consecutive_gateway_failure",
+    "enforcing_success_rate",
+    "failure_percentage_threshold",
+    "enforcing_failure_percentage",
+)
 _ENVOY_OUTLIER_DURATIONS = ("interval", "base_ejection_time", "max_ejection_time", "max_ejection_time_jitter")
-_ENVOY_HC_DURATIONS = ("interval", "timeout", "unhealthy_interval", "unhealthy_edge_interval", "healthy_edge_interval",
-                       "interval_jitter", "initial_jitter")  # fmt: skip
+_ENVOY_HC_DURATIONS = (
+    "interval",
+    "timeout",
+    "unhealthy_interval",
+    "unhealthy_edge_interval",
+    "healthy_edge_interval",
+    "interval_jitter",
+    "initial_jitter",
+)
 
 
 def from_envoy_cluster(
@@ -907,9 +950,11 @@ def _envoy_limits(node: _Node | None) -> tuple[Bulkhead, RetryBudget | None]:
                 kw[key] = value
         if (rb := t.child("retry_budget")) is not None:
             budget = rb.issues.build(
-                rb.path, RetryBudget, budget_percent=rb.number("budget_percent", 20.0, high=100.0),
+                rb.path,
+                RetryBudget,
+                budget_percent=rb.number("budget_percent", 20.0, high=100.0),
                 min_retry_concurrency=rb.integer("min_retry_concurrency", 3),
-            )  # fmt: skip
+            )
             rb.done()
         t.ignore("track_remaining")  # statistics only
         t.done()
@@ -997,8 +1042,18 @@ def _envoy_endpoints(assignment: _Node) -> tuple[tuple[Endpoint, ...], float | N
                     lb_ep.at("health_status"), status, why="degraded hosts are not modelled"
                 )
             weight = lb_ep.integer("load_balancing_weight", 1, minimum=1)
-            out.append(lb_ep.issues.build(lb_ep.path, Endpoint, id=address, weight=weight, zone=zone, region=region,
-                                          priority=priority, healthy=status not in _ENVOY_UNHEALTHY))  # fmt: skip
+            out.append(
+                lb_ep.issues.build(
+                    lb_ep.path,
+                    Endpoint,
+                    id=address,
+                    weight=weight,
+                    zone=zone,
+                    region=region,
+                    priority=priority,
+                    healthy=status not in _ENVOY_UNHEALTHY,
+                )
+            )
             lb_ep.done()
         group.done()
     factor = None
@@ -1035,9 +1090,15 @@ def _envoy_route(
             max_s = backoff.duration("max_interval")
             backoff.done()
         retry = _envoy_style_retry(
-            rp, max_attempts=rp.integer("num_retries", 1) + 1, retry_on=rp.raw("retry_on", ""), retry_on_key="retry_on",
-            codes=codes, per_try_timeout_s=rp.duration("per_try_timeout") or None, base_s=base_s, max_s=max_s,
-        )  # fmt: skip
+            rp,
+            max_attempts=rp.integer("num_retries", 1) + 1,
+            retry_on=rp.raw("retry_on", ""),
+            retry_on_key="retry_on",
+            codes=codes,
+            per_try_timeout_s=rp.duration("per_try_timeout") or None,
+            base_s=base_s,
+            max_s=max_s,
+        )
         rp.done()
     action.done()
     return retry, (timeout_s or None), issues.warnings
@@ -1123,18 +1184,32 @@ def from_resilience4j(
             merged.allow("cancelRunningFuture", True)
         else:
             limits = merged.issues.build(
-                merged.path, Bulkhead, max_requests=merged.integer("maxConcurrentCalls", 25),
-                max_connections=_UNLIMITED, max_pending_requests=_UNLIMITED, max_retries=_UNLIMITED,
-            )  # fmt: skip
+                merged.path,
+                Bulkhead,
+                max_requests=merged.integer("maxConcurrentCalls", 25),
+                max_connections=_UNLIMITED,
+                max_pending_requests=_UNLIMITED,
+                max_retries=_UNLIMITED,
+            )
             if merged.duration("maxWaitDuration", 0.0, bare_unit_s=_R4J_MS):
-                issues.unmodelled(merged.at("maxWaitDuration"), merged.raw("maxWaitDuration"),
-                                  why="Bulkhead refuses at once; waiting for a permit is not modelled")  # fmt: skip
+                issues.unmodelled(
+                    merged.at("maxWaitDuration"),
+                    merged.raw("maxWaitDuration"),
+                    why="Bulkhead refuses at once; waiting for a permit is not modelled",
+                )
         merged.ignore(*_R4J_INERT)
         merged.done()
     if breaker is None and retry is None and timeout_s is None and limits is None:
         issues.invalid("resilience4j", names, f"a configuration with an instance named {instance!r}")
-    return ImportedPolicies(source="resilience4j", name=instance, retry=retry, breaker=breaker, limits=limits,
-                            timeout_s=timeout_s, warnings=tuple(issues.warnings))  # fmt: skip
+    return ImportedPolicies(
+        source="resilience4j",
+        name=instance,
+        retry=retry,
+        breaker=breaker,
+        limits=limits,
+        timeout_s=timeout_s,
+        warnings=tuple(issues.warnings),
+    )
 
 
 def _unflatten(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -1147,8 +1222,12 @@ def _unflatten(data: Mapping[str, Any]) -> dict[str, Any]:
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ImportConfigError(f"resilience4j key {key!r} clashes with a value set above it",
-                                        source="resilience4j", path=str(key), value=value)  # fmt: skip
+                raise ImportConfigError(
+                    f"resilience4j key {key!r} clashes with a value set above it",
+                    source="resilience4j",
+                    path=str(key),
+                    value=value,
+                )
         last = parts[-1]
         if isinstance(node.get(last), dict) and isinstance(value, dict):
             node[last] = {**node[last], **value}
@@ -1206,17 +1285,24 @@ class _MergedNode(_Node):
 
 def _r4j_breaker(n: _Node) -> CircuitBreakerConfig:
     kw: dict[str, Any] = {}
-    for key, field in (("failureRateThreshold", "failure_rate_threshold"),
-                       ("slowCallRateThreshold", "slow_call_rate_threshold")):  # fmt: skip
+    for key, field in (
+        ("failureRateThreshold", "failure_rate_threshold"),
+        ("slowCallRateThreshold", "slow_call_rate_threshold"),
+    ):
         if (value := n.number(key, high=100.0)) is not None:
             kw[field] = value
-    for key, field in (("slidingWindowSize", "sliding_window_size"), ("minimumNumberOfCalls", "minimum_number_of_calls"),
-                       ("permittedNumberOfCallsInHalfOpenState", "permitted_number_of_calls_in_half_open_state")):  # fmt: skip
+    for key, field in (
+        ("slidingWindowSize", "sliding_window_size"),
+        ("minimumNumberOfCalls", "minimum_number_of_calls"),
+        ("permittedNumberOfCallsInHalfOpenState", "permitted_number_of_calls_in_half_open_state"),
+    ):
         if (value := n.integer(key, minimum=1)) is not None:
             kw[field] = value
-    for key, field in (("slowCallDurationThreshold", "slow_call_duration_threshold_s"),
-                       ("waitDurationInOpenState", "wait_duration_in_open_state_s"),
-                       ("maxWaitDurationInHalfOpenState", "max_wait_duration_in_half_open_state_s")):  # fmt: skip
+    for key, field in (
+        ("slowCallDurationThreshold", "slow_call_duration_threshold_s"),
+        ("waitDurationInOpenState", "wait_duration_in_open_state_s"),
+        ("maxWaitDurationInHalfOpenState", "max_wait_duration_in_half_open_state_s"),
+    ):
         if (value := n.duration(key, bare_unit_s=_R4J_MS)) is not None:
             kw[field] = value
     if (kind := n.text("slidingWindowType")) is not None:
@@ -1252,15 +1338,21 @@ def _r4j_retry(n: _Node) -> RetryPolicy:
             if not math.isclose(factor, 1 / 3, rel_tol=1e-3):
                 given = n.has("randomizedWaitFactor")
                 n.issues.unmodelled(
-                    n.at("randomizedWaitFactor" if given else "enableRandomizedWait"), factor if given else True,
+                    n.at("randomizedWaitFactor" if given else "enableRandomizedWait"),
+                    factor if given else True,
                     why=f"a randomized wait of +-{factor:g} (resilience4j{'' if given else ' default'} "
                     "randomizedWaitFactor) has no exact RetryPolicy jitter (only factors 1 and 1/3 do); "
                     "approximated by jitter='equal' over [w(1+f)/2, w(1+f)]",
-                )  # fmt: skip
+                )
     return n.issues.build(
-        n.path, RetryPolicy, max_attempts=attempts, initial_backoff_s=wait_s * scale,
-        max_backoff_s=max_wait_s * scale, backoff_multiplier=multiplier, jitter=jitter,
-    )  # fmt: skip
+        n.path,
+        RetryPolicy,
+        max_attempts=attempts,
+        initial_backoff_s=wait_s * scale,
+        max_backoff_s=max_wait_s * scale,
+        backoff_multiplier=multiplier,
+        jitter=jitter,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -1325,8 +1417,16 @@ def from_grpc_service_config(
             )
         if rp is not None:
             per_try = rp.duration("perAttemptRecvTimeout")
-            fields = {k: rp.raw(k) for k in ("maxAttempts", "initialBackoff", "maxBackoff", "backoffMultiplier",
-                                             "retryableStatusCodes")}  # fmt: skip
+            fields = {
+                k: rp.raw(k)
+                for k in (
+                    "maxAttempts",
+                    "initialBackoff",
+                    "maxBackoff",
+                    "backoffMultiplier",
+                    "retryableStatusCodes",
+                )
+            }
             retry = issues.build(rp.path, RetryPolicy.from_grpc_service_config, config=_present(fields))
             if per_try is not None:
                 retry = dataclasses.replace(retry, per_try_timeout_s=per_try)
@@ -1343,8 +1443,15 @@ def from_grpc_service_config(
         rt.done()
     balancer = _grpc_balancer(root)
     root.done()
-    return ImportedPolicies(source="grpc", name=name, retry=retry, retry_throttle=throttle, balancer=balancer,
-                            timeout_s=timeout_s, warnings=tuple(issues.warnings))  # fmt: skip
+    return ImportedPolicies(
+        source="grpc",
+        name=name,
+        retry=retry,
+        retry_throttle=throttle,
+        balancer=balancer,
+        timeout_s=timeout_s,
+        warnings=tuple(issues.warnings),
+    )
 
 
 def _present(fields: Mapping[str, Any]) -> dict[str, Any]:

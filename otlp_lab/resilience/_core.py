@@ -34,10 +34,24 @@ __all__ = [
 
 #: gRPC status code names, indexed by their numeric code.
 GRPC_STATUS_NAMES: tuple[str, ...] = (
-    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-    "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
-    "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
-)  # fmt: skip
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+)
 
 #: A status: a gRPC status name (``"UNAVAILABLE"``) or an HTTP status code (``503``).
 Status = str | int
@@ -49,7 +63,9 @@ def normalize_status(status: object) -> Status:
     Strings of digits become ints (``"503"`` -> ``503``); other strings are upper-cased.
     """
     if isinstance(status, bool) or not isinstance(status, (str, int)):
-        raise ConfigError(f"a status must be a gRPC status name or an HTTP status int. Got {status!r} instead.")
+        raise ConfigError(
+            f"a status must be a gRPC status name or an HTTP status int. Got {status!r} instead."
+        )
     if isinstance(status, str):
         text = status.strip()
         return int(text) if text.isdigit() else text.upper()
@@ -116,7 +132,9 @@ class Outcome:
         local: bool = False,
     ) -> Outcome:
         """A failed attempt with ``status`` (and optional pushback, error, value)."""
-        return cls(ok=False, status=status, retry_after_s=retry_after_s, error=error, value=value, local=local)
+        return cls(
+            ok=False, status=status, retry_after_s=retry_after_s, error=error, value=value, local=local
+        )
 
     @classmethod
     def timeout(cls) -> Outcome:
@@ -231,7 +249,9 @@ def parse_duration_s(value: object, *, name: str = "duration") -> float:
     else:
         m = _DURATION.match(value) if isinstance(value, str) else None
         if m is None:
-            raise ConfigError(f"{name} must be seconds or look like '100ms', '0.5s', '2m'. Got {value!r} instead.")
+            raise ConfigError(
+                f"{name} must be seconds or look like '100ms', '0.5s', '2m'. Got {value!r} instead."
+            )
         seconds = float(m.group(1)) * _UNIT_S[m.group(2)]
     if not seconds >= 0.0:
         raise ConfigError(f"{name} must be a duration >= 0. Got {value!r} instead.")
@@ -263,7 +283,9 @@ def check_number(
 def status_set(values: Iterable[object]) -> frozenset[Status]:
     """A frozenset of normalized statuses; ints 0-16 given as gRPC codes are NOT renamed here."""
     if isinstance(values, (str, bytes, int)):
-        raise ConfigError(f"status codes must be a collection such as ['UNAVAILABLE'] or [503]. Got {values!r} instead.")
+        raise ConfigError(
+            f"status codes must be a collection such as ['UNAVAILABLE'] or [503]. Got {values!r} instead."
+        )
     return frozenset(normalize_status(v) for v in values)
 
 
@@ -283,9 +305,13 @@ class ConfigBase:
         known = [p for p in inspect.signature(cls).parameters if p not in {"self", "listener"}]
         unknown = sorted(set(data) - set(known))
         if unknown:
-            raise ConfigError(f"{cls.__name__} has no setting {unknown[0]!r}. Known settings: {', '.join(known)}.")
+            raise ConfigError(
+                f"{cls.__name__} has no setting {unknown[0]!r}. Known settings: {', '.join(known)}."
+            )
         kwargs = {
-            k: parse_duration_s(v, name=f"{cls.__name__}.{k}") if k.endswith("_s") and isinstance(v, str) else v
+            k: parse_duration_s(v, name=f"{cls.__name__}.{k}")
+            if k.endswith("_s") and isinstance(v, str)
+            else v
             for k, v in data.items()
         }
         return cls(**kwargs)

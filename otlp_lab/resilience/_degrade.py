@@ -44,7 +44,9 @@ class FallbackCache(ConfigBase):
 
     __slots__ = ("_entries", "evicted", "fresh_for_s", "max_entries", "stale_for_s")
 
-    def __init__(self, *, fresh_for_s: float = 0.0, stale_for_s: float = math.inf, max_entries: int = 1024) -> None:
+    def __init__(
+        self, *, fresh_for_s: float = 0.0, stale_for_s: float = math.inf, max_entries: int = 1024
+    ) -> None:
         check_number("FallbackCache", "fresh_for_s", fresh_for_s)
         check_number("FallbackCache", "stale_for_s", stale_for_s, low=fresh_for_s)
         check_int("FallbackCache", "max_entries", max_entries)
@@ -189,7 +191,9 @@ class Degrader:
     (False, True)
     """
 
-    def __init__(self, config: DegradationConfig | None = None, *, listener: Callable[[Transition], None] | None = None):
+    def __init__(
+        self, config: DegradationConfig | None = None, *, listener: Callable[[Transition], None] | None = None
+    ):
         self.config = config if config is not None else DegradationConfig()
         self._levels = StateRecorder(0, listener)
         self._entered_at_s = -math.inf

@@ -164,7 +164,9 @@ def simpy_call(
                         yield events[0]
                     else:
                         race = env.any_of(events)
-                        race.defused = True  # if this driver is interrupted, a cancelled attempt fails it later
+                        race.defused = (
+                            True  # if this driver is interrupted, a cancelled attempt fails it later
+                        )
                         yield race
                     for attempt in [a for a, p in procs.items() if p.triggered]:
                         proc = procs.pop(attempt)

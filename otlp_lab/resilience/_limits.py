@@ -56,7 +56,9 @@ class Bulkhead(ConfigBase):
         """From an Envoy cluster's ``circuit_breakers`` object: the ``thresholds`` entry for ``priority``."""
         for t in circuit_breakers.get("thresholds", ()):
             if str(t.get("priority", "DEFAULT")).upper() == priority.upper():
-                return cls.from_dict({k: v for k, v in t.items() if k.startswith("max_") and k != "max_connection_pools"})
+                return cls.from_dict(
+                    {k: v for k, v in t.items() if k.startswith("max_") and k != "max_connection_pools"}
+                )
         return cls()
 
     def _kind(self, kind: str) -> LimitKind:
@@ -87,8 +89,9 @@ class Bulkhead(ConfigBase):
 
     def overflow_error(self, kind: LimitKind = "requests") -> RejectedError:
         """The error describing a refusal of ``kind``."""
-        return RejectedError(f"bulkhead full: {self.in_use[kind]} of max_{kind}={self.limits[kind]} in use",
-                             policy="bulkhead")  # fmt: skip
+        return RejectedError(
+            f"bulkhead full: {self.in_use[kind]} of max_{kind}={self.limits[kind]} in use", policy="bulkhead"
+        )
 
     def __repr__(self) -> str:
         return f"Bulkhead(limits={self.limits}, in_use={self.in_use})"
@@ -150,7 +153,9 @@ class TokenBucket(ConfigBase):
 
     def rejected_error(self) -> RejectedError:
         """The error describing a refusal."""
-        return RejectedError(f"rate limited: {self.rate_per_s:g}/s with burst {self.burst:g}", policy="rate_limiter")
+        return RejectedError(
+            f"rate limited: {self.rate_per_s:g}/s with burst {self.burst:g}", policy="rate_limiter"
+        )
 
     def __repr__(self) -> str:
         return f"TokenBucket(rate_per_s={self.rate_per_s}, burst={self.burst})"
@@ -190,8 +195,13 @@ class LoadShedderConfig(ConfigBase):
         t = tuple(self.priority_thresholds)
         object.__setattr__(self, "priority_thresholds", t)
         ok = bool(t) and all(isinstance(x, (int, float)) and x > 0 for x in t)
-        check(ok and all(a >= b for a, b in zip(t, t[1:], strict=False)), name, "priority_thresholds",
-              "a non-empty, non-increasing tuple of positive numbers", t)  # fmt: skip
+        check(
+            ok and all(a >= b for a, b in zip(t, t[1:], strict=False)),
+            name,
+            "priority_thresholds",
+            "a non-empty, non-increasing tuple of positive numbers",
+            t,
+        )
 
 
 class LoadShedder:
@@ -241,4 +251,6 @@ class LoadShedder:
 
     def shed_error(self, priority: int = 0) -> RejectedError:
         """The error describing a shed request."""
-        return RejectedError(f"load shed: priority {priority} at pressure {self.pressure():.2f}", policy="load_shedder")
+        return RejectedError(
+            f"load shed: priority {priority} at pressure {self.pressure():.2f}", policy="load_shedder"
+        )

@@ -195,14 +195,26 @@ class OutlierDetectionConfig(ConfigBase):
 
     def __post_init__(self) -> None:
         owner = "OutlierDetectionConfig"
-        for name in ("consecutive_5xx", "consecutive_gateway_failure", "success_rate_minimum_hosts",
-                     "success_rate_request_volume", "success_rate_stdev_factor", "failure_percentage_minimum_hosts",
-                     "failure_percentage_request_volume"):  # fmt: skip
+        for name in (
+            "consecutive_5xx",
+            "consecutive_gateway_failure",
+            "success_rate_minimum_hosts",
+            "success_rate_request_volume",
+            "success_rate_stdev_factor",
+            "failure_percentage_minimum_hosts",
+            "failure_percentage_request_volume",
+        ):
             check_int(owner, name, getattr(self, name), minimum=0)
         check_number(owner, "interval_s", self.interval_s, open_low=True)
         check_number(owner, "base_ejection_time_s", self.base_ejection_time_s, open_low=True)
-        for name in ("max_ejection_percent", "enforcing_consecutive_5xx", "enforcing_consecutive_gateway_failure",
-                     "enforcing_success_rate", "failure_percentage_threshold", "enforcing_failure_percentage"):  # fmt: skip
+        for name in (
+            "max_ejection_percent",
+            "enforcing_consecutive_5xx",
+            "enforcing_consecutive_gateway_failure",
+            "enforcing_success_rate",
+            "failure_percentage_threshold",
+            "enforcing_failure_percentage",
+        ):
             check_number(owner, name, getattr(self, name), high=100.0)
         if self.max_ejection_time_s is not None:
             check_number(
@@ -223,8 +235,18 @@ class OutlierDetectionConfig(ConfigBase):
 class _HostMonitor:
     """Per-host counters (internal; Envoy ``DetectorHostMonitorImpl``)."""
 
-    __slots__ = ("backoff", "consecutive_5xx", "consecutive_gateway", "current", "ejected", "jitter_s",
-                 "last_ejection_s", "last_unejection_s", "num_ejections", "previous")  # fmt: skip
+    __slots__ = (
+        "backoff",
+        "consecutive_5xx",
+        "consecutive_gateway",
+        "current",
+        "ejected",
+        "jitter_s",
+        "last_ejection_s",
+        "last_unejection_s",
+        "num_ejections",
+        "previous",
+    )
 
     def __init__(self) -> None:
         self.consecutive_5xx = 0

@@ -223,7 +223,9 @@ class RetryThrottle(ConfigBase):
         try:
             return cls(max_tokens=d["maxtokens"], token_ratio=d["tokenratio"])
         except KeyError as exc:
-            raise ConfigError(f"retryThrottling needs maxTokens and tokenRatio. Got {dict(config)!r} instead.") from exc
+            raise ConfigError(
+                f"retryThrottling needs maxTokens and tokenRatio. Got {dict(config)!r} instead."
+            ) from exc
 
     @property
     def max_tokens(self) -> float:
@@ -391,7 +393,9 @@ class RetryPolicy(_AttemptPolicy):
                 jitter="full",
             )
         except KeyError as exc:
-            raise ConfigError(f"retryPolicy needs {exc.args[0]!r} (any case). Got {dict(d)!r} instead.") from None
+            raise ConfigError(
+                f"retryPolicy needs {exc.args[0]!r} (any case). Got {dict(d)!r} instead."
+            ) from None
 
     def retries_on(self, outcome: Outcome) -> bool:
         """True when ``outcome.status`` is in ``retryable_status_codes``."""

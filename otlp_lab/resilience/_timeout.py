@@ -42,7 +42,9 @@ class Deadline:
 
     def __post_init__(self) -> None:
         if not isinstance(self.expires_at_s, (int, float)) or math.isnan(self.expires_at_s):
-            raise ConfigError(f"Deadline.expires_at_s must be a number or inf. Got {self.expires_at_s!r} instead.")
+            raise ConfigError(
+                f"Deadline.expires_at_s must be a number or inf. Got {self.expires_at_s!r} instead."
+            )
 
     @classmethod
     def after(cls, now: float, timeout_s: float | None) -> Deadline:
@@ -92,7 +94,9 @@ class Deadline:
             return cls()
         m = _GRPC_TIMEOUT.match(header.strip())
         if m is None:
-            raise ConfigError(f"grpc-timeout must be up to 8 digits and one of H M S m u n. Got {header!r} instead.")
+            raise ConfigError(
+                f"grpc-timeout must be up to 8 digits and one of H M S m u n. Got {header!r} instead."
+            )
         return cls(now + int(m.group(1)) * _GRPC_UNITS_S[m.group(2)])
 
 

@@ -130,10 +130,40 @@ class Instance:
     """One running instance of a service: workers, a FIFO queue, fault state, counters."""
 
     __slots__ = (
-        "svc", "name", "index", "id", "zone", "ctx", "c", "queue_limit", "busy", "queue", "jobs", "up", "epoch",
-        "factor", "delay_s", "err_p", "err_status", "err_before", "faults", "fault_attr", "drop_expired", "sidecar_s",
-        "arrivals", "ok", "errors", "rejected", "area", "last_t", "hist", "buckets", "lat_sum", "lat_n", "lb",
-    )  # fmt: skip
+        "svc",
+        "name",
+        "index",
+        "id",
+        "zone",
+        "ctx",
+        "c",
+        "queue_limit",
+        "busy",
+        "queue",
+        "jobs",
+        "up",
+        "epoch",
+        "factor",
+        "delay_s",
+        "err_p",
+        "err_status",
+        "err_before",
+        "faults",
+        "fault_attr",
+        "drop_expired",
+        "sidecar_s",
+        "arrivals",
+        "ok",
+        "errors",
+        "rejected",
+        "area",
+        "last_t",
+        "hist",
+        "buckets",
+        "lat_sum",
+        "lat_n",
+        "lb",
+    )
 
     def __init__(self, svc: Service, index: int, ctx: int) -> None:
         self.svc = svc
@@ -187,9 +217,17 @@ class Job:
     )
 
     def __init__(
-        self, inst: Instance, ep: Endpoint, steps: tuple, trace: int, parent: int, deadline: float, key: Any,
-        reply: Event, back_s: float,
-    ) -> None:  # fmt: skip
+        self,
+        inst: Instance,
+        ep: Endpoint,
+        steps: tuple,
+        trace: int,
+        parent: int,
+        deadline: float,
+        key: Any,
+        reply: Event,
+        back_s: float,
+    ) -> None:
         self.inst = inst
         self.ep = ep
         self.steps = steps
@@ -208,10 +246,34 @@ class Client:
     """One caller instance's view of one upstream service under one policy: the Envoy cluster."""
 
     __slots__ = (
-        "sim", "caller", "ctx", "target", "policy_name", "instances", "by_id", "balancer", "outlier", "health", "breaker",
-        "stack", "per_try_s", "endpoints", "lb_version", "calls", "attempts", "retries", "failures",
-        "ejections", "base_attrs", "span_names", "inst_attrs", "state_attrs", "resend_attrs", "sidecar_s", "no_policy",
-    )  # fmt: skip
+        "sim",
+        "caller",
+        "ctx",
+        "target",
+        "policy_name",
+        "instances",
+        "by_id",
+        "balancer",
+        "outlier",
+        "health",
+        "breaker",
+        "stack",
+        "per_try_s",
+        "endpoints",
+        "lb_version",
+        "calls",
+        "attempts",
+        "retries",
+        "failures",
+        "ejections",
+        "base_attrs",
+        "span_names",
+        "inst_attrs",
+        "state_attrs",
+        "resend_attrs",
+        "sidecar_s",
+        "no_policy",
+    )
 
     def __init__(
         self, sim: Simulation, caller: str, ctx: int, sidecar_s: float, target: str, policy_name: str | None
@@ -240,17 +302,25 @@ class Client:
         # shared by every call it runs, and each call gets its own machine from stack.start()
         self.stack = PolicyStack(
             policy.retry if policy.retry is not None else RetryPolicy(max_attempts=1),
-            breaker=self.breaker, timeout_s=policy.timeout_s, rng=rng,
-            **{k: (cls.from_dict(getattr(policy, k)) if getattr(policy, k) is not None else None) for k, cls in STATEFUL.items()},
-        )  # fmt: skip
+            breaker=self.breaker,
+            timeout_s=policy.timeout_s,
+            rng=rng,
+            **{
+                k: (cls.from_dict(getattr(policy, k)) if getattr(policy, k) is not None else None)
+                for k, cls in STATEFUL.items()
+            },
+        )
         self.per_try_s = getattr(policy.retry, "per_try_timeout_s", None) or INF
         self.balancer = policy.balancer.build(rng)
         self.outlier = None
         if policy.outlier_detection is not None:
             self.outlier = OutlierDetector(
-                policy.outlier_detection, endpoint_ids=[i.id for i in self.instances], start_s=sim.env.now, rng=rng,
+                policy.outlier_detection,
+                endpoint_ids=[i.id for i in self.instances],
+                start_s=sim.env.now,
+                rng=rng,
                 listener=self._on_outlier,
-            )  # fmt: skip
+            )
             sim.env.process(self._outlier_ticks())
         self.health = None
         if policy.health_check is not None:
@@ -283,21 +353,34 @@ class Client:
     def _on_breaker(self, t: Any) -> None:
         sim = self.sim
         sim.breaker_log.append((t.at_s, self.caller, self.target, t.to_state.name))
-        sim.log(t.at_s, "WARN" if t.to_state is CircuitState.OPEN else "INFO",
-                f"circuit breaker {self.caller} -> {self.target}: {t.from_state.name} -> {t.to_state.name}",
-                "sim.breaker.transition", self.ctx,
-                {"peer.service": self.target, "sim.breaker.state": t.to_state.name.lower()})  # fmt: skip
+        sim.log(
+            t.at_s,
+            "WARN" if t.to_state is CircuitState.OPEN else "INFO",
+            f"circuit breaker {self.caller} -> {self.target}: {t.from_state.name} -> {t.to_state.name}",
+            "sim.breaker.transition",
+            self.ctx,
+            {"peer.service": self.target, "sim.breaker.state": t.to_state.name.lower()},
+        )
 
     def _on_outlier(self, e: Any) -> None:
         sim = self.sim
         sim.health_version += 1
         if e.action is OutlierAction.EJECT and e.enforced:
             self.ejections += 1
-        sim.log(e.at_s, "WARN" if e.action is OutlierAction.EJECT else "INFO",
-                f"outlier detection {self.caller} -> {e.endpoint_id}: {e.action.value}"
-                + (f" ({e.ejection_type.value})" if e.ejection_type is not None else "") + ("" if e.enforced else " not enforced"),
-                "sim.outlier." + e.action.value, self.ctx,
-                {"peer.service": self.target, "server.address": e.endpoint_id, "sim.outlier.enforced": bool(e.enforced)})  # fmt: skip
+        sim.log(
+            e.at_s,
+            "WARN" if e.action is OutlierAction.EJECT else "INFO",
+            f"outlier detection {self.caller} -> {e.endpoint_id}: {e.action.value}"
+            + (f" ({e.ejection_type.value})" if e.ejection_type is not None else "")
+            + ("" if e.enforced else " not enforced"),
+            "sim.outlier." + e.action.value,
+            self.ctx,
+            {
+                "peer.service": self.target,
+                "server.address": e.endpoint_id,
+                "sim.outlier.enforced": bool(e.enforced),
+            },
+        )
 
     def _outlier_ticks(self) -> Generator[Any, Any, None]:
         env, od = self.sim.env, self.outlier
@@ -320,8 +403,14 @@ class Client:
                     self.outlier.on_active_health_check(eid, env.now, ok)
                 if hc.is_healthy(eid) != before:  # type: ignore[union-attr]
                     sim.health_version += 1
-                    sim.log(env.now, "INFO" if ok else "WARN", f"health check {self.caller} -> {eid}: {'healthy' if ok else 'unhealthy'}",
-                            "sim.health.change", self.ctx, {"peer.service": self.target, "server.address": eid})  # fmt: skip
+                    sim.log(
+                        env.now,
+                        "INFO" if ok else "WARN",
+                        f"health check {self.caller} -> {eid}: {'healthy' if ok else 'unhealthy'}",
+                        "sim.health.change",
+                        self.ctx,
+                        {"peer.service": self.target, "server.address": eid},
+                    )
 
 
 @dataclass
@@ -345,8 +434,16 @@ class Counters:
 class Simulation:
     """One run of a scenario: build with a scenario and a seed, then :meth:`run_until` in slices."""
 
-    def __init__(self, scenario: Scenario, *, seed: int, duration_s: float, emitter_factory: Callable[[list[dict]], Emitter] | None,
-                 run_id: str, label: str) -> None:  # fmt: skip
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        seed: int,
+        duration_s: float,
+        emitter_factory: Callable[[list[dict]], Emitter] | None,
+        run_id: str,
+        label: str,
+    ) -> None:
         self.scenario = scenario
         self.duration_s = duration_s
         self.warmup_s = scenario.warmup_s
@@ -526,8 +623,21 @@ class Simulation:
             self.root_hist.add(t1 - t0)
         if self._spans is not None:
             attrs = (self.err_attr(outcome.status),) if not outcome.ok else ()
-            self._spans((trace, span, 0, f"request {svc.name}/{ep.name}", KIND_INTERNAL, t0, t1,
-                         STATUS_UNSET if outcome.ok else STATUS_ERROR, "" if outcome.ok else str(outcome.status), ctx, attrs))  # fmt: skip
+            self._spans(
+                (
+                    trace,
+                    span,
+                    0,
+                    f"request {svc.name}/{ep.name}",
+                    KIND_INTERNAL,
+                    t0,
+                    t1,
+                    STATUS_UNSET if outcome.ok else STATUS_ERROR,
+                    "" if outcome.ok else str(outcome.status),
+                    ctx,
+                    attrs,
+                )
+            )
 
     # ---------------------------------------------------------------- client side
     def _call(
@@ -612,8 +722,19 @@ class Simulation:
         self._client_span(cl, inst, trace, span, parent, ep, now, env.now, n, out)
         return out
 
-    def _client_span(self, cl: Client, inst: Instance | None, trace: int, span: int, parent: int, ep: Endpoint,
-                     t0: float, t1: float, n: int, out: Outcome) -> None:  # fmt: skip
+    def _client_span(
+        self,
+        cl: Client,
+        inst: Instance | None,
+        trace: int,
+        span: int,
+        parent: int,
+        ep: Endpoint,
+        t0: float,
+        t1: float,
+        n: int,
+        out: Outcome,
+    ) -> None:
         if self._spans is None:
             return
         attrs = cl.base_attrs
@@ -627,9 +748,21 @@ class Simulation:
             attrs = (*attrs, self.err_attr(out.status))
             if inst is not None and self.partitions and self.partitioned(cl.caller, cl.target):
                 attrs = (*attrs, self.pool("sim.fault.kind", "partition"))
-        self._spans((trace, span, parent, cl.span_names[ep.name], KIND_CLIENT, t0, t1,
-                     STATUS_UNSET if out.ok else STATUS_ERROR, "" if out.ok else str(out.status),
-                     cl.ctx, attrs))  # fmt: skip
+        self._spans(
+            (
+                trace,
+                span,
+                parent,
+                cl.span_names[ep.name],
+                KIND_CLIENT,
+                t0,
+                t1,
+                STATUS_UNSET if out.ok else STATUS_ERROR,
+                "" if out.ok else str(out.status),
+                cl.ctx,
+                attrs,
+            )
+        )
 
     # ---------------------------------------------------------------- scheduling helpers
     def _later(self, delay: float, fn: Callable[[Any], None], arg: Any) -> None:
@@ -748,8 +881,21 @@ class Simulation:
             attrs = inst.fault_attr
             if not out.ok:
                 attrs = (*attrs, self.err_attr(out.status))
-            self._spans((job.trace, job.span, job.parent, job.ep.name, KIND_SERVER, job.t_arrive, now,
-                         STATUS_UNSET if out.ok else STATUS_ERROR, "" if out.ok else str(out.status), inst.ctx, attrs))  # fmt: skip
+            self._spans(
+                (
+                    job.trace,
+                    job.span,
+                    job.parent,
+                    job.ep.name,
+                    KIND_SERVER,
+                    job.t_arrive,
+                    now,
+                    STATUS_UNSET if out.ok else STATUS_ERROR,
+                    "" if out.ok else str(out.status),
+                    inst.ctx,
+                    attrs,
+                )
+            )
         self._respond(job, out)
         if busy:
             self._next(inst)
@@ -804,8 +950,14 @@ class Simulation:
                         if not reply.triggered:
                             reply.succeed(failure("UNAVAILABLE"))
             for inst in self.instances[f.service]:
-                self.log(now, "WARN" if on else "INFO", f"fault {f.kind} {verb}: {f.service} <-> {f.peer}", f"sim.fault.{verb}",
-                         inst.ctx, {"sim.fault.kind": f.kind, "peer.service": f.peer})  # fmt: skip
+                self.log(
+                    now,
+                    "WARN" if on else "INFO",
+                    f"fault {f.kind} {verb}: {f.service} <-> {f.peer}",
+                    f"sim.fault.{verb}",
+                    inst.ctx,
+                    {"sim.fault.kind": f.kind, "peer.service": f.peer},
+                )
             return
         for inst in self.fault_targets(f):
             was_up = inst.up
@@ -816,8 +968,14 @@ class Simulation:
             self._effects(inst)
             if was_up and not inst.up:
                 self._crash(inst)
-            self.log(now, "WARN" if on else "INFO", f"fault {f.kind} {verb} on {inst.id}", f"sim.fault.{verb}", inst.ctx,
-                     {"sim.fault.kind": f.kind})  # fmt: skip
+            self.log(
+                now,
+                "WARN" if on else "INFO",
+                f"fault {f.kind} {verb} on {inst.id}",
+                f"sim.fault.{verb}",
+                inst.ctx,
+                {"sim.fault.kind": f.kind},
+            )
         self.health_version += 1
 
     def _effects(self, inst: Instance) -> None:
@@ -937,8 +1095,22 @@ class Simulation:
                     ("sim.server.up", "1", "1 while the instance is up", t, int(inst.up), ctx, ())
                 )
                 n = inst.lat_n
-                em.hists.append(("http.server.request.duration", "s", "Time from arrival to answer at the instance", t, n,
-                                 inst.lat_sum, None, None, list(inst.buckets), bounds, ctx, ()))  # fmt: skip
+                em.hists.append(
+                    (
+                        "http.server.request.duration",
+                        "s",
+                        "Time from arrival to answer at the instance",
+                        t,
+                        n,
+                        inst.lat_sum,
+                        None,
+                        None,
+                        list(inst.buckets),
+                        bounds,
+                        ctx,
+                        (),
+                    )
+                )
         for cl in self.clients.values():
             a = (pool("peer.service", cl.target),)
             ctx = cl.ctx
@@ -983,8 +1155,17 @@ class Simulation:
             )
             if cl.breaker is not None:
                 st = cl.breaker.poll(t)
-                em.gauges.append(("sim.client.breaker_state", "1", "Circuit breaker state: 0 closed, 1 open, 2 half-open", t,
-                                  {CircuitState.CLOSED: 0, CircuitState.OPEN: 1, CircuitState.HALF_OPEN: 2}[st], ctx, a))  # fmt: skip
+                em.gauges.append(
+                    (
+                        "sim.client.breaker_state",
+                        "1",
+                        "Circuit breaker state: 0 closed, 1 open, 2 half-open",
+                        t,
+                        {CircuitState.CLOSED: 0, CircuitState.OPEN: 1, CircuitState.HALF_OPEN: 2}[st],
+                        ctx,
+                        a,
+                    )
+                )
 
     # ---------------------------------------------------------------- running
     def run_until(self, t: float) -> None:

@@ -62,8 +62,15 @@ _TIMES: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "logs": ("time", ("observed_time",), ()),
 }
 _METRIC_TIMES = ("time", (), ("start_time",))
-_CONTEXT_COLUMNS = ("service_name", "resource_dropped_attributes_count", "resource_schema_url", "scope_name",
-                    "scope_version", "scope_dropped_attributes_count", "scope_schema_url")  # fmt: skip
+_CONTEXT_COLUMNS = (
+    "service_name",
+    "resource_dropped_attributes_count",
+    "resource_schema_url",
+    "scope_name",
+    "scope_version",
+    "scope_dropped_attributes_count",
+    "scope_schema_url",
+)
 _CONTEXT_KV = {
     "resource_attributes": ("resource_keys", "resource_vals"),
     "scope_attributes": ("scope_keys", "scope_vals"),
@@ -267,14 +274,29 @@ def stream(
     elif endpoint is not None or headers is not None:
         raise ConfigError("give either sender= or endpoint/headers, not both.")
     sc, sim, run_id, label, _ = _setup(
-        scenario, lab=lab, seed=seed, duration_s=duration_s, policy_overrides=policy_overrides, label=label,
-        batch_rows=batch_rows, output=True, caller="stream",
-    )  # fmt: skip
+        scenario,
+        lab=lab,
+        seed=seed,
+        duration_s=duration_s,
+        policy_overrides=policy_overrides,
+        label=label,
+        batch_rows=batch_rows,
+        output=True,
+        caller="stream",
+    )
     sim.start()
     pump = _Pump(
-        sim, speed=float(speed), realtime=realtime, flush_s=float(flush_s), batch_rows=batch_rows, lab=lab,
-        source=f"sim:{sc.name}", max_items=sender.max_items, max_bytes=sender.max_bytes, on_slice=on_slice,
-    )  # fmt: skip
+        sim,
+        speed=float(speed),
+        realtime=realtime,
+        flush_s=float(flush_s),
+        batch_rows=batch_rows,
+        lab=lab,
+        source=f"sim:{sc.name}",
+        max_items=sender.max_items,
+        max_bytes=sender.max_bytes,
+        on_slice=on_slice,
+    )
     bar = _Progress(sc.name, f"{label}, live" if realtime else label, sc.duration_s) if progress else None
     t_wall = time.perf_counter()
     try:
@@ -287,17 +309,37 @@ def stream(
     if lab is not None:
         _write_ground_truth(lab, sim, sc, result, pump.start_ns, speed=float(speed))
     return StreamResult(
-        run=result, report=report, endpoint=sender.target.url, protocol=sender.protocol, emitted=dict(pump.emitted),
-        start_ns=pump.start_ns, speed=float(speed), realtime=realtime, wall_s=wall, max_lag_s=pump.max_lag_s,
+        run=result,
+        report=report,
+        endpoint=sender.target.url,
+        protocol=sender.protocol,
+        emitted=dict(pump.emitted),
+        start_ns=pump.start_ns,
+        speed=float(speed),
+        realtime=realtime,
+        wall_s=wall,
+        max_lag_s=pump.max_lag_s,
         slices=pump.slices,
-    )  # fmt: skip
+    )
 
 
 class _Pump:
     """Runs the simulation slice by slice and turns each slice into paced OTLP requests."""
 
-    def __init__(self, sim: Any, *, speed: float, realtime: bool, flush_s: float, batch_rows: int, lab: Any,
-                 source: str, max_items: int, max_bytes: int, on_slice: Callable[[float], Any] | None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        sim: Any,
+        *,
+        speed: float,
+        realtime: bool,
+        flush_s: float,
+        batch_rows: int,
+        lab: Any,
+        source: str,
+        max_items: int,
+        max_bytes: int,
+        on_slice: Callable[[float], Any] | None,
+    ) -> None:
         self.sim = sim
         self.speed = speed
         self.realtime = realtime
@@ -416,8 +458,11 @@ def export_form(batch: Mapping[str, pa.Table]) -> dict[str, list[pa.Table]]:
         if ctx is not None and "ctx" in table.column_names:
             idx = pc.index_in(table.column("ctx"), value_set=ctx.column("ctx").combine_chunks())
             cols |= {c: ctx.column(c).take(idx) for c in _CONTEXT_COLUMNS if c in ctx.column_names}
-            cols |= {c: _kv(ctx.column(k).take(idx), ctx.column(v).take(idx))
-                     for c, (k, v) in _CONTEXT_KV.items() if k in ctx.column_names}  # fmt: skip
+            cols |= {
+                c: _kv(ctx.column(k).take(idx), ctx.column(v).take(idx))
+                for c, (k, v) in _CONTEXT_KV.items()
+                if k in ctx.column_names
+            }
         parts = {p for pair in _ROW_KV.values() for p in pair}
         cols |= {c: table.column(c) for c in table.column_names if c != "ctx" and c not in parts}
         cols |= {

@@ -200,9 +200,15 @@ def run(
     (200, True)
     """
     sc, sim, run_id, label, start_ns = _setup(
-        scenario, lab=lab, seed=seed, duration_s=duration_s, policy_overrides=policy_overrides, label=label,
-        batch_rows=batch_rows, output=lab is not None,
-    )  # fmt: skip
+        scenario,
+        lab=lab,
+        seed=seed,
+        duration_s=duration_s,
+        policy_overrides=policy_overrides,
+        label=label,
+        batch_rows=batch_rows,
+        output=lab is not None,
+    )
     sim.start()
     t_wall = time.perf_counter()
     spans = 0
@@ -417,8 +423,16 @@ def _per_service(sim: Simulation, sc: Scenario) -> pl.DataFrame:
                 "ejections": sum(c.ejections for c in clients),
             }
         )
-    return pl.DataFrame(rows, schema_overrides={"mean_ms": pl.Float64, "p50_ms": pl.Float64, "p95_ms": pl.Float64,
-                                                "p99_ms": pl.Float64, "amplification": pl.Float64})  # fmt: skip
+    return pl.DataFrame(
+        rows,
+        schema_overrides={
+            "mean_ms": pl.Float64,
+            "p50_ms": pl.Float64,
+            "p95_ms": pl.Float64,
+            "p99_ms": pl.Float64,
+            "amplification": pl.Float64,
+        },
+    )
 
 
 def _timeline_frame(sim: Simulation) -> pl.DataFrame:
@@ -457,8 +471,12 @@ def _breaker_frame(sim: Simulation) -> pl.DataFrame:
     }
     if totals:
         state_counts = {k: {"CLOSED": v, "OPEN": 0, "HALF_OPEN": 0} for k, v in totals.items()}
-        per_client = [(t.at_s, (cl.caller, cl.target), t.from_state.name, t.to_state.name)
-                      for cl in sim.clients.values() if cl.breaker is not None for t in cl.breaker.transitions]  # fmt: skip
+        per_client = [
+            (t.at_s, (cl.caller, cl.target), t.from_state.name, t.to_state.name)
+            for cl in sim.clients.values()
+            if cl.breaker is not None
+            for t in cl.breaker.transitions
+        ]
         per_client.sort(key=lambda r: r[0])
         i = 0
         for sec in range(n):
@@ -474,8 +492,17 @@ def _breaker_frame(sim: Simulation) -> pl.DataFrame:
                 rows["closed"].append(sc["CLOSED"])
                 rows["open"].append(sc["OPEN"])
                 rows["half_open"].append(sc["HALF_OPEN"])
-    return pl.DataFrame(rows, schema={"t_s": pl.Int64, "caller": pl.String, "target": pl.String, "closed": pl.Int64,
-                                      "open": pl.Int64, "half_open": pl.Int64})  # fmt: skip
+    return pl.DataFrame(
+        rows,
+        schema={
+            "t_s": pl.Int64,
+            "caller": pl.String,
+            "target": pl.String,
+            "closed": pl.Int64,
+            "open": pl.Int64,
+            "half_open": pl.Int64,
+        },
+    )
 
 
 def _write_ground_truth(
@@ -508,9 +535,22 @@ def _write_ground_truth(
             )
         con.execute(
             "INSERT INTO sim_runs VALUES (?, ?, ?, ?, make_timestamp_ns(?), ?, ?, ?, ?, ?, ?, ?, ?)",
-            [r.run_id, r.scenario, r.seed, r.label, start_ns, r.duration_s, r.requests, r.goodput_rps, r.error_rate,
-             r.p99_s, r.amplification, r.spans, r.wall_s],
-        )  # fmt: skip
+            [
+                r.run_id,
+                r.scenario,
+                r.seed,
+                r.label,
+                start_ns,
+                r.duration_s,
+                r.requests,
+                r.goodput_rps,
+                r.error_rate,
+                r.p99_s,
+                r.amplification,
+                r.spans,
+                r.wall_s,
+            ],
+        )
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")

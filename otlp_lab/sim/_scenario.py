@@ -377,9 +377,19 @@ class Scenario:
 # ---------------------------------------------------------------- YAML -> objects (structure; values are checked by Scenario)
 
 _SCENARIO_KEYS = (
-    "name", "description", "duration_s", "warmup_s", "network_latency_s", "metrics_interval_s", "start_time",
-    "default_policy", "policies", "services", "workloads", "faults",
-)  # fmt: skip
+    "name",
+    "description",
+    "duration_s",
+    "warmup_s",
+    "network_latency_s",
+    "metrics_interval_s",
+    "start_time",
+    "default_policy",
+    "policies",
+    "services",
+    "workloads",
+    "faults",
+)
 _SERVICE_KEYS = (
     "instances",
     "concurrency",

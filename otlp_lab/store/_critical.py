@@ -24,7 +24,7 @@ def critical_path(spans: pl.DataFrame) -> pl.DataFrame:
             children.setdefault(p, []).append(r)
         else:
             roots.append(r)
-    root = min(roots or list(rows.values()), key=lambda r: (r["start_ns"] or 0))
+    root = min(roots or list(rows.values()), key=lambda r: r["start_ns"] or 0)
     segments: list[tuple[dict, int, int]] = []
 
     def walk(span: dict, until: int, depth: int) -> None:
@@ -62,6 +62,13 @@ def critical_path(spans: pl.DataFrame) -> pl.DataFrame:
         }
         for s, a, b in segments
     ]
-    schema = {"span_id": pl.String, "service_name": pl.String, "name": pl.String, "start_ns": pl.Int64,
-              "end_ns": pl.Int64, "self_ms": pl.Float64, "share": pl.Float64}
+    schema = {
+        "span_id": pl.String,
+        "service_name": pl.String,
+        "name": pl.String,
+        "start_ns": pl.Int64,
+        "end_ns": pl.Int64,
+        "self_ms": pl.Float64,
+        "share": pl.Float64,
+    }
     return pl.DataFrame(out, schema=schema).sort("start_ns")

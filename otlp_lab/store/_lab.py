@@ -95,7 +95,11 @@ class Lab:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False, memory_limit: str | None = None
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        read_only: bool = False,
+        memory_limit: str | None = None,
     ) -> None:
         self.path = Path(path) if path is not None else None
         if self.path is not None and not read_only:
@@ -109,7 +113,9 @@ class Lab:
             try:
                 self._con.execute("SET memory_limit = ?", [str(memory_limit)])
             except duckdb.Error as exc:
-                raise ConfigError(f"memory_limit must look like '512MB' or '2GB'. Got {memory_limit!r} instead.") from exc
+                raise ConfigError(
+                    f"memory_limit must look like '512MB' or '2GB'. Got {memory_limit!r} instead."
+                ) from exc
         for m in MACROS:
             self._con.execute(m)
         if not read_only:
@@ -193,7 +199,12 @@ class Lab:
                 tick = functools.partial(lambda base, f, pos: progress(str(f), base + pos, total), done, f)
             try:
                 fr = self._load_file(
-                    f, signal=signal, on_error=on_error, duplicates=duplicates, batch_rows=batch_rows, on_progress=tick
+                    f,
+                    signal=signal,
+                    on_error=on_error,
+                    duplicates=duplicates,
+                    batch_rows=batch_rows,
+                    on_progress=tick,
                 )
             except UnsupportedFormatError as exc:
                 if named:
@@ -228,7 +239,12 @@ class Lab:
             def batches() -> Iterator[Batch]:
                 report.skipped.clear()
                 return iter_file_batches(
-                    path, report, signal=signal, on_error=on_error, batch_rows=batch_rows, on_progress=on_progress
+                    path,
+                    report,
+                    signal=signal,
+                    on_error=on_error,
+                    batch_rows=batch_rows,
+                    on_progress=on_progress,
                 )
 
             fr.counts = self._ingest_retrying(batches, report)
@@ -236,7 +252,12 @@ class Lab:
         return fr
 
     def load_bytes(
-        self, data: bytes, *, signal: Signal | None = None, source: str = "<bytes>", batch_rows: int = DEFAULT_BATCH_ROWS
+        self,
+        data: bytes,
+        *,
+        signal: Signal | None = None,
+        source: str = "<bytes>",
+        batch_rows: int = DEFAULT_BATCH_ROWS,
     ) -> dict[str, int]:
         """Load one in-memory OTLP body (any supported format); return rows added per table."""
         import io
@@ -244,7 +265,8 @@ class Lab:
         report = DecodeReport(source, nbytes=len(data))
         with self._lock:
             return self._ingest_retrying(
-                lambda: iter_stream_batches(io.BytesIO(data), report, signal=signal, batch_rows=batch_rows), report
+                lambda: iter_stream_batches(io.BytesIO(data), report, signal=signal, batch_rows=batch_rows),
+                report,
             )
 
     def load_batches(self, batches: Iterable[Batch], *, source: str = "<batches>") -> dict[str, int]:
@@ -255,18 +277,24 @@ class Lab:
         """
         report = DecodeReport(source)
         with self._lock:
-            if isinstance(batches, (list, tuple)):  # replayable: the fast path, retried with key checks if needed
+            if isinstance(
+                batches, (list, tuple)
+            ):  # replayable: the fast path, retried with key checks if needed
                 return self._ingest_retrying(lambda: iter(batches), report)
             return self._ingest(iter(batches), report, check_keys=True)
 
-    def _ingest_retrying(self, batches: Callable[[], Iterator[Batch]], report: DecodeReport) -> dict[str, int]:
+    def _ingest_retrying(
+        self, batches: Callable[[], Iterator[Batch]], report: DecodeReport
+    ) -> dict[str, int]:
         """:meth:`_ingest`, decoding again with repeated-key checks if the fast path meets one."""
         try:
             return self._ingest(batches(), report)
         except _RepeatedKeys:
             return self._ingest(batches(), report, check_keys=True)
 
-    def _ingest(self, batches: Iterator[Batch], report: DecodeReport, *, check_keys: bool = False) -> dict[str, int]:
+    def _ingest(
+        self, batches: Iterator[Batch], report: DecodeReport, *, check_keys: bool = False
+    ) -> dict[str, int]:
         """Insert every batch and record the load, all in one transaction.
 
         OTLP forbids repeated keys in one attribute list, but some senders repeat them and a
@@ -283,7 +311,10 @@ class Lab:
             for batch in prefetch(batches):
                 ctx = batch.get("_ctx")
                 if ctx is not None:
-                    con.register("_ctx_stage", _dedupe_keys(ctx) if check_keys and self._has_repeated_keys(ctx) else ctx)
+                    con.register(
+                        "_ctx_stage",
+                        _dedupe_keys(ctx) if check_keys and self._has_repeated_keys(ctx) else ctx,
+                    )
                 try:
                     for table, staged in batch.items():
                         if table != "_ctx":
@@ -294,14 +325,26 @@ class Lab:
                         self._unregister("_ctx_stage")
             con.execute(
                 "INSERT INTO loads VALUES (?, ?, ?, ?, now()::TIMESTAMP, ?, ?, ?)",
-                [load_id, report.source, report.sha256, report.nbytes, report.requests, sum(counts.values()), len(report.skipped)],
+                [
+                    load_id,
+                    report.source,
+                    report.sha256,
+                    report.nbytes,
+                    report.requests,
+                    sum(counts.values()),
+                    len(report.skipped),
+                ],
             )
             con.execute("COMMIT")
         except BaseException as exc:
             con.execute("ROLLBACK")
             for name in ("_stage", "_ctx_stage"):
                 self._unregister(name)
-            if isinstance(exc, duckdb.InvalidInputException) and "Map keys must be unique" in str(exc) and not check_keys:
+            if (
+                isinstance(exc, duckdb.InvalidInputException)
+                and "Map keys must be unique" in str(exc)
+                and not check_keys
+            ):
                 raise _RepeatedKeys from exc
             if isinstance(exc, duckdb.Error):
                 raise StoreError(f"{report.source}: the database refused the data: {exc}") from exc
@@ -330,7 +373,9 @@ class Lab:
 
     def _insert(self, table: str, staged: pa.Table, load_id: int, check_keys: bool) -> None:
         con = self._con
-        con.register("_stage", _dedupe_keys(staged) if check_keys and self._has_repeated_keys(staged) else staged)
+        con.register(
+            "_stage", _dedupe_keys(staged) if check_keys and self._has_repeated_keys(staged) else staged
+        )
         try:
             con.execute(INSERTS[table], {"load_id": load_id})
         finally:
@@ -348,7 +393,8 @@ class Lab:
                 types = [str(t) for t in rel.types]
                 if any("VARIANT" in t for t in types):
                     proj = ", ".join(
-                        f'"{c}"::JSON AS "{c}"' if "VARIANT" in t else f'"{c}"' for c, t in zip(cols, types, strict=True)
+                        f'"{c}"::JSON AS "{c}"' if "VARIANT" in t else f'"{c}"'
+                        for c, t in zip(cols, types, strict=True)
                     )
                     rel = rel.project(proj)
                 return rel.pl()
@@ -363,11 +409,15 @@ class Lab:
         """The ``logs`` table as Polars."""
         return self.sql(_select("logs", where, limit, "time"))
 
-    def metrics(self, kind: str = "sum", where: str | None = None, *, limit: int | None = None) -> pl.DataFrame:
+    def metrics(
+        self, kind: str = "sum", where: str | None = None, *, limit: int | None = None
+    ) -> pl.DataFrame:
         """Metric points of one kind: gauge, sum, histogram, exponential_histogram or summary."""
         table = METRIC_TABLES.get(kind)
         if table is None:
-            raise ConfigError(f"metric kind must be one of {sorted(set(METRIC_TABLES))}. Got {kind!r} instead.")
+            raise ConfigError(
+                f"metric kind must be one of {sorted(set(METRIC_TABLES))}. Got {kind!r} instead."
+            )
         return self.sql(_select(table, where, limit, "time"))
 
     def counts(self) -> dict[str, int]:
@@ -377,7 +427,13 @@ class Lab:
 
     # ------------------------------------------------------------------ export
     def export(
-        self, signal: Signal, *, where: str | None = None, fmt: str = "protobuf", max_bytes: int = 4 << 20, max_items: int | None = None
+        self,
+        signal: Signal,
+        *,
+        where: str | None = None,
+        fmt: str = "protobuf",
+        max_bytes: int = 4 << 20,
+        max_items: int | None = None,
     ) -> Iterator[Any]:
         """OTLP requests of one signal rebuilt from the tables, batched under ``max_bytes``.
 
@@ -388,7 +444,9 @@ class Lab:
 
         return export_requests(self, signal, where=where, fmt=fmt, max_bytes=max_bytes, max_items=max_items)
 
-    def write_otlp(self, path: str | os.PathLike[str], signal: Signal, *, fmt: str = "json", where: str | None = None) -> Any:
+    def write_otlp(
+        self, path: str | os.PathLike[str], signal: Signal, *, fmt: str = "json", where: str | None = None
+    ) -> Any:
         """Write one signal as a Collector file-exporter file: JSON lines (``"json"``) or framed protobuf."""
         from otlp_lab.store._export import write_otlp
 
@@ -404,7 +462,9 @@ class Lab:
         """Caller -> callee service edges: calls, errors, error rate, p50/p95/p99 in ms."""
         return self.sql("SELECT * FROM service_graph ORDER BY calls DESC")
 
-    def red(self, window: str | float = "1m", *, by: Iterable[str] = ("service_name",), entry_only: bool = True) -> pl.DataFrame:
+    def red(
+        self, window: str | float = "1m", *, by: Iterable[str] = ("service_name",), entry_only: bool = True
+    ) -> pl.DataFrame:
         """Rate, errors and duration per time window and ``by`` columns.
 
         ``entry_only`` counts only the spans where requests enter a service (roots, and
@@ -417,9 +477,15 @@ class Lab:
             raise ConfigError(f"red(by=...) columns must be among {sorted(allowed)}. Got {bad} instead.")
         return self.sql(red_sql(parse_duration_s(window), by, entry_only))
 
-    def traces(self, *, order: str = "duration", limit: int | None = 20, errors_only: bool = False) -> pl.DataFrame:
+    def traces(
+        self, *, order: str = "duration", limit: int | None = 20, errors_only: bool = False
+    ) -> pl.DataFrame:
         """One row per trace (root, start, duration_ms, spans, services, errors): slowest first by default."""
-        order_sql = {"duration": "duration_ns DESC", "start": "start_time", "errors": "errors DESC, duration_ns DESC"}
+        order_sql = {
+            "duration": "duration_ns DESC",
+            "start": "start_time",
+            "errors": "errors DESC, duration_ns DESC",
+        }
         if order not in order_sql:
             raise ConfigError(f"order must be one of {sorted(order_sql)}. Got {order!r} instead.")
         where = "WHERE errors > 0" if errors_only else ""
@@ -446,14 +512,22 @@ class Lab:
         c = self.counts()
         with self._lock:
             rng = self._con.execute("SELECT min(start_time), max(end_time) FROM spans").fetchall()[0]
-            services = [r[0] for r in self._con.execute(
-                "SELECT service_name FROM (SELECT service_name FROM spans UNION ALL SELECT service_name FROM logs "
-                "UNION ALL SELECT service_name FROM metric_sum UNION ALL SELECT service_name FROM metric_gauge) "
-                "WHERE service_name IS NOT NULL GROUP BY ALL ORDER BY count(*) DESC"
-            ).fetchall()]
+            services = [
+                r[0]
+                for r in self._con.execute(
+                    "SELECT service_name FROM (SELECT service_name FROM spans UNION ALL SELECT service_name FROM logs "
+                    "UNION ALL SELECT service_name FROM metric_sum UNION ALL SELECT service_name FROM metric_gauge) "
+                    "WHERE service_name IS NOT NULL GROUP BY ALL ORDER BY count(*) DESC"
+                ).fetchall()
+            ]
             loads = self._con.execute("SELECT count(*) FROM loads").fetchall()[0][0]
-        return {"path": str(self.path) if self.path else ":memory:", "tables": c, "loads": loads,
-                "time_range": rng, "services": services}
+        return {
+            "path": str(self.path) if self.path else ":memory:",
+            "tables": c,
+            "loads": loads,
+            "time_range": rng,
+            "services": services,
+        }
 
 
 class _RepeatedKeys(Exception):
@@ -526,11 +600,13 @@ def parse_duration_s(value: str | float) -> float:
     else:
         text = str(value).strip()
         num = text.rstrip("abcdefghijklmnopqrstuvwxyz")
-        unit = text[len(num):] or "s"
+        unit = text[len(num) :] or "s"
         try:
             s = float(num) * _UNITS[unit]
         except (ValueError, KeyError):
-            raise ConfigError(f"duration must look like '500ms', '10s', '1m' or '2h'. Got {value!r} instead.") from None
+            raise ConfigError(
+                f"duration must look like '500ms', '10s', '1m' or '2h'. Got {value!r} instead."
+            ) from None
     if s <= 0:
         raise ConfigError(f"duration must be positive. Got {value!r} instead.")
     return s

@@ -32,7 +32,9 @@ def import_grpc() -> Any:
         import grpc
         import grpc.aio
     except ImportError:  # pragma: no cover - depends on the environment
-        raise ConfigError("OTLP/gRPC needs grpcio: pip install 'otlp-lab[lab]' (or pip install grpcio)") from None
+        raise ConfigError(
+            "OTLP/gRPC needs grpcio: pip install 'otlp-lab[lab]' (or pip install grpcio)"
+        ) from None
     return grpc
 
 
@@ -68,7 +70,9 @@ def _handler(core: IngestCore, signal: Signal) -> Any:
 async def _abort(grpc: Any, context: Any, reply: Reply) -> None:
     details = status_message(reply).SerializeToString()
     await context.abort(
-        getattr(grpc.StatusCode, reply.grpc_code), reply.message, trailing_metadata=(("grpc-status-details-bin", details),)
+        getattr(grpc.StatusCode, reply.grpc_code),
+        reply.message,
+        trailing_metadata=(("grpc-status-details-bin", details),),
     )
 
 
@@ -86,7 +90,9 @@ async def start_grpc(core: IngestCore, host: str, port: int) -> GrpcServer:
         ],
     )
     for signal, (service, method) in GRPC_METHODS.items():
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {method: _handler(core, signal)}),))
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(service, {method: _handler(core, signal)}),)
+        )
     target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         if cfg.tls is not None:

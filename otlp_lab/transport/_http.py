@@ -29,7 +29,11 @@ if TYPE_CHECKING:
 __all__ = ["HTTP_PATHS", "MEDIA_TYPES", "start_http"]
 
 HTTP_PATHS: dict[str, Signal] = {"/v1/traces": "traces", "/v1/metrics": "metrics", "/v1/logs": "logs"}
-MEDIA_TYPES = {"application/x-protobuf": "protobuf", "application/protobuf": "protobuf", "application/json": "json"}
+MEDIA_TYPES = {
+    "application/x-protobuf": "protobuf",
+    "application/protobuf": "protobuf",
+    "application/json": "json",
+}
 _CONTENT_TYPE = {"protobuf": "application/x-protobuf", "json": "application/json"}
 _READ_CHUNK = 1 << 16
 
@@ -94,13 +98,24 @@ class HttpServer:
         try:
             if len(self._connections) > self.core.config.max_concurrent_requests:
                 reply = self.core.count(
-                    Reply(ReplyKind.OVERLOADED, "too many connections", retry_after_s=self.core.config.retry_after_s)
+                    Reply(
+                        ReplyKind.OVERLOADED,
+                        "too many connections",
+                        retry_after_s=self.core.config.retry_after_s,
+                    )
                 )
                 writer.write(_raw_response(reply))
                 await writer.drain()
                 return
             await self._connection(reader, writer, task)
-        except (_Close, ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, TimeoutError, asyncio.CancelledError):
+        except (
+            _Close,
+            ConnectionError,
+            asyncio.IncompleteReadError,
+            ssl.SSLError,
+            TimeoutError,
+            asyncio.CancelledError,
+        ):
             pass
         except Exception:  # a bug must cost one connection, not the server
             log.exception("OTLP/HTTP connection failed")
@@ -111,7 +126,9 @@ class HttpServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, task: asyncio.Task[None]) -> None:
+    async def _connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, task: asyncio.Task[None]
+    ) -> None:
         h11 = import_h11()
         cfg = self.core.config
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 << 10)
@@ -161,20 +178,34 @@ class HttpServer:
         signal = HTTP_PATHS.get(path)
         refusal: Reply | None = None
         if signal is None:
-            refusal = Reply(ReplyKind.NOT_FOUND, f"no such path {path!r}; OTLP/HTTP paths are {sorted(HTTP_PATHS)}")
+            refusal = Reply(
+                ReplyKind.NOT_FOUND, f"no such path {path!r}; OTLP/HTTP paths are {sorted(HTTP_PATHS)}"
+            )
         elif request.method != b"POST":
             refusal = Reply(ReplyKind.METHOD, f"method {request.method.decode()} is not allowed; use POST")
         elif ctype not in MEDIA_TYPES:
             refusal = Reply(
-                ReplyKind.UNSUPPORTED, f"Content-Type {ctype or '(none)'!r} is not supported; use application/x-protobuf or application/json"
+                ReplyKind.UNSUPPORTED,
+                f"Content-Type {ctype or '(none)'!r} is not supported; use application/x-protobuf or application/json",
             )
         elif headers.get("content-encoding", "identity").strip().lower() not in ("identity", "gzip", ""):
-            refusal = Reply(ReplyKind.UNSUPPORTED, f"Content-Encoding {headers['content-encoding']!r} is not supported; use gzip or none")
+            refusal = Reply(
+                ReplyKind.UNSUPPORTED,
+                f"Content-Encoding {headers['content-encoding']!r} is not supported; use gzip or none",
+            )
         else:
             refusal = cfg.check_auth(headers.get)
         length = headers.get("content-length")
-        if refusal is None and length is not None and length.isdigit() and int(length) > cfg.max_request_bytes:
-            refusal = Reply(ReplyKind.TOO_LARGE, f"request body is {int(length):,} bytes, over the {cfg.max_request_bytes:,}-byte limit")
+        if (
+            refusal is None
+            and length is not None
+            and length.isdigit()
+            and int(length) > cfg.max_request_bytes
+        ):
+            refusal = Reply(
+                ReplyKind.TOO_LARGE,
+                f"request body is {int(length):,} bytes, over the {cfg.max_request_bytes:,}-byte limit",
+            )
         if refusal is not None:
             # refuse without reading a body nobody wants; the connection cannot be reused then
             wants_body = length not in (None, "0") or "chunked" in headers.get("transfer-encoding", "")
@@ -191,7 +222,12 @@ class HttpServer:
             if isinstance(event, h11.Data):
                 size += len(event.data)
                 if size > cfg.max_request_bytes:
-                    reply = core.count(Reply(ReplyKind.TOO_LARGE, f"request body is over the {cfg.max_request_bytes:,}-byte limit"))
+                    reply = core.count(
+                        Reply(
+                            ReplyKind.TOO_LARGE,
+                            f"request body is over the {cfg.max_request_bytes:,}-byte limit",
+                        )
+                    )
                     await self._send(conn, writer, reply, fmt, close=True)
                     raise _Close
                 chunks.append(event.data)
@@ -202,7 +238,9 @@ class HttpServer:
         body = b"".join(chunks)
         del chunks
         assert signal is not None
-        reply = await core.export(signal, body, fmt=fmt, encoding=headers.get("content-encoding", "").strip().lower())
+        reply = await core.export(
+            signal, body, fmt=fmt, encoding=headers.get("content-encoding", "").strip().lower()
+        )
         await self._send(conn, writer, reply, fmt, signal=signal)
 
     async def _send(

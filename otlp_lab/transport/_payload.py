@@ -77,8 +77,13 @@ REPLY_CODES: dict[ReplyKind, tuple[str, int]] = {
 }
 
 _GRPC_CODE_NUMBERS = {
-    "OK": 0, "INVALID_ARGUMENT": 3, "RESOURCE_EXHAUSTED": 8, "UNIMPLEMENTED": 12,
-    "UNAUTHENTICATED": 16, "UNAVAILABLE": 14, "INTERNAL": 13,
+    "OK": 0,
+    "INVALID_ARGUMENT": 3,
+    "RESOURCE_EXHAUSTED": 8,
+    "UNIMPLEMENTED": 12,
+    "UNAUTHENTICATED": 16,
+    "UNAVAILABLE": 14,
+    "INTERNAL": 13,
 }
 
 
@@ -141,16 +146,22 @@ def inflate(body: bytes, encoding: str, max_bytes: int) -> bytes:
     """The decompressed body; refuses an unknown encoding, a corrupt stream or more than ``max_bytes``."""
     if encoding in ("", "identity"):
         if len(body) > max_bytes:
-            raise Refused(ReplyKind.TOO_LARGE, f"request body is {len(body):,} bytes, over the {max_bytes:,}-byte limit")
+            raise Refused(
+                ReplyKind.TOO_LARGE, f"request body is {len(body):,} bytes, over the {max_bytes:,}-byte limit"
+            )
         return body
     if encoding != "gzip":
-        raise Refused(ReplyKind.UNSUPPORTED, f"Content-Encoding {encoding!r} is not supported; use gzip or none")
+        raise Refused(
+            ReplyKind.UNSUPPORTED, f"Content-Encoding {encoding!r} is not supported; use gzip or none"
+        )
     if not body.startswith(GZIP_MAGIC):
         raise Refused(ReplyKind.INVALID, "Content-Encoding is gzip but the body is not gzip data")
     try:
         return decompress_bytes(body, limit=max_bytes)
     except BodyTooLargeError:
-        raise Refused(ReplyKind.TOO_LARGE, f"decompressed request body is over the {max_bytes:,}-byte limit") from None
+        raise Refused(
+            ReplyKind.TOO_LARGE, f"decompressed request body is over the {max_bytes:,}-byte limit"
+        ) from None
     except DecodeError as exc:  # truncated, or failing its CRC/length check
         raise Refused(ReplyKind.INVALID, f"gzip body is truncated or corrupt: {exc}") from None
 
@@ -209,7 +220,11 @@ _PB_NAMES = {
 }
 _JSON_NAMES = {
     "traces": (("resourceSpans", "resource_spans"), ("scopeSpans", "scope_spans"), ("spans", "spans")),
-    "metrics": (("resourceMetrics", "resource_metrics"), ("scopeMetrics", "scope_metrics"), ("metrics", "metrics")),
+    "metrics": (
+        ("resourceMetrics", "resource_metrics"),
+        ("scopeMetrics", "scope_metrics"),
+        ("metrics", "metrics"),
+    ),
     "logs": (("resourceLogs", "resource_logs"), ("scopeLogs", "scope_logs"), ("logRecords", "log_records")),
 }
 _JSON_METRIC_DATA = ("gauge", "sum", "histogram", "exponentialHistogram", "exponential_histogram", "summary")
@@ -220,9 +235,11 @@ def _request_class(signal: Signal) -> type[Message]:
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-    return {"traces": ExportTraceServiceRequest, "metrics": ExportMetricsServiceRequest, "logs": ExportLogsServiceRequest}[
-        signal
-    ]
+    return {
+        "traces": ExportTraceServiceRequest,
+        "metrics": ExportMetricsServiceRequest,
+        "logs": ExportLogsServiceRequest,
+    }[signal]
 
 
 def _pb_tree(signal: Signal) -> _Tree:
@@ -319,7 +336,9 @@ def _salvage(signal: Signal, data: bytes, fmt: str, first: DecodeError, out: Dec
     Raises :class:`Refused` (INVALID) when nothing can be kept, the request cannot even be
     taken apart, or isolating the bad items would cost more than the salvage budget.
     """
-    invalid = Refused(ReplyKind.INVALID, f"invalid {signal} request: {first.reason if first.where is None else first}")
+    invalid = Refused(
+        ReplyKind.INVALID, f"invalid {signal} request: {first.reason if first.where is None else first}"
+    )
     try:
         if fmt == "json":
             req: Any = orjson.loads(data)

@@ -76,7 +76,9 @@ def parse_address(address: str, what: str) -> tuple[str, int]:
         if not 0 <= port <= 65535:
             raise ValueError
     except ValueError:
-        raise ConfigError(f"{what} must look like '127.0.0.1:4317' (port 0 = any free port). Got {address!r} instead.") from None
+        raise ConfigError(
+            f"{what} must look like '127.0.0.1:4317' (port 0 = any free port). Got {address!r} instead."
+        ) from None
     return host, port
 
 
@@ -153,7 +155,13 @@ class ReceiverConfig:
                     f"{name} address {addr!r} is not a loopback address; the receiver binds loopback only "
                     "unless allow_remote=True (CLI: --allow-remote). Add TLS and a token when you do."
                 )
-        for name in ("max_request_bytes", "max_queue_bytes", "max_batch_requests", "decode_workers", "max_concurrent_requests"):
+        for name in (
+            "max_request_bytes",
+            "max_queue_bytes",
+            "max_batch_requests",
+            "decode_workers",
+            "max_concurrent_requests",
+        ):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"{name} must be a positive integer. Got {v!r} instead.")
@@ -185,7 +193,9 @@ class ReceiverConfig:
         if self.bearer_token is not None:
             got = get("authorization") or ""
             if not hmac.compare_digest(got.encode(), f"Bearer {self.bearer_token}".encode()):
-                return Reply(ReplyKind.UNAUTHENTICATED, "missing or wrong bearer token (Authorization: Bearer ...)")
+                return Reply(
+                    ReplyKind.UNAUTHENTICATED, "missing or wrong bearer token (Authorization: Bearer ...)"
+                )
         for name, want in self.headers.items():
             if not hmac.compare_digest((get(name) or "").encode(), want.encode()):
                 return Reply(ReplyKind.UNAUTHENTICATED, f"missing or wrong {name!r} header")
@@ -218,7 +228,9 @@ class ReceiverStats:
         return self.spans + self.points + self.logs
 
     def __repr__(self) -> str:
-        nonzero = ", ".join(f"{f.name}={getattr(self, f.name):,}" for f in fields(self) if getattr(self, f.name))
+        nonzero = ", ".join(
+            f"{f.name}={getattr(self, f.name):,}" for f in fields(self) if getattr(self, f.name)
+        )
         return f"ReceiverStats({nonzero or 'nothing yet'})"
 
 
@@ -247,11 +259,18 @@ def merge_batches(batches: Iterable[Batch]) -> list[Batch]:
         for name, table in batch.items():
             if offset and "ctx" in table.column_names:
                 i = table.schema.get_field_index("ctx")
-                table = table.set_column(i, "ctx", pc.add(table.column(i), pa.scalar(offset, table.schema.field(i).type)))
+                table = table.set_column(
+                    i, "ctx", pc.add(table.column(i), pa.scalar(offset, table.schema.field(i).type))
+                )
             parts[name].append(table)
         offset += ctx.num_rows if ctx is not None else 0
     try:
-        return [{name: pa.concat_tables(tables) if len(tables) > 1 else tables[0] for name, tables in parts.items()}]
+        return [
+            {
+                name: pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+                for name, tables in parts.items()
+            }
+        ]
     except pa.ArrowInvalid:  # schemas differ (cannot happen with one codec): insert them one by one
         return batches
 
@@ -276,7 +295,9 @@ class IngestCore:
         self._counts: dict[str, int] = {f.name: 0 for f in fields(ReceiverStats)}
         self._closing = False
         self._writer_stop = False
-        self._pool = concurrent.futures.ThreadPoolExecutor(config.decode_workers, thread_name_prefix="otlp-lab-decode")
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            config.decode_workers, thread_name_prefix="otlp-lab-decode"
+        )
         self._writer = threading.Thread(target=self._write_loop, name="otlp-lab-writer", daemon=True)
         self._writer.start()
 
@@ -319,13 +340,17 @@ class IngestCore:
 
     async def _export(self, signal: Signal, body: bytes, fmt: str, encoding: str) -> Reply:
         if self._closing:
-            return Reply(ReplyKind.STOPPING, "the receiver is shutting down", retry_after_s=self.config.retry_after_s)
+            return Reply(
+                ReplyKind.STOPPING, "the receiver is shutting down", retry_after_s=self.config.retry_after_s
+            )
         if not self._reserve(len(body)):
             return self._overloaded("the write queue is full; retry later").reply
         reserved = [len(body)]
         loop = asyncio.get_running_loop()
         try:
-            decoded = await loop.run_in_executor(self._pool, self._decode, signal, body, fmt, encoding, reserved)
+            decoded = await loop.run_in_executor(
+                self._pool, self._decode, signal, body, fmt, encoding, reserved
+            )
         except Refused as exc:
             self._release(reserved[0])
             return exc.reply
@@ -336,7 +361,11 @@ class IngestCore:
         with self._cond:
             if self._writer_stop:  # stopped while decoding
                 self._reserved -= reserved[0]
-                return Reply(ReplyKind.STOPPING, "the receiver is shutting down", retry_after_s=self.config.retry_after_s)
+                return Reply(
+                    ReplyKind.STOPPING,
+                    "the receiver is shutting down",
+                    retry_after_s=self.config.retry_after_s,
+                )
             self._queue.append(_Pending(decoded, reserved[0], future))
             self._waiting += 1
             self._cond.notify()
@@ -453,12 +482,16 @@ class Receiver:
         **settings: Any,
     ) -> None:
         if config is not None and settings:
-            raise ConfigError(f"give either config= or settings as keywords, not both. Got config and {sorted(settings)}.")
+            raise ConfigError(
+                f"give either config= or settings as keywords, not both. Got config and {sorted(settings)}."
+            )
         if config is None:
             try:
                 config = ReceiverConfig(grpc=grpc, http=http, **settings)
             except TypeError as exc:
-                raise ConfigError(f"unknown receiver setting ({exc}); see ReceiverConfig for the settings.") from None
+                raise ConfigError(
+                    f"unknown receiver setting ({exc}); see ReceiverConfig for the settings."
+                ) from None
         self.config = config
         self._lab_arg = lab
         self._lab: Lab | None = None
@@ -554,7 +587,9 @@ class Receiver:
     def lab(self) -> Lab:
         """The Lab the receiver stores into (query it while the receiver runs)."""
         if self._lab is None:
-            raise TransportError("the receiver has not started", hint="call receiver.start() or use it in a with block")
+            raise TransportError(
+                "the receiver has not started", hint="call receiver.start() or use it in a with block"
+            )
         return self._lab
 
     @property
@@ -580,8 +615,14 @@ class Receiver:
         return f"{scheme}://{_url_host(parse_address(self.config.http, 'http')[0])}:{self.http_port}"
 
     def __repr__(self) -> str:
-        where = ", ".join(e for e in (self.grpc_endpoint and f"grpc={self.grpc_endpoint}",
-                                     self.http_endpoint and f"http={self.http_endpoint}") if e)
+        where = ", ".join(
+            e
+            for e in (
+                self.grpc_endpoint and f"grpc={self.grpc_endpoint}",
+                self.http_endpoint and f"http={self.http_endpoint}",
+            )
+            if e
+        )
         state = "running" if self.running else "stopped"
         s = self.stats
         return f"Receiver({where or 'not started'}, {state}, requests={s.requests:,}, items={s.items:,})"

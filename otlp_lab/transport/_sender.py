@@ -46,18 +46,54 @@ from otlp_lab.transport._tls import ClientTls
 if TYPE_CHECKING:
     from otlp_lab.store import Lab
 
-__all__ = ["PROTOCOLS", "Replay", "SendReport", "Sender", "classify", "count_items", "parse_headers", "signal_of"]
+__all__ = [
+    "PROTOCOLS",
+    "Replay",
+    "SendReport",
+    "Sender",
+    "classify",
+    "count_items",
+    "parse_headers",
+    "signal_of",
+]
 
 PROTOCOLS = ("grpc", "http/protobuf", "http/json")
-DEFAULT_ENDPOINTS = {"grpc": "http://127.0.0.1:4317", "http/protobuf": "http://127.0.0.1:4318", "http/json": "http://127.0.0.1:4318"}
-RETRYABLE_GRPC = frozenset({"CANCELLED", "DEADLINE_EXCEEDED", "ABORTED", "OUT_OF_RANGE", "UNAVAILABLE", "DATA_LOSS", "RESOURCE_EXHAUSTED"})
+DEFAULT_ENDPOINTS = {
+    "grpc": "http://127.0.0.1:4317",
+    "http/protobuf": "http://127.0.0.1:4318",
+    "http/json": "http://127.0.0.1:4318",
+}
+RETRYABLE_GRPC = frozenset(
+    {
+        "CANCELLED",
+        "DEADLINE_EXCEEDED",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "RESOURCE_EXHAUSTED",
+    }
+)
 RETRYABLE_HTTP = frozenset({429, 502, 503, 504})
 _MAX_ERRORS_KEPT = 20
 # Refusals that say "this request is wrong", not "the peer is down": final, and ignored by the breaker.
-FINAL_REFUSALS = frozenset({
-    400, 401, 403, 404, 405, 413, 415,
-    "INVALID_ARGUMENT", "UNAUTHENTICATED", "PERMISSION_DENIED", "UNIMPLEMENTED", "NOT_FOUND", "FAILED_PRECONDITION",
-})  # fmt: skip
+FINAL_REFUSALS = frozenset(
+    {
+        400,
+        401,
+        403,
+        404,
+        405,
+        413,
+        415,
+        "INVALID_ARGUMENT",
+        "UNAUTHENTICATED",
+        "PERMISSION_DENIED",
+        "UNIMPLEMENTED",
+        "NOT_FOUND",
+        "FAILED_PRECONDITION",
+    }
+)
 # A retryable refusal that carries the server's pushback (RetryInfo, Retry-After) reaches the
 # policies as this status: flow control from a live peer, retried after the delay it asked for
 # and ignored by the breaker (sustained backpressure slows the sender down, it does not trip it).
@@ -142,7 +178,9 @@ def _parse_endpoint(endpoint: str, protocol: str, tls: ClientTls | None) -> _Tar
     host = parts.hostname
     secure = parts.scheme == "https"
     netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return _Target(f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}", host, port, secure, parts.path.rstrip("/"))
+    return _Target(
+        f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}", host, port, secure, parts.path.rstrip("/")
+    )
 
 
 def parse_headers(value: str | Mapping[str, str] | Sequence[str] | None) -> dict[str, str]:
@@ -158,7 +196,9 @@ def parse_headers(value: str | Mapping[str, str] | Sequence[str] | None) -> dict
             continue
         key, sep, val = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"headers must look like 'key=value' (comma-separated in the variable). Got {item!r} instead.")
+            raise ConfigError(
+                f"headers must look like 'key=value' (comma-separated in the variable). Got {item!r} instead."
+            )
         out[unquote(key).strip().lower()] = unquote(val).strip()
     return out
 
@@ -194,7 +234,12 @@ class Replay:
     paced: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.speed, (int, float)) or isinstance(self.speed, bool) or not self.speed > 0 or math.isinf(self.speed):
+        if (
+            not isinstance(self.speed, (int, float))
+            or isinstance(self.speed, bool)
+            or not self.speed > 0
+            or math.isinf(self.speed)
+        ):
             raise ConfigError(f"replay speed must be a positive number. Got {self.speed!r} instead.")
 
 
@@ -264,7 +309,9 @@ def _shift_table(signal: str, table: pa.Table, t0: int, now: int, speed: float) 
             put(name, remap(out.column(name)) if signal != "logs" else pc.add(_ns(out.column(name)), delta))
     for name in nested:
         if name in out.column_names:
-            out = out.set_column(out.schema.get_field_index(name), name, _shift_nested(out.column(name), delta))
+            out = out.set_column(
+                out.schema.get_field_index(name), name, _shift_nested(out.column(name), delta)
+            )
     return out
 
 
@@ -281,7 +328,8 @@ def _shift_nested(col: pa.ChunkedArray, delta: Any) -> pa.Array:
     moved = pc.add(_ns(structs.field("time")), pc.take(d, rows))
     time_type = structs.type.field("time").type
     new_fields = [
-        pc.cast(moved, pa.timestamp("ns")).cast(time_type) if f.name == "time" else structs.field(f.name) for f in structs.type
+        pc.cast(moved, pa.timestamp("ns")).cast(time_type) if f.name == "time" else structs.field(f.name)
+        for f in structs.type
     ]
     new_structs = pa.StructArray.from_arrays(new_fields, fields=list(structs.type), mask=structs.is_null())
     return pa.ListArray.from_arrays(arr.offsets, new_structs, mask=arr.is_null())
@@ -308,7 +356,9 @@ _SIGNAL_OF = {
 def signal_of(message: Message) -> Signal:
     sig = _SIGNAL_OF.get(type(message).__name__)
     if sig is None:
-        raise ConfigError(f"expected an Export{{Trace,Metrics,Logs}}ServiceRequest. Got a {type(message).__name__} instead.")
+        raise ConfigError(
+            f"expected an Export{{Trace,Metrics,Logs}}ServiceRequest. Got a {type(message).__name__} instead."
+        )
     return sig  # type: ignore[return-value]
 
 
@@ -333,9 +383,16 @@ def _first_time_of(message: Message) -> int:
     sig = signal_of(message)
     times: Iterable[int]
     if sig == "traces":
-        times = (s.start_time_unix_nano for rs in message.resource_spans for ss in rs.scope_spans for s in ss.spans)  # type: ignore[attr-defined]
+        times = (
+            s.start_time_unix_nano for rs in message.resource_spans for ss in rs.scope_spans for s in ss.spans
+        )  # type: ignore[attr-defined]
     elif sig == "logs":
-        times = (r.time_unix_nano or r.observed_time_unix_nano for rl in message.resource_logs for sl in rl.scope_logs for r in sl.log_records)  # type: ignore[attr-defined]
+        times = (
+            r.time_unix_nano or r.observed_time_unix_nano
+            for rl in message.resource_logs
+            for sl in rl.scope_logs
+            for r in sl.log_records
+        )  # type: ignore[attr-defined]
     else:
         times = (
             p.time_unix_nano
@@ -429,7 +486,11 @@ class _Answer:
 
 def _partial(msg: Any) -> tuple[int, str]:
     ps = msg.partial_success
-    rejected = getattr(ps, "rejected_spans", 0) or getattr(ps, "rejected_data_points", 0) or getattr(ps, "rejected_log_records", 0)
+    rejected = (
+        getattr(ps, "rejected_spans", 0)
+        or getattr(ps, "rejected_data_points", 0)
+        or getattr(ps, "rejected_log_records", 0)
+    )
     return int(rejected), ps.error_message
 
 
@@ -438,11 +499,17 @@ def _response_class(signal: Signal) -> type[Message]:
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-    return {"traces": ExportTraceServiceResponse, "metrics": ExportMetricsServiceResponse, "logs": ExportLogsServiceResponse}[signal]
+    return {
+        "traces": ExportTraceServiceResponse,
+        "metrics": ExportMetricsServiceResponse,
+        "logs": ExportLogsServiceResponse,
+    }[signal]
 
 
 class _GrpcTransport:
-    def __init__(self, target: _Target, headers: dict[str, str], compression: str, tls: ClientTls | None) -> None:
+    def __init__(
+        self, target: _Target, headers: dict[str, str], compression: str, tls: ClientTls | None
+    ) -> None:
         from otlp_lab.transport._grpc import GRPC_METHODS, import_grpc
 
         grpc = self._grpc = import_grpc()
@@ -459,7 +526,9 @@ class _GrpcTransport:
         else:
             self._channel = grpc.aio.insecure_channel(netloc, options=options, compression=comp)
         self._metadata = tuple(headers.items())
-        self._calls = {sig: self._channel.unary_unary(f"/{svc}/{m}") for sig, (svc, m) in GRPC_METHODS.items()}
+        self._calls = {
+            sig: self._channel.unary_unary(f"/{svc}/{m}") for sig, (svc, m) in GRPC_METHODS.items()
+        }
 
     @staticmethod
     def encode(message: Message) -> bytes:
@@ -473,7 +542,9 @@ class _GrpcTransport:
             code = exc.code().name
             retry = _retry_info(exc.trailing_metadata())
             details = exc.details() or ""
-            if code == "UNAVAILABLE" and ("handshake" in details.lower() or "ssl" in details.lower() or "certificate" in details.lower()):
+            if code == "UNAVAILABLE" and (
+                "handshake" in details.lower() or "ssl" in details.lower() or "certificate" in details.lower()
+            ):
                 code = "TLS"
             return _Answer(False, code, details, retry_after_s=retry)
         rejected, msg = _partial(_response_class(signal).FromString(raw))
@@ -503,8 +574,14 @@ def _retry_info(metadata: Any) -> float | None:
 
 class _HttpTransport:
     def __init__(
-        self, target: _Target, fmt: str, headers: dict[str, str], compression: str, tls: ClientTls | None,
-        concurrency: int, signal_urls: Mapping[str, str],
+        self,
+        target: _Target,
+        fmt: str,
+        headers: dict[str, str],
+        compression: str,
+        tls: ClientTls | None,
+        concurrency: int,
+        signal_urls: Mapping[str, str],
     ) -> None:
         try:
             import httpx
@@ -516,7 +593,10 @@ class _HttpTransport:
         verify: Any = tls.ssl_context() if tls is not None and target.secure else True
         self._client = httpx.AsyncClient(
             verify=verify,
-            headers={**headers, "content-type": "application/json" if fmt == "json" else "application/x-protobuf"}
+            headers={
+                **headers,
+                "content-type": "application/json" if fmt == "json" else "application/x-protobuf",
+            }
             | ({"content-encoding": "gzip"} if self.gzip else {}),
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
             trust_env=False,
@@ -664,7 +744,9 @@ class Sender:
         self.max_bytes = max_bytes
         if retry is not None and BACKPRESSURE not in retry.retryable_status_codes:
             # OTLP requires honouring pushback: backpressure is always retryable
-            retry = dataclasses.replace(retry, retryable_status_codes=retry.retryable_status_codes | {BACKPRESSURE})
+            retry = dataclasses.replace(
+                retry, retryable_status_codes=retry.retryable_status_codes | {BACKPRESSURE}
+            )
         self.retry = retry if retry is not None else self.default_retry()
         self.breaker_config = self.default_breaker() if breaker is Sender._DEFAULT else breaker
         self.signal_endpoints = dict(signal_endpoints or {})
@@ -723,7 +805,11 @@ class Sender:
         tls = ClientTls.from_env(dict(env))
         if tls is not None:
             kw["tls"] = tls
-        per_signal = {s: env[f"OTEL_EXPORTER_OTLP_{s.upper()}_ENDPOINT"] for s in SIGNALS if env.get(f"OTEL_EXPORTER_OTLP_{s.upper()}_ENDPOINT")}
+        per_signal = {
+            s: env[f"OTEL_EXPORTER_OTLP_{s.upper()}_ENDPOINT"]
+            for s in SIGNALS
+            if env.get(f"OTEL_EXPORTER_OTLP_{s.upper()}_ENDPOINT")
+        }
         if per_signal:
             kw["signal_endpoints"] = per_signal
         kw.update(overrides)
@@ -752,7 +838,9 @@ class Sender:
         """:meth:`send_requests` inside a running event loop (e.g. alongside a live simulation)."""
         return await self._run(requests, replay=None)
 
-    def send_tables(self, signal: Signal, tables: Iterable[pa.Table], *, replay: Replay | None = None) -> SendReport:
+    def send_tables(
+        self, signal: Signal, tables: Iterable[pa.Table], *, replay: Replay | None = None
+    ) -> SendReport:
         """Send rows in the encoder's export staging form (see :mod:`otlp_lab.otlp._encode`)."""
         return self._send_streams({signal: list(tables)}, replay)
 
@@ -773,7 +861,9 @@ class Sender:
         signals = _signals(signal)
         return self._send_streams({s: list(export_tables(lab, s, where)) for s in signals}, replay)
 
-    def send_files(self, *paths: str | os.PathLike[str], signal: Signal | None = None, replay: Replay | None = None) -> SendReport:
+    def send_files(
+        self, *paths: str | os.PathLike[str], signal: Signal | None = None, replay: Replay | None = None
+    ) -> SendReport:
         """Send OTLP files (any format ``otlp-lab load`` reads), re-batched by ``max_items``/``max_bytes``."""
         from otlp_lab.store import Lab
 
@@ -786,7 +876,9 @@ class Sender:
 
         return run_sync(self._run(self._requests(tables, replay), replay=replay))
 
-    def _requests(self, tables: dict[Signal, list[pa.Table]], replay: Replay | None) -> Iterator[Message | tuple[float, Message]]:
+    def _requests(
+        self, tables: dict[Signal, list[pa.Table]], replay: Replay | None
+    ) -> Iterator[Message | tuple[float, Message]]:
         """Requests (with their pacing offset in seconds when paced) from staging tables."""
         speed = replay.speed if replay else 1.0
         t0 = None
@@ -814,7 +906,9 @@ class Sender:
             yield (max(0.0, (first_ns - t0) / 1e9 / scale), req)
 
     # ------------------------------------------------------------ the engine
-    async def _run(self, requests: Iterable[Any] | AsyncIterator[Any], *, replay: Replay | None) -> SendReport:
+    async def _run(
+        self, requests: Iterable[Any] | AsyncIterator[Any], *, replay: Replay | None
+    ) -> SendReport:
         transport = self._transport()
         report = SendReport()
         queue: asyncio.Queue[_Request | None] = asyncio.Queue(maxsize=2 * self.concurrency)
@@ -862,7 +956,13 @@ class Sender:
             return _GrpcTransport(self.target, self.headers, self.compression, self.tls)
         fmt = "json" if self.protocol == "http/json" else "protobuf"
         return _HttpTransport(
-            self.target, fmt, self.headers, self.compression, self.tls, self.concurrency, self.signal_endpoints
+            self.target,
+            fmt,
+            self.headers,
+            self.compression,
+            self.tls,
+            self.concurrency,
+            self.signal_endpoints,
         )
 
     @staticmethod
@@ -882,7 +982,10 @@ class Sender:
             from otlp_lab.resilience import PolicyStack
 
             self._policy_stack = PolicyStack(
-                self.retry, breaker=self.breaker, rng=self._rng, breaker_ignores=FINAL_REFUSALS | {BACKPRESSURE}
+                self.retry,
+                breaker=self.breaker,
+                rng=self._rng,
+                breaker_ignores=FINAL_REFUSALS | {BACKPRESSURE},
             )
         return self._policy_stack
 
@@ -931,15 +1034,23 @@ class Sender:
             what = f"{outcome.error}" if outcome.error else f"refused locally ({status})"
             return ExportError(
                 f"{item.signal} request of {item.items} items not sent: {what}",
-                status=status, retryable=True, hint=_hint("CIRCUIT_OPEN" if status == "CIRCUIT_OPEN" else status, self.target.url),
+                status=status,
+                retryable=True,
+                hint=_hint("CIRCUIT_OPEN" if status == "CIRCUIT_OPEN" else status, self.target.url),
             )
         status = last.status if last is not None else "UNKNOWN"
         detail = f": {last.message}" if last is not None and last.message else ""
         retryable = classify(status, retry_info=last is not None and last.retry_after_s is not None)
-        why = f" after {_attempt_count(final)} attempts ({getattr(final, 'reason', 'final')})" if retryable else ""
+        why = (
+            f" after {_attempt_count(final)} attempts ({getattr(final, 'reason', 'final')})"
+            if retryable
+            else ""
+        )
         return ExportError(
             f"{self.target.url} refused a {item.signal} request of {item.items} items with {status}{detail}{why}",
-            status=status, retryable=retryable, hint=_hint(status, self.target.url),
+            status=status,
+            retryable=retryable,
+            hint=_hint(status, self.target.url),
         )
 
 
@@ -948,7 +1059,9 @@ def _attempt_count(final: Any) -> int:
     return attempts if isinstance(attempts, int) else len(attempts or ())
 
 
-def _next_prepared(it: Iterator[Any], sender: Sender, transport: Any, stop: threading.Event) -> _Request | None:
+def _next_prepared(
+    it: Iterator[Any], sender: Sender, transport: Any, stop: threading.Event
+) -> _Request | None:
     """The next request of ``it``, encoded for the transport (in a worker thread); None at the end."""
     if stop.is_set():
         return None
@@ -1001,7 +1114,11 @@ def _time_sorted(signal: Signal, tables: list[pa.Table]) -> list[pa.Table]:
         return []
     groups: dict[Any, list[pa.Table]] = {}
     for t in tables:
-        key = t.column("metric_kind")[0].as_py() if signal == "metrics" and "metric_kind" in t.column_names else None
+        key = (
+            t.column("metric_kind")[0].as_py()
+            if signal == "metrics" and "metric_kind" in t.column_names
+            else None
+        )
         groups.setdefault(key, []).append(t)
     out = []
     for ts in groups.values():
@@ -1011,4 +1128,3 @@ def _time_sorted(signal: Signal, tables: list[pa.Table]) -> list[pa.Table]:
             t = t.take(pc.sort_indices(anchor))
         out.append(t)
     return out
-

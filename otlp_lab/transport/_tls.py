@@ -104,7 +104,12 @@ class ClientTls:
                     return v
             return env.get(f"OTEL_EXPORTER_OTLP_{name}") or None
 
-        ca, cert, key, insecure = get("CERTIFICATE"), get("CLIENT_CERTIFICATE"), get("CLIENT_KEY"), get("INSECURE")
+        ca, cert, key, insecure = (
+            get("CERTIFICATE"),
+            get("CLIENT_CERTIFICATE"),
+            get("CLIENT_KEY"),
+            get("INSECURE"),
+        )
         if not (ca or cert or key or insecure):
             return None
         return cls(ca_file=ca, cert_file=cert, key_file=key, insecure=(insecure or "").lower() == "true")
@@ -141,7 +146,9 @@ class TestCertificates:
 
     def server(self, *, mtls: bool = True) -> ServerTls:
         return ServerTls(
-            cert_file=self.server_cert_file, key_file=self.server_key_file, client_ca_file=self.ca_file if mtls else None
+            cert_file=self.server_cert_file,
+            key_file=self.server_key_file,
+            client_ca_file=self.ca_file if mtls else None,
         )
 
     def client(self, *, with_cert: bool = True) -> ClientTls:
@@ -151,7 +158,10 @@ class TestCertificates:
 
 
 def generate_certificates(
-    directory: str | os.PathLike[str], *, hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1"), days: int = 2
+    directory: str | os.PathLike[str],
+    *,
+    hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1"),
+    days: int = 2,
 ) -> TestCertificates:
     """Write a CA, a server certificate for ``hosts`` and a client certificate into ``directory``.
 
@@ -168,7 +178,9 @@ def generate_certificates(
         from cryptography.hazmat.primitives.asymmetric import ec
         from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
     except ImportError:  # pragma: no cover - depends on the environment
-        raise ConfigError("generating certificates needs the cryptography package: pip install cryptography") from None
+        raise ConfigError(
+            "generating certificates needs the cryptography package: pip install cryptography"
+        ) from None
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -181,7 +193,9 @@ def generate_certificates(
         cpath, kpath = out / f"{stem}.pem", out / f"{stem}-key.pem"
         cpath.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         kpath.write_bytes(
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
         )
         return str(cpath), str(kpath)
 
@@ -197,8 +211,14 @@ def generate_certificates(
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                key_encipherment=False, data_encipherment=False, key_agreement=False, encipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
                 decipher_only=False,
             ),
             critical=True,
@@ -235,5 +255,7 @@ def generate_certificates(
         except ValueError:
             sans.append(x509.DNSName(h))
     server_cert, server_key = leaf("server", ExtendedKeyUsageOID.SERVER_AUTH, sans)
-    client_cert, client_key = leaf("client", ExtendedKeyUsageOID.CLIENT_AUTH, [x509.DNSName("otlp-lab-client")])
+    client_cert, client_key = leaf(
+        "client", ExtendedKeyUsageOID.CLIENT_AUTH, [x509.DNSName("otlp-lab-client")]
+    )
     return TestCertificates(ca_file, server_cert, server_key, client_cert, client_key)

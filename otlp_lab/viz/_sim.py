@@ -67,8 +67,17 @@ _SIM_LABELS = {
     "hops": "hops",
     "share": "share of requests",
 }
-_SIM_UNITS = {"offered_rps": "req/s", "goodput_rps": "req/s", "failed_rps": "req/s", "attempts_rps": "req/s",
-              "mean_latency_ms": "ms", "p50_ms": "ms", "p95_ms": "ms", "p99_ms": "ms", "amplification": "×"}  # fmt: skip
+_SIM_UNITS = {
+    "offered_rps": "req/s",
+    "goodput_rps": "req/s",
+    "failed_rps": "req/s",
+    "attempts_rps": "req/s",
+    "mean_latency_ms": "ms",
+    "p50_ms": "ms",
+    "p95_ms": "ms",
+    "p99_ms": "ms",
+    "amplification": "×",
+}
 _OFFERED = "#7f7f7f"
 _WINDOW = "rgba(214, 39, 40, 0.10)"
 
@@ -135,10 +144,21 @@ def breaker_timelines(results: Mapping[str, RunResult]) -> pl.DataFrame:
         state at the end of that second) and ``policy``; no row for a run without breakers.
     """
     if not isinstance(results, Mapping):
-        raise ConfigError(f"results must be a mapping of labels to RunResult (run_many()). Got {type(results).__name__} instead.")
-    frames = [r.breaker_timeline().with_columns(pl.lit(label).alias("policy")) for label, r in results.items()]
-    schema = {"t_s": pl.Int64, "caller": pl.String, "target": pl.String, "closed": pl.Int64, "open": pl.Int64,
-              "half_open": pl.Int64, "policy": pl.String}  # fmt: skip
+        raise ConfigError(
+            f"results must be a mapping of labels to RunResult (run_many()). Got {type(results).__name__} instead."
+        )
+    frames = [
+        r.breaker_timeline().with_columns(pl.lit(label).alias("policy")) for label, r in results.items()
+    ]
+    schema = {
+        "t_s": pl.Int64,
+        "caller": pl.String,
+        "target": pl.String,
+        "closed": pl.Int64,
+        "open": pl.Int64,
+        "half_open": pl.Int64,
+        "policy": pl.String,
+    }
     frames = [f for f in frames if f.height]
     return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
 
@@ -163,9 +183,13 @@ def runs_table(results: Mapping[str, RunResult], **columns: Any) -> pl.DataFrame
         ``p99_ms``, ``amplification``, ``requests``, ``hops``, ``run_id``, then ``columns``.
     """
     if not isinstance(results, Mapping) or not results:
-        raise ConfigError(f"results must be a non-empty mapping of labels to RunResult (run_many()). Got {results!r} instead.")
-    df = pl.DataFrame([r.summary() for r in results.values()],
-                      schema_overrides={"p50_ms": pl.Float64, "p95_ms": pl.Float64, "p99_ms": pl.Float64})  # fmt: skip
+        raise ConfigError(
+            f"results must be a non-empty mapping of labels to RunResult (run_many()). Got {results!r} instead."
+        )
+    df = pl.DataFrame(
+        [r.summary() for r in results.values()],
+        schema_overrides={"p50_ms": pl.Float64, "p95_ms": pl.Float64, "p99_ms": pl.Float64},
+    )
     return df.with_columns(pl.lit(v).alias(k) for k, v in columns.items()) if columns else df
 
 
@@ -195,8 +219,13 @@ def scenario_windows(scenario: Scenario | str | os.PathLike[str]) -> list[dict[s
     for w in sc.workloads:
         rate = w.rate if isinstance(w, OpenLoop) else None
         if isinstance(rate, Burst):
-            out.append({"start_s": float(rate.start_s), "end_s": float(rate.start_s + rate.duration_s),
-                        "label": f"load spike {rate.burst_rps:g} req/s"})  # fmt: skip
+            out.append(
+                {
+                    "start_s": float(rate.start_s),
+                    "end_s": float(rate.start_s + rate.duration_s),
+                    "label": f"load spike {rate.burst_rps:g} req/s",
+                }
+            )
     for f in sc.faults:
         if f.at_s >= sc.duration_s:
             continue
@@ -207,7 +236,13 @@ def scenario_windows(scenario: Scenario | str | os.PathLike[str]) -> list[dict[s
         peer = getattr(f, "peer", None)
         if peer:
             where = f"{where} ↔ {peer}"
-        out.append({"start_s": float(f.at_s), "end_s": float(min(f.end_s, sc.duration_s)), "label": f"{f.kind} {where}".strip()})
+        out.append(
+            {
+                "start_s": float(f.at_s),
+                "end_s": float(min(f.end_s, sc.duration_s)),
+                "label": f"{f.kind} {where}".strip(),
+            }
+        )
     return out
 
 
@@ -219,7 +254,9 @@ def _windows(windows: Iterable[Any] | None) -> list[tuple[float, float, str]]:
         elif isinstance(w, Sequence) and len(w) in (2, 3):
             out.append((float(w[0]), float(w[1]), str(w[2]) if len(w) == 3 else ""))
         else:
-            raise ConfigError(f"windows must hold (start_s, end_s[, label]) or scenario_windows() dicts. Got {w!r} instead.")
+            raise ConfigError(
+                f"windows must hold (start_s, end_s[, label]) or scenario_windows() dicts. Got {w!r} instead."
+            )
     return out
 
 
@@ -261,7 +298,12 @@ def recovery_table(
         ``recovered`` (``goodput_after >= threshold``) and ``recovery_s`` (seconds from
         ``after_s`` to the start of the first healthy window; null when it never came).
     """
-    _require(timeline, ["t_s", "policy", "offered_rps", "goodput_rps"], "recovery_table(timeline)", "pass otlp_lab.sim.timelines(results)")
+    _require(
+        timeline,
+        ["t_s", "policy", "offered_rps", "goodput_rps"],
+        "recovery_table(timeline)",
+        "pass otlp_lab.sim.timelines(results)",
+    )
     if not (isinstance(hold_s, (int, float)) and hold_s >= 1):
         raise ConfigError(f"hold_s must be at least 1 second. Got {hold_s!r} instead.")
     if not (isinstance(threshold, (int, float)) and 0 < threshold <= 1):
@@ -290,10 +332,25 @@ def recovery_table(
                 recovery = float(ts - after_s)
                 break
         after = ratio(max(0, len(t) - hold), len(t))
-        rows.append({"policy": p, "goodput_before": ratio(before_start, before_end), "goodput_after": after,
-                     "recovered": after is not None and after >= threshold, "recovery_s": recovery})  # fmt: skip
-    return pl.DataFrame(rows, schema={"policy": pl.String, "goodput_before": pl.Float64, "goodput_after": pl.Float64,
-                                      "recovered": pl.Boolean, "recovery_s": pl.Float64})  # fmt: skip
+        rows.append(
+            {
+                "policy": p,
+                "goodput_before": ratio(before_start, before_end),
+                "goodput_after": after,
+                "recovered": after is not None and after >= threshold,
+                "recovery_s": recovery,
+            }
+        )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "policy": pl.String,
+            "goodput_before": pl.Float64,
+            "goodput_after": pl.Float64,
+            "recovered": pl.Boolean,
+            "recovery_s": pl.Float64,
+        },
+    )
 
 
 def instance_load(lab: Any, service: str, *, run_ids: Iterable[str] | None = None) -> pl.DataFrame:
@@ -321,7 +378,11 @@ def instance_load(lab: Any, service: str, *, run_ids: Iterable[str] | None = Non
     if not hasattr(lab, "sql"):
         raise ConfigError(f"lab must be an otlp_lab.Lab. Got {type(lab).__name__} instead.")
     ids = None if run_ids is None else list(run_ids)
-    where = "" if ids is None else "AND resource_attributes['sim.run_id']::VARCHAR IN (SELECT unnest(?::VARCHAR[]))"
+    where = (
+        ""
+        if ids is None
+        else "AND resource_attributes['sim.run_id']::VARCHAR IN (SELECT unnest(?::VARCHAR[]))"
+    )
     params: list[Any] = [service] + ([ids] if ids is not None else [])
     df = lab.sql(
         f"""
@@ -340,7 +401,10 @@ def instance_load(lab: Any, service: str, *, run_ids: Iterable[str] | None = Non
         params,
     )
     if df.is_empty():
-        raise ConfigError(f"the Lab holds no simulated server span of service {service!r}" + (f" in runs {ids}." if ids else "."))
+        raise ConfigError(
+            f"the Lab holds no simulated server span of service {service!r}"
+            + (f" in runs {ids}." if ids else ".")
+        )
     first = df.group_by("run_id").agg(pl.col("first_load").min().alias("_t0"))
     return (
         df.join(first, on="run_id")
@@ -349,7 +413,9 @@ def instance_load(lab: Any, service: str, *, run_ids: Iterable[str] | None = Non
             (pl.col("errors") / pl.col("requests")).alias("error_rate"),
         )
         .sort(["_t0", "run_id", "instance"])
-        .select("policy", "run_id", "instance", "requests", "share", "errors", "error_rate", "p50_ms", "p99_ms")
+        .select(
+            "policy", "run_id", "instance", "requests", "share", "errors", "error_rate", "p50_ms", "p99_ms"
+        )
     )
 
 
@@ -380,12 +446,18 @@ def policy_from_imported(imported: ImportedPolicies, *, timeout_s: float | None 
     from otlp_lab.sim import Policy
 
     if not isinstance(imported, ImportedPolicies):
-        raise ConfigError(f"imported must be an ImportedPolicies (import_yaml(...)). Got {type(imported).__name__} instead.")
+        raise ConfigError(
+            f"imported must be an ImportedPolicies (import_yaml(...)). Got {type(imported).__name__} instead."
+        )
     bulkhead = None
     if imported.limits is not None:
         lim = imported.limits.limits
-        bulkhead = {"max_connections": lim["connections"], "max_pending_requests": lim["pending_requests"],
-                    "max_requests": lim["requests"], "max_retries": lim["retries"]}  # fmt: skip
+        bulkhead = {
+            "max_connections": lim["connections"],
+            "max_pending_requests": lim["pending_requests"],
+            "max_requests": lim["requests"],
+            "max_retries": lim["retries"],
+        }
     budget = None
     if imported.retry_budget is not None:
         b = imported.retry_budget
@@ -394,9 +466,19 @@ def policy_from_imported(imported: ImportedPolicies, *, timeout_s: float | None 
     if imported.retry_throttle is not None:
         t = imported.retry_throttle
         # RetryThrottle exposes max_tokens but not token_ratio (kept in thousandths).
-        throttle = {"max_tokens": t.max_tokens, "token_ratio": getattr(t, "token_ratio", t._ratio_milli / 1000)}
-    kw: dict[str, Any] = {"retry": imported.retry, "breaker": imported.breaker, "bulkhead": bulkhead, "budget": budget,
-                          "throttle": throttle, "outlier_detection": imported.outlier, "health_check": imported.health_check}  # fmt: skip
+        throttle = {
+            "max_tokens": t.max_tokens,
+            "token_ratio": getattr(t, "token_ratio", t._ratio_milli / 1000),
+        }
+    kw: dict[str, Any] = {
+        "retry": imported.retry,
+        "breaker": imported.breaker,
+        "bulkhead": bulkhead,
+        "budget": budget,
+        "throttle": throttle,
+        "outlier_detection": imported.outlier,
+        "health_check": imported.health_check,
+    }
     if imported.balancer is not None:
         kw["balancer"] = imported.balancer
     return Policy(imported.timeout_s if timeout_s is None else timeout_s, **kw)
@@ -450,26 +532,43 @@ def policy_timeline_figure(
     metrics = list(metrics)
     if not metrics:
         raise ConfigError("metrics must name at least one column. Got an empty sequence instead.")
-    _require(timeline, ["t_s", "policy", *metrics], "policy_timeline_figure(timeline)", "pass otlp_lab.sim.timelines(results)")
+    _require(
+        timeline,
+        ["t_s", "policy", *metrics],
+        "policy_timeline_figure(timeline)",
+        "pass otlp_lab.sim.timelines(results)",
+    )
     order = _order(timeline, "policy", policies)
     palette = _colors_for(order, colors)
     brk = None
     if breakers is not None:
-        _require(breakers, ["t_s", "policy", "closed", "open", "half_open"], "policy_timeline_figure(breakers)",
-                 "pass breaker_timelines(results)")  # fmt: skip
+        _require(
+            breakers,
+            ["t_s", "policy", "closed", "open", "half_open"],
+            "policy_timeline_figure(breakers)",
+            "pass breaker_timelines(results)",
+        )
         if breakers.height:
             brk = (
                 breakers.group_by("policy", "t_s")
                 .agg(pl.col("closed").sum(), pl.col("open").sum(), pl.col("half_open").sum())
                 .with_columns((pl.col("closed") + pl.col("open") + pl.col("half_open")).alias("_n"))
-                .with_columns((pl.col("open") / pl.col("_n")).alias("open_share"), (pl.col("half_open") / pl.col("_n")).alias("half_share"))
+                .with_columns(
+                    (pl.col("open") / pl.col("_n")).alias("open_share"),
+                    (pl.col("half_open") / pl.col("_n")).alias("half_share"),
+                )
                 .sort("policy", "t_s")
             )
     rows = len(metrics) + (1 if brk is not None else 0)
     fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.05 if rows > 2 else 0.08)
     off = None
     if offered and "offered_rps" in timeline.columns:
-        off = timeline.filter(pl.col("policy").is_in(order)).group_by("t_s").agg(pl.col("offered_rps").mean()).sort("t_s")
+        off = (
+            timeline.filter(pl.col("policy").is_in(order))
+            .group_by("t_s")
+            .agg(pl.col("offered_rps").mean())
+            .sort("t_s")
+        )
     for k, m in enumerate(metrics, start=1):
         unit = _SIM_UNITS.get(m, "")
         fmt = ".1%" if m == "error_rate" else ",.3g"
@@ -477,21 +576,34 @@ def policy_timeline_figure(
             part = timeline.filter(pl.col("policy") == p).sort("t_s")
             fig.add_trace(
                 go.Scatter(
-                    x=part["t_s"].to_list(), y=part[m].to_list(), mode="lines", name=p, legendgroup=p, showlegend=k == 1,
-                    line=dict(color=palette[p], width=1.8), connectgaps=False,
+                    x=part["t_s"].to_list(),
+                    y=part[m].to_list(),
+                    mode="lines",
+                    name=p,
+                    legendgroup=p,
+                    showlegend=k == 1,
+                    line=dict(color=palette[p], width=1.8),
+                    connectgaps=False,
                     hovertemplate=f"%{{y:{fmt}}} {unit}<extra>{_esc(p)}</extra>",
                 ),
-                row=k, col=1,
-            )  # fmt: skip
+                row=k,
+                col=1,
+            )
         if off is not None and m in ("goodput_rps", "failed_rps"):
             fig.add_trace(
                 go.Scatter(
-                    x=off["t_s"].to_list(), y=off["offered_rps"].to_list(), mode="lines", name="offered load",
-                    legendgroup="offered load", showlegend=k == 1 or "offered load" not in {t.name for t in fig.data},
-                    line=dict(color=_OFFERED, width=1.2, dash="dash"), hovertemplate="%{y:,.3g} req/s<extra>offered</extra>",
+                    x=off["t_s"].to_list(),
+                    y=off["offered_rps"].to_list(),
+                    mode="lines",
+                    name="offered load",
+                    legendgroup="offered load",
+                    showlegend=k == 1 or "offered load" not in {t.name for t in fig.data},
+                    line=dict(color=_OFFERED, width=1.2, dash="dash"),
+                    hovertemplate="%{y:,.3g} req/s<extra>offered</extra>",
                 ),
-                row=k, col=1,
-            )  # fmt: skip
+                row=k,
+                col=1,
+            )
         axis: dict[str, Any] = dict(title=dict(text=_SIM_LABELS.get(m, m)), rangemode="tozero")
         if m == "error_rate":
             axis["tickformat"] = ".0%"
@@ -502,29 +614,56 @@ def policy_timeline_figure(
             part = brk.filter(pl.col("policy") == p)
             fig.add_trace(
                 go.Scatter(
-                    x=part["t_s"].to_list(), y=part["open_share"].to_list(), mode="lines", name=p, legendgroup=p,
-                    showlegend=False, line=dict(color=palette[p], width=1.8, shape="hv"),
+                    x=part["t_s"].to_list(),
+                    y=part["open_share"].to_list(),
+                    mode="lines",
+                    name=p,
+                    legendgroup=p,
+                    showlegend=False,
+                    line=dict(color=palette[p], width=1.8, shape="hv"),
                     hovertemplate=f"open %{{y:.0%}}<extra>{_esc(p)}</extra>",
                 ),
-                row=k, col=1,
-            )  # fmt: skip
+                row=k,
+                col=1,
+            )
             if part["half_open"].sum() > 0:
                 fig.add_trace(
                     go.Scatter(
-                        x=part["t_s"].to_list(), y=part["half_share"].to_list(), mode="lines", name=f"{p} half-open",
-                        legendgroup=p, showlegend=False, line=dict(color=palette[p], width=1.2, dash="dot", shape="hv"),
+                        x=part["t_s"].to_list(),
+                        y=part["half_share"].to_list(),
+                        mode="lines",
+                        name=f"{p} half-open",
+                        legendgroup=p,
+                        showlegend=False,
+                        line=dict(color=palette[p], width=1.2, dash="dot", shape="hv"),
                         hovertemplate=f"half-open %{{y:.0%}}<extra>{_esc(p)}</extra>",
                     ),
-                    row=k, col=1,
-                )  # fmt: skip
+                    row=k,
+                    col=1,
+                )
         fig.update_yaxes(title=dict(text="breakers open"), tickformat=".0%", range=[0, 1.05], row=k, col=1)
     t_max = float(timeline["t_s"].max() or 0) + 1
     for start, end, label in _windows(windows):
         for k in range(1, rows + 1):
-            note = dict(annotation_text=_esc(label), annotation_position="top left", annotation_font_size=10) if k == 1 and label else {}
-            fig.add_vrect(x0=start, x1=min(end, t_max), fillcolor=_WINDOW, line_width=0, layer="below", row=k, col=1, **note)
+            note = (
+                dict(annotation_text=_esc(label), annotation_position="top left", annotation_font_size=10)
+                if k == 1 and label
+                else {}
+            )
+            fig.add_vrect(
+                x0=start,
+                x1=min(end, t_max),
+                fillcolor=_WINDOW,
+                line_width=0,
+                layer="below",
+                row=k,
+                col=1,
+                **note,
+            )
     fig.update_xaxes(title=dict(text="simulated time (s)"), row=rows, col=1)
-    names = ", ".join(_SIM_LABELS.get(m, m).split(" (")[0] for m in metrics) + (", breakers" if brk is not None else "")
+    names = ", ".join(_SIM_LABELS.get(m, m).split(" (")[0] for m in metrics) + (
+        ", breakers" if brk is not None else ""
+    )
     _layout(
         fig,
         title or f"{names} per second, {len(order)} policies",
@@ -571,19 +710,33 @@ def policy_bars_figure(
     _require(summary, [by, *metrics], "policy_bars_figure(summary)", "pass otlp_lab.sim.compare(...)")
     order = _order(summary, by, None)
     palette = _colors_for(order, colors)
-    fig = make_subplots(rows=1, cols=len(metrics), shared_yaxes=True, horizontal_spacing=0.03,
-                        subplot_titles=[_SIM_LABELS.get(m, m) for m in metrics])  # fmt: skip
+    fig = make_subplots(
+        rows=1,
+        cols=len(metrics),
+        shared_yaxes=True,
+        horizontal_spacing=0.03,
+        subplot_titles=[_SIM_LABELS.get(m, m) for m in metrics],
+    )
     for j, m in enumerate(metrics, start=1):
         vals = [summary.filter(pl.col(by) == p)[m].item(0) for p in order]
         xs = [v if v is not None else 0 for v in vals]
         fig.add_trace(
             go.Bar(
-                y=order, x=xs, orientation="h", name=m, showlegend=False, marker_color=[palette[p] for p in order],
-                text=[_fmt(m, v) for v in vals], textposition="outside", textangle=0, cliponaxis=False,
+                y=order,
+                x=xs,
+                orientation="h",
+                name=m,
+                showlegend=False,
+                marker_color=[palette[p] for p in order],
+                text=[_fmt(m, v) for v in vals],
+                textposition="outside",
+                textangle=0,
+                cliponaxis=False,
                 hovertemplate=f"%{{y}}: %{{text}}<extra>{_esc(_SIM_LABELS.get(m, m))}</extra>",
             ),
-            row=1, col=j,
-        )  # fmt: skip
+            row=1,
+            col=j,
+        )
         top = max([abs(v) for v in xs] + [1.0 if m == "amplification" else 0.0]) or 1.0
         fig.update_xaxes(range=[0, top * 1.35], row=1, col=j)
         if m == "error_rate":
@@ -592,7 +745,12 @@ def policy_bars_figure(
             fig.add_vline(x=1.0, line=dict(color=_OFFERED, width=1, dash="dash"), row=1, col=j)
     fig.update_yaxes(categoryorder="array", categoryarray=order[::-1], automargin=True)
     fig.update_annotations(font_size=12)
-    _layout(fig, title or f"{len(order)} policies compared", height=max(260, 34 * len(order) + 140), showlegend=False)
+    _layout(
+        fig,
+        title or f"{len(order)} policies compared",
+        height=max(260, 34 * len(order) + 140),
+        showlegend=False,
+    )
     return fig
 
 
@@ -628,15 +786,30 @@ def strategy_bars_figure(
     plotly.graph_objects.Figure
         One ``go.Bar`` per group value (named by it), or a single one named by ``metric``.
     """
-    _require(frame, [x, metric] + ([group] if group else []), "strategy_bars_figure(frame)", "pass otlp_lab.sim.compare(...)")
+    _require(
+        frame,
+        [x, metric] + ([group] if group else []),
+        "strategy_bars_figure(frame)",
+        "pass otlp_lab.sim.compare(...)",
+    )
     xs = _order(frame, x, None)
     fig = go.Figure()
     label = _SIM_LABELS.get(metric, metric)
     if group is None:
         palette = _colors_for(xs, colors)
         vals = [frame.filter(pl.col(x) == v)[metric].item(0) for v in xs]
-        fig.add_trace(go.Bar(x=xs, y=vals, name=metric, marker_color=[palette[v] for v in xs], text=[_fmt(metric, v) for v in vals],
-                             textposition="outside", cliponaxis=False, hovertemplate=f"%{{x}}: %{{text}}<extra>{_esc(label)}</extra>"))  # fmt: skip
+        fig.add_trace(
+            go.Bar(
+                x=xs,
+                y=vals,
+                name=metric,
+                marker_color=[palette[v] for v in xs],
+                text=[_fmt(metric, v) for v in vals],
+                textposition="outside",
+                cliponaxis=False,
+                hovertemplate=f"%{{x}}: %{{text}}<extra>{_esc(label)}</extra>",
+            )
+        )
     else:
         groups = _order(frame, group, None)
         palette = _colors_for([str(g) for g in groups], colors)
@@ -644,10 +817,17 @@ def strategy_bars_figure(
             part = frame.filter(pl.col(group) == g)
             vals = [(part.filter(pl.col(x) == v)[metric].to_list() or [None])[0] for v in xs]
             fig.add_trace(
-                go.Bar(x=xs, y=vals, name=str(g), marker_color=palette[str(g)], text=[_fmt(metric, v) for v in vals],
-                       textposition="outside", cliponaxis=False,
-                       hovertemplate=f"%{{x}}, {_esc(group)}={_esc(g)}: %{{text}}<extra></extra>"),
-            )  # fmt: skip
+                go.Bar(
+                    x=xs,
+                    y=vals,
+                    name=str(g),
+                    marker_color=palette[str(g)],
+                    text=[_fmt(metric, v) for v in vals],
+                    textposition="outside",
+                    cliponaxis=False,
+                    hovertemplate=f"%{{x}}, {_esc(group)}={_esc(g)}: %{{text}}<extra></extra>",
+                ),
+            )
     yaxis: dict[str, Any] = dict(title=dict(text=label + (" (log scale)" if log_y else "")))
     if log_y:
         yaxis["type"] = "log"
@@ -703,14 +883,27 @@ def latency_quantiles_figure(
     for p in order:
         row = summary.filter(pl.col(by) == p).row(0, named=True)
         vals = [row[q] for q in quantiles]
-        fig.add_trace(go.Bar(x=xs, y=vals, name=p, marker_color=palette[p], text=[_fmt(q, v) for q, v in zip(quantiles, vals, strict=True)],
-                             textposition="outside", cliponaxis=False, hovertemplate=f"%{{x}} %{{text}}<extra>{_esc(p)}</extra>"))  # fmt: skip
+        fig.add_trace(
+            go.Bar(
+                x=xs,
+                y=vals,
+                name=p,
+                marker_color=palette[p],
+                text=[_fmt(q, v) for q, v in zip(quantiles, vals, strict=True)],
+                textposition="outside",
+                cliponaxis=False,
+                hovertemplate=f"%{{x}} %{{text}}<extra>{_esc(p)}</extra>",
+            )
+        )
     _layout(
         fig,
         title or f"End-to-end latency quantiles, {len(order)} policies",
         height=420,
         barmode="group",
-        yaxis=dict(title=dict(text="latency (ms" + (", log scale)" if log_y else ")")), type="log" if log_y else "linear"),
+        yaxis=dict(
+            title=dict(text="latency (ms" + (", log scale)" if log_y else ")")),
+            type="log" if log_y else "linear",
+        ),
         xaxis=dict(title=None),
     )
     return fig
@@ -738,10 +931,17 @@ def instance_load_figure(
         Two rows sharing the instance axis; one ``go.Bar`` per policy and row (named by the
         policy; legend on the first row). The p99 axis is logarithmic.
     """
-    _require(load, ["policy", "instance", "share", "p99_ms"], "instance_load_figure(load)", "pass instance_load(lab, service)")
+    _require(
+        load,
+        ["policy", "instance", "share", "p99_ms"],
+        "instance_load_figure(load)",
+        "pass instance_load(lab, service)",
+    )
     if load.select(pl.struct("policy", "instance").is_duplicated().any()).item():
-        raise SchemaError("instance_load_figure(load) needs one row per policy and instance; pass instance_load(lab, service, run_ids=[...]) "
-                          "with one run per policy.")  # fmt: skip
+        raise SchemaError(
+            "instance_load_figure(load) needs one row per policy and instance; pass instance_load(lab, service, run_ids=[...]) "
+            "with one run per policy."
+        )
     order = _order(load, "policy", None)
     palette = _colors_for(order, colors)
     insts = sorted(load["instance"].unique().to_list())
@@ -751,17 +951,37 @@ def instance_load_figure(
             part = load.filter(pl.col("policy") == p)
             by_inst = dict(zip(part["instance"].to_list(), part[col].to_list(), strict=True))
             fig.add_trace(
-                go.Bar(x=insts, y=[by_inst.get(i) for i in insts], name=p, legendgroup=p, showlegend=k == 1,
-                       marker_color=palette[p], hovertemplate=f"%{{x}}: %{{y:{fmt}}}<extra>{_esc(p)}</extra>"),
-                row=k, col=1,
-            )  # fmt: skip
+                go.Bar(
+                    x=insts,
+                    y=[by_inst.get(i) for i in insts],
+                    name=p,
+                    legendgroup=p,
+                    showlegend=k == 1,
+                    marker_color=palette[p],
+                    hovertemplate=f"%{{x}}: %{{y:{fmt}}}<extra>{_esc(p)}</extra>",
+                ),
+                row=k,
+                col=1,
+            )
     even = 1 / len(insts) if insts else None
     if even is not None:
-        fig.add_hline(y=even, line=dict(color=_OFFERED, width=1, dash="dash"), row=1, col=1,
-                      annotation_text="even share", annotation_position="top right", annotation_font_size=10)  # fmt: skip
+        fig.add_hline(
+            y=even,
+            line=dict(color=_OFFERED, width=1, dash="dash"),
+            row=1,
+            col=1,
+            annotation_text="even share",
+            annotation_position="top right",
+            annotation_font_size=10,
+        )
     fig.update_yaxes(title=dict(text="share of requests"), tickformat=".0%", row=1, col=1)
     fig.update_yaxes(title=dict(text="server p99 (ms, log scale)"), type="log", row=2, col=1)
-    _layout(fig, title or f"Load and server-side p99 per instance, {len(order)} policies", height=560, barmode="group",
-            legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0))  # fmt: skip
+    _layout(
+        fig,
+        title or f"Load and server-side p99 per instance, {len(order)} policies",
+        height=560,
+        barmode="group",
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0),
+    )
     fig.update_layout(margin=dict(t=90))
     return fig

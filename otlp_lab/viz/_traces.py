@@ -38,8 +38,8 @@ __all__ = [
 TEMPLATE = "plotly_white"
 
 # Qualitative colours for services; no black or near-black (the critical path is drawn black).
-_PALETTE: tuple[str, ...] = tuple(qualitative.Plotly) + tuple(qualitative.Safe) + tuple(qualitative.Vivid) + tuple(
-    qualitative.Pastel
+_PALETTE: tuple[str, ...] = (
+    tuple(qualitative.Plotly) + tuple(qualitative.Safe) + tuple(qualitative.Vivid) + tuple(qualitative.Pastel)
 )
 _CRITICAL = "#111111"
 _ERROR = "#d62728"
@@ -54,7 +54,13 @@ _METRIC_LABELS = {
     "errors": "errors per window",
     "error_rate": "error rate",
 }
-_UNITS = {"p50_ms": "ms", "p95_ms": "ms", "p99_ms": "ms", "rate_per_s": "req/s", "error_rate": "errors/request"}
+_UNITS = {
+    "p50_ms": "ms",
+    "p95_ms": "ms",
+    "p99_ms": "ms",
+    "rate_per_s": "req/s",
+    "error_rate": "errors/request",
+}
 _QUANTILES = {"p50_ms": 0.50, "p95_ms": 0.95, "p99_ms": 0.99}
 
 
@@ -127,7 +133,7 @@ def _shortener(names: Iterable[str]):
         if n is None:
             return "(unknown)"
         if pre and n.startswith(pre):
-            n = n[len(pre):]
+            n = n[len(pre) :]
         if suf and n.endswith(suf):
             n = n[: len(n) - len(suf)]
         return n
@@ -170,7 +176,9 @@ def _log_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
 
 
 # ---------------------------------------------------------------------------------------------- service graph
-def _layered_positions(nodes: list[str], edges: list[tuple[str, str, float]]) -> dict[str, tuple[float, float]]:
+def _layered_positions(
+    nodes: list[str], edges: list[tuple[str, str, float]]
+) -> dict[str, tuple[float, float]]:
     """Left-to-right layers by longest path from the entry services, ordered by barycentre.
 
     Cycles are broken at the edges a depth-first search meets going back, so any graph lays out.
@@ -225,7 +233,10 @@ def _layered_positions(nodes: list[str], edges: list[tuple[str, str, float]]) ->
     for v, ws in dag.items():
         for w in ws:
             preds[w].append(v)
-    layers = [sorted(np.flatnonzero(layer == k).tolist(), key=lambda i: nodes[i]) for k in range(int(layer.max()) + 1)]
+    layers = [
+        sorted(np.flatnonzero(layer == k).tolist(), key=lambda i: nodes[i])
+        for k in range(int(layer.max()) + 1)
+    ]
     pos = np.zeros(len(nodes))
     for members in layers:
         pos[members] = np.arange(len(members)) - (len(members) - 1) / 2
@@ -315,7 +326,9 @@ def service_graph_figure(
         callers.setdefault(r["server"], set()).add(r["client"])
     nodes = sorted(set(calls_in) | set(calls_out))
     edge_list = [(r["client"], r["server"], float(r["calls"])) for r in rows]
-    pos = _layered_positions(nodes, edge_list) if layout == "layered" and nodes else _circular_positions(nodes)
+    pos = (
+        _layered_positions(nodes, edge_list) if layout == "layered" and nodes else _circular_positions(nodes)
+    )
     short = _shortener(nodes)
 
     # Colour scale of the edges.
@@ -356,22 +369,55 @@ def service_graph_figure(
         )
         if r["client"] != r["server"]:
             annotations.append(
-                dict(x=pts[-1, 0], y=pts[-1, 1], ax=pts[-3, 0], ay=pts[-3, 1], axref="x", ayref="y", text="",
-                     arrowhead=2, arrowwidth=max(1.0, width / 2), arrowcolor=color, standoff=9)
+                dict(
+                    x=pts[-1, 0],
+                    y=pts[-1, 1],
+                    ax=pts[-3, 0],
+                    ay=pts[-3, 1],
+                    axref="x",
+                    ayref="y",
+                    text="",
+                    arrowhead=2,
+                    arrowwidth=max(1.0, width / 2),
+                    arrowcolor=color,
+                    standoff=9,
+                )
             )
     for (width, color), parts in sorted(strokes.items()):
         xy = np.concatenate(parts[:-1]).astype(np.float32)
         fig.add_trace(
-            go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="lines", name="edge", showlegend=False, connectgaps=False,
-                       line=dict(width=width, color=color), opacity=0.75, hoverinfo="skip")
+            go.Scatter(
+                x=xy[:, 0],
+                y=xy[:, 1],
+                mode="lines",
+                name="edge",
+                showlegend=False,
+                connectgaps=False,
+                line=dict(width=width, color=color),
+                opacity=0.75,
+                hoverinfo="skip",
+            )
         )
     mid = np.array(mids) if mids else np.zeros((0, 2))
     fig.add_trace(
         go.Scatter(
-            x=mid[:, 0], y=mid[:, 1], mode="markers", name="edges", showlegend=False,
-            marker=dict(size=7, color=vals, colorscale=scale, cmin=cmin, cmax=cmax, showscale=bool(len(vals)),
-                        colorbar=dict(thickness=12, len=0.6, **cbar), line=dict(width=0.5, color="white")),
-            hovertext=hover, hoverinfo="text",
+            x=mid[:, 0],
+            y=mid[:, 1],
+            mode="markers",
+            name="edges",
+            showlegend=False,
+            marker=dict(
+                size=7,
+                color=vals,
+                colorscale=scale,
+                cmin=cmin,
+                cmax=cmax,
+                showscale=bool(len(vals)),
+                colorbar=dict(thickness=12, len=0.6, **cbar),
+                line=dict(width=0.5, color="white"),
+            ),
+            hovertext=hover,
+            hoverinfo="text",
         )
     )
     max_in = max(calls_in.values(), default=1)
@@ -385,9 +431,17 @@ def service_graph_figure(
     ]
     fig.add_trace(
         go.Scatter(
-            x=xs, y=ys, mode="markers+text", name="services", showlegend=False,
-            text=[short(n) for n in nodes], textposition="top center", textfont=dict(size=11),
-            customdata=nodes, hovertext=node_hover, hoverinfo="text",
+            x=xs,
+            y=ys,
+            mode="markers+text",
+            name="services",
+            showlegend=False,
+            text=[short(n) for n in nodes],
+            textposition="top center",
+            textfont=dict(size=11),
+            customdata=nodes,
+            hovertext=node_hover,
+            hoverinfo="text",
             marker=dict(size=sizes, color="#4C78A8", line=dict(width=1.5, color="white")),
         )
     )
@@ -442,21 +496,34 @@ def latency_by_operation_figure(
         One ``go.Box`` per operation (``name`` is ``"service: operation"``, first ranked
         first), then a ``"p99"`` scatter.
     """
-    _require(spans, ["service_name", "name", "duration_ns"], "latency_by_operation_figure(spans)", "pass lab.spans()")
+    _require(
+        spans,
+        ["service_name", "name", "duration_ns"],
+        "latency_by_operation_figure(spans)",
+        "pass lab.spans()",
+    )
     if not isinstance(top, int) or isinstance(top, bool) or top < 1:
         raise ConfigError(f"top must be a positive integer. Got {top!r} instead.")
     rank_col = {"count": "n", "total": "total_ms", "p95": "p95"}.get(rank_by)
     if rank_col is None:
         raise ConfigError(f"rank_by must be 'count', 'total' or 'p95'. Got {rank_by!r} instead.")
     df = spans.select(
-        pl.col("service_name"), pl.col("name"), (pl.col("duration_ns").cast(pl.Float64) / 1e6).clip(lower_bound=1e-3).alias("ms")
+        pl.col("service_name"),
+        pl.col("name"),
+        (pl.col("duration_ns").cast(pl.Float64) / 1e6).clip(lower_bound=1e-3).alias("ms"),
     ).drop_nulls("ms")
     q = lambda p: pl.col("ms").quantile(p, interpolation="linear")  # noqa: E731
     stats = (
         df.group_by("service_name", "name")
         .agg(
-            pl.len().alias("n"), pl.col("ms").sum().alias("total_ms"), pl.col("ms").mean().alias("mean"),
-            q(0.25).alias("q1"), q(0.5).alias("median"), q(0.75).alias("q3"), q(0.95).alias("p95"), q(0.99).alias("p99"),
+            pl.len().alias("n"),
+            pl.col("ms").sum().alias("total_ms"),
+            pl.col("ms").mean().alias("mean"),
+            q(0.25).alias("q1"),
+            q(0.5).alias("median"),
+            q(0.75).alias("q3"),
+            q(0.95).alias("p95"),
+            q(0.99).alias("p99"),
         )
         .sort([rank_col, "service_name", "name"], descending=[True, False, False], nulls_last=True)
         .head(top)
@@ -482,16 +549,29 @@ def latency_by_operation_figure(
         labels.append(label)
         fig.add_trace(
             go.Box(
-                name=label, y=[label], q1=[r["q1"]], median=[r["median"]], q3=[r["q3"]], mean=[r["mean"]],
-                lowerfence=[r["lowerfence"]], upperfence=[r["upperfence"]], orientation="h", boxmean=True,
-                marker_color=palette[r["service_name"]], showlegend=False, legendgroup=r["service_name"],
+                name=label,
+                y=[label],
+                q1=[r["q1"]],
+                median=[r["median"]],
+                q3=[r["q3"]],
+                mean=[r["mean"]],
+                lowerfence=[r["lowerfence"]],
+                upperfence=[r["upperfence"]],
+                orientation="h",
+                boxmean=True,
+                marker_color=palette[r["service_name"]],
+                showlegend=False,
+                legendgroup=r["service_name"],
                 hoverinfo="x+name",
             )
         )
     if stats.height:
         fig.add_trace(
             go.Scatter(
-                x=stats["p99"].to_numpy(), y=labels, mode="markers", name="p99",
+                x=stats["p99"].to_numpy(),
+                y=labels,
+                mode="markers",
+                name="p99",
                 marker=dict(symbol="diamond", size=8, color="#444"),
                 customdata=np.stack([stats["n"].to_numpy(), stats["p95"].to_numpy()], axis=1),
                 hovertemplate="%{y}<br>p99 %{x:,.1f} ms · p95 %{customdata[1]:,.1f} ms · %{customdata[0]:,} spans<extra></extra>",
@@ -500,7 +580,8 @@ def latency_by_operation_figure(
     ranked = {"count": "most spans", "total": "most time spent", "p95": "highest p95"}[rank_by]
     _layout(
         fig,
-        title or f"Latency by operation: top {stats.height} by {ranked} (box: quartiles, whiskers 1.5 IQR, ◆ p99)",
+        title
+        or f"Latency by operation: top {stats.height} by {ranked} (box: quartiles, whiskers 1.5 IQR, ◆ p99)",
         height=max(320, 26 * stats.height + 140),
         xaxis=dict(type="log", title=dict(text="span duration (ms, log scale)")),
         yaxis=dict(categoryorder="array", categoryarray=labels[::-1], automargin=True),
@@ -580,7 +661,16 @@ def trace_waterfall_figure(
     ConfigError
         The frame holds no span, or spans of more than one trace.
     """
-    cols = ["trace_id", "span_id", "parent_span_id", "service_name", "name", "start_time", "duration_ns", "status_code"]
+    cols = [
+        "trace_id",
+        "span_id",
+        "parent_span_id",
+        "service_name",
+        "name",
+        "start_time",
+        "duration_ns",
+        "status_code",
+    ]
     _require(span_tree_frame, cols, "trace_waterfall_figure(span_tree_frame)", "pass lab.span_tree(trace_id)")
     traces = span_tree_frame["trace_id"].unique()
     if len(traces) != 1:
@@ -590,14 +680,21 @@ def trace_waterfall_figure(
         )
     trace_id = traces[0]
     df = span_tree_frame.with_columns(
-        _naive_utc(pl.col("start_time"), span_tree_frame.schema["start_time"]).dt.epoch("ns").alias("_start_ns"),
+        _naive_utc(pl.col("start_time"), span_tree_frame.schema["start_time"])
+        .dt.epoch("ns")
+        .alias("_start_ns"),
         pl.col("duration_ns").cast(pl.Int64),
-        (pl.col("self_time_ns").cast(pl.Float64) if "self_time_ns" in span_tree_frame.columns else pl.lit(None, pl.Float64))
-        .alias("_self_ns"),
+        (
+            pl.col("self_time_ns").cast(pl.Float64)
+            if "self_time_ns" in span_tree_frame.columns
+            else pl.lit(None, pl.Float64)
+        ).alias("_self_ns"),
     )
     ids = df["span_id"].to_list()
     order, depth = _dfs_order(ids, df["parent_span_id"].to_list(), df["_start_ns"].to_list())
-    df = df[order].with_columns(pl.Series("_depth", depth, dtype=pl.Int64), pl.Series("_row", range(len(order)), dtype=pl.Int64))
+    df = df[order].with_columns(
+        pl.Series("_depth", depth, dtype=pl.Int64), pl.Series("_row", range(len(order)), dtype=pl.Int64)
+    )
     t0 = int(df["_start_ns"].min())
     df = df.with_columns(
         ((pl.col("_start_ns") - t0) / 1e6).alias("_off_ms"),
@@ -608,32 +705,59 @@ def trace_waterfall_figure(
     palette = _colors_for(df["service_name"].drop_nulls().to_list(), colors)
     labels = [
         "\u00a0\u00a0" * d + f"{short(s)}: {_clip(n or '', 50)}"
-        for d, s, n in zip(df["_depth"].to_list(), df["service_name"].to_list(), df["name"].to_list(), strict=True)
+        for d, s, n in zip(
+            df["_depth"].to_list(), df["service_name"].to_list(), df["name"].to_list(), strict=True
+        )
     ]
     fig = go.Figure()
     for svc in sorted(df["service_name"].unique().to_list(), key=lambda s: (s is None, s or "")):
         part = df.filter(pl.col("service_name").eq_missing(svc))
         has_self = part["_self_ns"].null_count() < part.height
-        custom = np.stack([part["_off_ms"].to_numpy(), part["_self_ns"].fill_null(float("nan")).to_numpy() / 1e6],
-                          axis=1).astype(np.float32)
-        names = [_esc(n) + (" · <b>ERROR</b>" if e else "")
-                 for n, e in zip(part["name"].fill_null("").to_list(), part["_error"].to_list(), strict=True)]
-        template = (f"<b>{_esc(svc)}</b><br>%{{hovertext}}<br>start +%{{customdata[0]:,.2f}} ms · "
-                    "duration %{x:,.2f} ms" + (" · self %{customdata[1]:,.2f} ms" if has_self else "") + "<extra></extra>")
+        custom = np.stack(
+            [part["_off_ms"].to_numpy(), part["_self_ns"].fill_null(float("nan")).to_numpy() / 1e6], axis=1
+        ).astype(np.float32)
+        names = [
+            _esc(n) + (" · <b>ERROR</b>" if e else "")
+            for n, e in zip(part["name"].fill_null("").to_list(), part["_error"].to_list(), strict=True)
+        ]
+        template = (
+            f"<b>{_esc(svc)}</b><br>%{{hovertext}}<br>start +%{{customdata[0]:,.2f}} ms · "
+            "duration %{x:,.2f} ms"
+            + (" · self %{customdata[1]:,.2f} ms" if has_self else "")
+            + "<extra></extra>"
+        )
         err = part["_error"].to_numpy()
         fig.add_trace(
             go.Bar(
-                y=part["_row"].to_numpy().astype(np.int32), x=np.maximum(part["_dur_ms"].to_numpy(), 1e-3).astype(np.float32),
+                y=part["_row"].to_numpy().astype(np.int32),
+                x=np.maximum(part["_dur_ms"].to_numpy(), 1e-3).astype(np.float32),
                 base=np.round(part["_off_ms"].to_numpy(), 3),
-                orientation="h", name=svc if svc is not None else "(unknown)", legendgroup=svc,
-                marker=dict(color=palette.get(svc, "#999"), opacity=0.8,
-                            line=dict(color=np.where(err, _ERROR, "rgba(0,0,0,0)").tolist(), width=np.where(err, 2, 0).tolist())
-                            if err.any() else dict(width=0)),
-                hovertext=names, customdata=custom, hovertemplate=template, width=0.8,
+                orientation="h",
+                name=svc if svc is not None else "(unknown)",
+                legendgroup=svc,
+                marker=dict(
+                    color=palette.get(svc, "#999"),
+                    opacity=0.8,
+                    line=dict(
+                        color=np.where(err, _ERROR, "rgba(0,0,0,0)").tolist(),
+                        width=np.where(err, 2, 0).tolist(),
+                    )
+                    if err.any()
+                    else dict(width=0),
+                ),
+                hovertext=names,
+                customdata=custom,
+                hovertemplate=template,
+                width=0.8,
             )
         )
     if critical_path is not None:
-        _require(critical_path, ["span_id", "start_ns", "end_ns"], "critical_path", "pass lab.critical_path(trace_id)")
+        _require(
+            critical_path,
+            ["span_id", "start_ns", "end_ns"],
+            "critical_path",
+            "pass lab.critical_path(trace_id)",
+        )
         rows = dict(zip(df["span_id"].to_list(), df["_row"].to_list(), strict=True))
         cp = critical_path.filter(pl.col("span_id").is_in(list(rows)))
         seg_ms = np.round((cp["end_ns"] - cp["start_ns"]).to_numpy() / 1e6, 3)
@@ -643,9 +767,13 @@ def trace_waterfall_figure(
                 y=np.array([rows[s] for s in cp["span_id"].to_list()], dtype=np.int32),
                 x=np.maximum(seg_ms, 1e-3).astype(np.float32),
                 base=np.round((cp["start_ns"] - t0).to_numpy() / 1e6, 3),
-                orientation="h", name="critical path", width=0.3, marker=dict(color=_CRITICAL),
+                orientation="h",
+                name="critical path",
+                width=0.3,
+                marker=dict(color=_CRITICAL),
                 customdata=share.astype(np.float32) if share is not None else None,
-                hovertemplate="critical path: %{x:,.2f} ms" + (" (%{customdata:.1%} of the trace)" if share is not None else "")
+                hovertemplate="critical path: %{x:,.2f} ms"
+                + (" (%{customdata:.1%} of the trace)" if share is not None else "")
                 + "<extra></extra>",
             )
         )
@@ -653,22 +781,35 @@ def trace_waterfall_figure(
     if errors.height:
         fig.add_trace(
             go.Scatter(
-                x=(errors["_off_ms"] + errors["_dur_ms"]).to_numpy(), y=errors["_row"].to_numpy(), mode="markers",
-                name="error", marker=dict(symbol="x", size=9, color=_ERROR), hoverinfo="skip",
+                x=(errors["_off_ms"] + errors["_dur_ms"]).to_numpy(),
+                y=errors["_row"].to_numpy(),
+                mode="markers",
+                name="error",
+                marker=dict(symbol="x", size=9, color=_ERROR),
+                hoverinfo="skip",
             )
         )
     total_ms = (int((df["_start_ns"] + df["duration_ns"]).max()) - t0) / 1e6
     root = df.row(0, named=True)
     _layout(
         fig,
-        title or f"Trace {trace_id[:16]}…: {root['service_name']} {_clip(root['name'] or '', 40)} · "
-        f"{_fmt_ms(total_ms)}, {df.height} spans" + (f", {errors.height} errors" if errors.height else ""),
+        title
+        or f"Trace {trace_id[:16]}…: {root['service_name']} {_clip(root['name'] or '', 40)} · "
+        f"{_fmt_ms(total_ms)}, {df.height} spans"
+        + (f", {errors.height} errors" if errors.height else ""),
         barmode="overlay",
         bargap=0.1,
         height=max(300, row_height_px * df.height + 160),
         xaxis=dict(title=dict(text="time since trace start (ms)"), side="top", rangemode="tozero"),
-        yaxis=dict(tickmode="array", tickvals=list(range(df.height)), ticktext=labels, autorange="reversed",
-                   automargin=True, tickfont=dict(size=10), range=None),
+        yaxis=dict(
+            tickmode="array",
+            tickvals=list(range(df.height)),
+            ticktext=labels,
+            autorange="reversed",
+            automargin=True,
+            tickfont=dict(size=10),
+            range=None,
+        ),
         legend=dict(orientation="h", yanchor="top", y=-0.02, xanchor="left", x=0),
         hovermode="closest",
     )
@@ -745,8 +886,10 @@ def red_figure(
         groups = [g for g in wanted if g in set(groups)]
     weight = "requests" if "requests" in df.columns else None
     totals = (
-        df.group_by(by).agg(pl.col(weight).sum().alias("_w") if weight else pl.len().alias("_w"))
-        .filter(pl.col(by).is_in(groups)).sort(["_w", by], descending=[True, False])
+        df.group_by(by)
+        .agg(pl.col(weight).sum().alias("_w") if weight else pl.len().alias("_w"))
+        .filter(pl.col(by).is_in(groups))
+        .sort(["_w", by], descending=[True, False])
     )
     ordered = totals[by].to_list()
     if top is not None:
@@ -754,14 +897,24 @@ def red_figure(
     palette = _colors_for(ordered, colors)
     x_all = np.unique(_epoch_ms(df, "window_start")) if df.height else np.array([])
     step = float(np.min(np.diff(x_all))) if len(x_all) > 1 else 60_000.0
-    fig = make_subplots(rows=len(metrics), cols=1, shared_xaxes=True, vertical_spacing=0.06) if len(metrics) > 1 else go.Figure()
+    fig = (
+        make_subplots(rows=len(metrics), cols=1, shared_xaxes=True, vertical_spacing=0.06)
+        if len(metrics) > 1
+        else go.Figure()
+    )
     for k, m in enumerate(metrics, start=1):
         for g in ordered:
             part = df.filter(pl.col(by) == g).sort("window_start")
             x, y = _with_gaps(_epoch_ms(part, "window_start"), step, part[m].cast(pl.Float64).to_numpy())
             tr = go.Scatter(
-                x=x, y=y, mode="lines", name=g, legendgroup=g, showlegend=k == 1,
-                line=dict(color=palette[g], width=1.6), connectgaps=False,
+                x=x,
+                y=y,
+                mode="lines",
+                name=g,
+                legendgroup=g,
+                showlegend=k == 1,
+                line=dict(color=palette[g], width=1.6),
+                connectgaps=False,
                 hovertemplate=f"%{{x|%H:%M:%S}} %{{y:,.3g}} {_UNITS.get(m, '')}<extra>{_esc(g)}</extra>",
             )
             fig.add_trace(tr, row=k, col=1) if len(metrics) > 1 else fig.add_trace(tr)
@@ -846,19 +999,35 @@ def fault_latency_figure(
     """
     if metric not in _QUANTILES:
         raise ConfigError(f"metric must be one of {sorted(_QUANTILES)}. Got {metric!r} instead.")
-    _require(faults, ["time", "service"], "fault_latency_figure(faults)", "pass otlp_lab.datasets.trainticket_faults()")
+    _require(
+        faults,
+        ["time", "service"],
+        "fault_latency_figure(faults)",
+        "pass otlp_lab.datasets.trainticket_faults()",
+    )
     is_red = "window_start" in red_or_spans.columns
     if is_red:
-        _require(red_or_spans, ["window_start", by, metric], "fault_latency_figure(red_or_spans)", "pass lab.red() or spans")
+        _require(
+            red_or_spans,
+            ["window_start", by, metric],
+            "fault_latency_figure(red_or_spans)",
+            "pass lab.red() or spans",
+        )
         tcol = "window_start"
     else:
-        _require(red_or_spans, ["start_time", "duration_ns", by], "fault_latency_figure(red_or_spans)",
-                 "pass lab.red() or spans")
+        _require(
+            red_or_spans,
+            ["start_time", "duration_ns", by],
+            "fault_latency_figure(red_or_spans)",
+            "pass lab.red() or spans",
+        )
         tcol = "start_time"
     data = red_or_spans.with_columns(_naive_utc(pl.col(tcol), red_or_spans.schema[tcol]).alias("_t")).filter(
         pl.col(by).is_not_null()
     )
-    f = faults.with_columns(_naive_utc(pl.col("time"), faults.schema["time"]).cast(pl.Datetime("us")).alias("_t"))
+    f = faults.with_columns(
+        _naive_utc(pl.col("time"), faults.schema["time"]).cast(pl.Datetime("us")).alias("_t")
+    )
     if data.height == 0:
         raise ConfigError("fault_latency_figure needs data: red_or_spans is empty.")
     lo, hi = data["_t"].min(), data["_t"].max()
@@ -872,9 +1041,13 @@ def fault_latency_figure(
     t_to = f["_t"].max() + dt.timedelta(seconds=max(after_s, fault_duration_s or 0))
     data = data.filter((pl.col("_t") >= t_from) & (pl.col("_t") <= t_to))
     present = data[by].unique().to_list()
-    counts = data.group_by(by).agg(pl.len().alias("_n")).sort(["_n", by], descending=[True, False])[by].to_list()
+    counts = (
+        data.group_by(by).agg(pl.len().alias("_n")).sort(["_n", by], descending=[True, False])[by].to_list()
+    )
     if service is None:
-        groups = [s for s in f["service"].unique(maintain_order=True).to_list() if s in present] or counts[:10]
+        groups = [s for s in f["service"].unique(maintain_order=True).to_list() if s in present] or counts[
+            :10
+        ]
     else:
         groups = [service] if isinstance(service, str) else list(service)
     palette = _colors_for(groups, colors)
@@ -894,8 +1067,13 @@ def fault_latency_figure(
                 pts = pts.gather(np.linspace(0, pts.height - 1, max_points).astype(np.int64))
             fig.add_trace(
                 go.Scatter(
-                    x=pts["_t"].to_numpy(), y=pts["_ms"].to_numpy().astype(np.float32), mode="markers", name=f"{g} spans",
-                    legendgroup=g, showlegend=False, marker=dict(size=4, color=palette[g], opacity=0.3),
+                    x=pts["_t"].to_numpy(),
+                    y=pts["_ms"].to_numpy().astype(np.float32),
+                    mode="markers",
+                    name=f"{g} spans",
+                    legendgroup=g,
+                    showlegend=False,
+                    marker=dict(size=4, color=palette[g], opacity=0.3),
                     hovertemplate=f"{_esc(g)}<br>%{{x|%H:%M:%S.%L}}: %{{y:,.1f}} ms<extra></extra>",
                 )
             )
@@ -903,7 +1081,11 @@ def fault_latency_figure(
             line = (
                 part.with_columns(pl.col("_t").dt.truncate(every))
                 .group_by("_t")
-                .agg((pl.col("duration_ns").cast(pl.Float64) / 1e6).quantile(q, interpolation="linear").alias("_v"))
+                .agg(
+                    (pl.col("duration_ns").cast(pl.Float64) / 1e6)
+                    .quantile(q, interpolation="linear")
+                    .alias("_v")
+                )
                 .sort("_t")
                 .with_columns(pl.col("_t") + pl.duration(microseconds=int(window_s * 500_000)))  # mid-window
             )
@@ -911,41 +1093,87 @@ def fault_latency_figure(
         x, y = _with_gaps(line["_t"].dt.epoch("ns").to_numpy() / 1e6, step, line["_v"].to_numpy())
         fig.add_trace(
             go.Scatter(
-                x=x, y=y, mode="lines+markers", name=g, legendgroup=g,
-                line=dict(color=palette[g], width=2), marker=dict(size=5), connectgaps=False,
+                x=x,
+                y=y,
+                mode="lines+markers",
+                name=g,
+                legendgroup=g,
+                line=dict(color=palette[g], width=2),
+                marker=dict(size=5),
+                connectgaps=False,
                 hovertemplate=f"{_esc(g)}<br>%{{x|%H:%M:%S}}: {metric.split('_')[0]} %{{y:,.1f}} ms<extra></extra>",
             )
         )
     shapes, notes = [], []
     for r in f.iter_rows(named=True):
         t = r["_t"]
-        shapes.append(dict(type="line", xref="x", yref="paper", x0=t, x1=t, y0=0, y1=1,
-                           line=dict(color=_FAULT, width=1.5, dash="dash")))
+        shapes.append(
+            dict(
+                type="line",
+                xref="x",
+                yref="paper",
+                x0=t,
+                x1=t,
+                y0=0,
+                y1=1,
+                line=dict(color=_FAULT, width=1.5, dash="dash"),
+            )
+        )
         if fault_duration_s:
-            shapes.append(dict(type="rect", xref="x", yref="paper", x0=t, x1=t + dt.timedelta(seconds=fault_duration_s),
-                               y0=0, y1=1, fillcolor=_FAULT, opacity=0.08, line=dict(width=0), layer="below"))
+            shapes.append(
+                dict(
+                    type="rect",
+                    xref="x",
+                    yref="paper",
+                    x0=t,
+                    x1=t + dt.timedelta(seconds=fault_duration_s),
+                    y0=0,
+                    y1=1,
+                    fillcolor=_FAULT,
+                    opacity=0.08,
+                    line=dict(width=0),
+                    layer="below",
+                )
+            )
         kind = r.get("kind")
-        notes.append(dict(x=t, y=1, xref="x", yref="paper", yanchor="bottom", xanchor="left", showarrow=False,
-                          text=f"⚡ {_esc(kind + ' on ' if kind else '')}{_esc(r['service'])}",
-                          font=dict(size=11, color=_FAULT)))
+        notes.append(
+            dict(
+                x=t,
+                y=1,
+                xref="x",
+                yref="paper",
+                yanchor="bottom",
+                xanchor="left",
+                showarrow=False,
+                text=f"⚡ {_esc(kind + ' on ' if kind else '')}{_esc(r['service'])}",
+                font=dict(size=11, color=_FAULT),
+            )
+        )
     what = f"{metric.split('_')[0]} latency" + ("" if is_red else f" per {window_s:g} s")
     _layout(
         fig,
-        title or f"{what} around {f.height} injected fault{'s' if f.height > 1 else ''} (dashed line: injection, UTC)",
+        title
+        or f"{what} around {f.height} injected fault{'s' if f.height > 1 else ''} (dashed line: injection, UTC)",
         shapes=shapes,
         annotations=notes,
         height=460,
         hovermode="closest",
         xaxis=dict(range=[t_from, t_to], type="date"),
-        yaxis=dict(type="log", title=dict(text=f"{_METRIC_LABELS[metric]}, log scale" if is_red
-                                          else "span duration (ms, log scale)")),
+        yaxis=dict(
+            type="log",
+            title=dict(
+                text=f"{_METRIC_LABELS[metric]}, log scale" if is_red else "span duration (ms, log scale)"
+            ),
+        ),
     )
     fig.update_layout(margin=dict(t=80))
     return fig
 
 
 # ---------------------------------------------------------------------------------------------- tables
-def slow_traces_table_figure(traces: pl.DataFrame, *, max_rows: int = 20, title: str | None = None) -> go.Figure:
+def slow_traces_table_figure(
+    traces: pl.DataFrame, *, max_rows: int = 20, title: str | None = None
+) -> go.Figure:
     """The traces of :meth:`Lab.traces` as a plotly table (slowest first, as given).
 
     Returns
@@ -954,23 +1182,57 @@ def slow_traces_table_figure(traces: pl.DataFrame, *, max_rows: int = 20, title:
         One ``go.Table``: trace id, root service and operation, start (UTC), duration,
         spans, services, errors.
     """
-    cols = ["trace_id", "root_service", "root_name", "start_time", "duration_ms", "spans", "services", "errors"]
+    cols = [
+        "trace_id",
+        "root_service",
+        "root_name",
+        "start_time",
+        "duration_ms",
+        "spans",
+        "services",
+        "errors",
+    ]
     _require(traces, cols, "slow_traces_table_figure(traces)", "pass lab.traces()")
     t = traces.head(max_rows)
-    start = t.select(_naive_utc(pl.col("start_time"), t.schema["start_time"]).dt.strftime("%Y-%m-%d %H:%M:%S%.3f"))
+    start = t.select(
+        _naive_utc(pl.col("start_time"), t.schema["start_time"]).dt.strftime("%Y-%m-%d %H:%M:%S%.3f")
+    )
     cells = [
-        t["trace_id"].to_list(), t["root_service"].fill_null("–").to_list(), t["root_name"].fill_null("–").to_list(),
-        start["start_time"].to_list(), [f"{v:,.1f}" for v in t["duration_ms"].to_list()], t["spans"].to_list(),
-        t["services"].to_list(), t["errors"].to_list(),
+        t["trace_id"].to_list(),
+        t["root_service"].fill_null("–").to_list(),
+        t["root_name"].fill_null("–").to_list(),
+        start["start_time"].to_list(),
+        [f"{v:,.1f}" for v in t["duration_ms"].to_list()],
+        t["spans"].to_list(),
+        t["services"].to_list(),
+        t["errors"].to_list(),
     ]
     err = [("#fde0dd" if e else "white") for e in t["errors"].to_list()]
     fig = go.Figure(
         go.Table(
             columnwidth=[2.6, 1.6, 1.6, 1.7, 1, 0.7, 0.8, 0.7],
-            header=dict(values=["trace id", "root service", "root operation", "start (UTC)", "duration (ms)", "spans",
-                                "services", "errors"], fill_color="#eef1f6", align="left", font=dict(size=12)),
-            cells=dict(values=cells, align=["left"] * 4 + ["right"] * 4, fill_color=[err], font=dict(size=11),
-                       height=24),
+            header=dict(
+                values=[
+                    "trace id",
+                    "root service",
+                    "root operation",
+                    "start (UTC)",
+                    "duration (ms)",
+                    "spans",
+                    "services",
+                    "errors",
+                ],
+                fill_color="#eef1f6",
+                align="left",
+                font=dict(size=12),
+            ),
+            cells=dict(
+                values=cells,
+                align=["left"] * 4 + ["right"] * 4,
+                fill_color=[err],
+                font=dict(size=11),
+                height=24,
+            ),
         )
     )
     return _layout(fig, title or f"Slowest {t.height} traces", height=120 + 25 * t.height)

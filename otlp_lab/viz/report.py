@@ -128,7 +128,13 @@ nav a{margin-right:14px;font-size:14px}
 """
 
 
-def _table(frame: pl.DataFrame, *, numeric: Iterable[str] = (), error_col: str | None = None, code: Iterable[str] = ()) -> str:
+def _table(
+    frame: pl.DataFrame,
+    *,
+    numeric: Iterable[str] = (),
+    error_col: str | None = None,
+    code: Iterable[str] = (),
+) -> str:
     numeric, code = set(numeric), set(code)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
     body = []
@@ -178,10 +184,14 @@ _PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 
 def _faults_frame(faults: pl.DataFrame) -> pl.DataFrame:
     if not isinstance(faults, pl.DataFrame):
-        raise ConfigError(f"faults must be a polars.DataFrame with time and service. Got {type(faults).__name__} instead.")
+        raise ConfigError(
+            f"faults must be a polars.DataFrame with time and service. Got {type(faults).__name__} instead."
+        )
     missing = [c for c in ("time", "service") if c not in faults.columns]
     if missing:
-        raise SchemaError(f"faults needs the columns {missing} (see trainticket_faults()). Got {faults.columns} instead.")
+        raise SchemaError(
+            f"faults needs the columns {missing} (see trainticket_faults()). Got {faults.columns} instead."
+        )
     tz = faults.schema["time"]
     col = pl.col("time")
     if isinstance(tz, pl.Datetime) and tz.time_zone is not None:
@@ -249,9 +259,16 @@ def write_report(
     out = Path(path)
     n_spans = lab.counts()["spans"]
     if n_spans == 0:
-        raise ConfigError("the Lab holds no spans: load OTLP traces with lab.load(path) before writing a report.")
-    colors = service_colors(sorted(lab.sql("SELECT DISTINCT service_name FROM spans WHERE service_name IS NOT NULL")
-                                   ["service_name"].to_list()))
+        raise ConfigError(
+            "the Lab holds no spans: load OTLP traces with lab.load(path) before writing a report."
+        )
+    colors = service_colors(
+        sorted(
+            lab.sql("SELECT DISTINCT service_name FROM spans WHERE service_name IS NOT NULL")[
+                "service_name"
+            ].to_list()
+        )
+    )
     sections: list[tuple[str, str, str]] = []  # (anchor, heading, html)
 
     import plotly.io as pio
@@ -262,13 +279,21 @@ def write_report(
     # Summary
     summary = summary_frame(lab)
     services = lab.info()["services"]
-    sections.append(("summary", "Summary", _table(summary, numeric=["value"])
-                     + f"<p class='note'><b>Services ({len(services)}):</b> {html.escape(', '.join(services))}</p>"))
+    sections.append(
+        (
+            "summary",
+            "Summary",
+            _table(summary, numeric=["value"])
+            + f"<p class='note'><b>Services ({len(services)}):</b> {html.escape(', '.join(services))}</p>",
+        )
+    )
 
     # Service graph
     edges = lab.service_graph()
-    body = "<p class='note'>Who calls whom: an edge is a span whose parent is in another service. " \
-           "Width shows calls; hover an edge's midpoint for calls, errors and latency percentiles.</p>"
+    body = (
+        "<p class='note'>Who calls whom: an edge is a span whose parent is in another service. "
+        "Width shows calls; hover an edge's midpoint for calls, errors and latency percentiles.</p>"
+    )
     if edges.height:
         body += fig(service_graph_figure(edges))
         body += "<p class='note'>Busiest edges:</p>" + _table(edges.head(15), numeric=edges.columns[2:])
@@ -278,19 +303,26 @@ def write_report(
 
     # Latency by operation
     ops = lab.sql("SELECT service_name, name, duration_ns FROM spans")
-    sections.append(("latency", "Latency by operation",
-                     "<p class='note'>The busiest operations. Boxes are quartiles computed from every span; "
-                     "the axis is logarithmic, so a box twice as far right is ten times slower.</p>"
-                     + fig(latency_by_operation_figure(ops, top_operations, colors=colors))))
+    sections.append(
+        (
+            "latency",
+            "Latency by operation",
+            "<p class='note'>The busiest operations. Boxes are quartiles computed from every span; "
+            "the axis is logarithmic, so a box twice as far right is ten times slower.</p>"
+            + fig(latency_by_operation_figure(ops, top_operations, colors=colors)),
+        )
+    )
     del ops
 
     # RED over time
     red = lab.red(red_window)
     any_errors = bool(red.height and red["errors"].sum())
     metrics = ("rate_per_s", "error_rate", "p95_ms") if any_errors else ("rate_per_s", "p95_ms")
-    body = (f"<p class='note'>Requests entering each service (roots, and spans whose parent is in another service) "
-            f"per {html.escape(red_window)} window: rate, {'error rate, ' if any_errors else ''}p95 latency. "
-            f"The {top_services} busiest services; click a legend entry to hide a line.</p>")
+    body = (
+        f"<p class='note'>Requests entering each service (roots, and spans whose parent is in another service) "
+        f"per {html.escape(red_window)} window: rate, {'error rate, ' if any_errors else ''}p95 latency. "
+        f"The {top_services} busiest services; click a legend entry to hide a line.</p>"
+    )
     body += fig(red_figure(red, metrics, top=top_services, colors=colors))
     if not any_errors:
         body += "<p class='note'>No span has status ERROR, so the error rate is left out.</p>"
@@ -298,7 +330,16 @@ def write_report(
 
     # Slowest and failing traces
     slow = lab.traces(limit=15)
-    cols = ["trace_id", "root_service", "root_name", "start_time", "duration_ms", "spans", "services", "errors"]
+    cols = [
+        "trace_id",
+        "root_service",
+        "root_name",
+        "start_time",
+        "duration_ms",
+        "spans",
+        "services",
+        "errors",
+    ]
     body = _table(slow.select(cols), numeric=cols[4:], error_col="errors", code=["trace_id"])
     err = lab.traces(order="errors", limit=10, errors_only=True)
     if err.height:
@@ -316,21 +357,34 @@ def write_report(
         why = "the trace asked for"
     tree = lab.span_tree(trace_id)
     cp = lab.critical_path(trace_id)
-    by_svc = (cp.group_by("service_name").agg(pl.col("self_ms").sum().round(3).alias("critical_ms"),
-                                              pl.col("share").sum().alias("share"))
-              .sort("critical_ms", descending=True).head(8)
-              .with_columns((pl.col("share") * 100).round(1).alias("share_%")).drop("share"))
-    body = (f"<p class='note'>{html.escape(why.capitalize())}, <code>{html.escape(trace_id)}</code>. The black strip "
-            "is the critical path: the segments that determined the end-to-end time (shortening anything else "
-            "would not have made the request faster).</p>")
+    by_svc = (
+        cp.group_by("service_name")
+        .agg(pl.col("self_ms").sum().round(3).alias("critical_ms"), pl.col("share").sum().alias("share"))
+        .sort("critical_ms", descending=True)
+        .head(8)
+        .with_columns((pl.col("share") * 100).round(1).alias("share_%"))
+        .drop("share")
+    )
+    body = (
+        f"<p class='note'>{html.escape(why.capitalize())}, <code>{html.escape(trace_id)}</code>. The black strip "
+        "is the critical path: the segments that determined the end-to-end time (shortening anything else "
+        "would not have made the request faster).</p>"
+    )
     body += fig(trace_waterfall_figure(tree, cp, colors=colors))
-    body += "<p class='note'>Where the critical path spent its time:</p>" + _table(by_svc, numeric=["critical_ms", "share_%"])
+    body += "<p class='note'>Where the critical path spent its time:</p>" + _table(
+        by_svc, numeric=["critical_ms", "share_%"]
+    )
     sections.append(("waterfall", "Trace waterfall and critical path", body))
 
     # Faults
     if faults is not None:
-        sections.append(("faults", "Latency around injected faults", _faults_section(lab, faults, fig, colors,
-                                                                                      max_fault_panels)))
+        sections.append(
+            (
+                "faults",
+                "Latency around injected faults",
+                _faults_section(lab, faults, fig, colors, max_fault_panels),
+            )
+        )
 
     lead = f"{n_spans:,} spans from {html.escape(str(lab.path or 'an in-memory Lab'))}"
     return _write_page(out, title, lead, sections, template)
@@ -348,7 +402,9 @@ def _figure_writer(template: dict[str, Any]) -> Any:
     return fig
 
 
-def _write_page(out: Path, title: str, lead: str, sections: list[tuple[str, str, str]], template: dict[str, Any]) -> Path:
+def _write_page(
+    out: Path, title: str, lead: str, sections: list[tuple[str, str, str]], template: dict[str, Any]
+) -> Path:
     """Assemble sections ``(anchor, heading, html)`` into one self-contained HTML file (plotly.js inlined once)."""
     from plotly.io.json import to_json_plotly
     from plotly.offline import get_plotlyjs
@@ -409,17 +465,40 @@ def write_sim_report(
     fig = _figure_writer(template)
     colors = policy_colors(results)
     summary = pl.DataFrame([r.summary() for r in results.values()])
-    cols = [c for c in ("policy", "goodput_rps", "offered_rps", "error_rate", "p50_ms", "p95_ms", "p99_ms",
-                        "amplification", "requests", "hops") if c in summary.columns]
+    cols = [
+        c
+        for c in (
+            "policy",
+            "goodput_rps",
+            "offered_rps",
+            "error_rate",
+            "p50_ms",
+            "p95_ms",
+            "p99_ms",
+            "amplification",
+            "requests",
+            "hops",
+        )
+        if c in summary.columns
+    ]
     windows = scenario_windows(scenario) if scenario else None
     sections = [
-        ("summary", "Policies compared", _table(summary.select(cols), numeric=cols[1:])
-         + fig(policy_bars_figure(summary, colors=colors))),
-        ("timeline", "What happened, second by second",
-         "<p class='note'>Goodput against the offered load, the load on the fleet (retries included), the "
-         "error rate and the share of circuit breakers open. Shaded: the scenario's faults and load changes.</p>"
-         + fig(policy_timeline_figure(timelines(results), breaker_timelines(results), windows=windows,
-                                      colors=colors))),
+        (
+            "summary",
+            "Policies compared",
+            _table(summary.select(cols), numeric=cols[1:]) + fig(policy_bars_figure(summary, colors=colors)),
+        ),
+        (
+            "timeline",
+            "What happened, second by second",
+            "<p class='note'>Goodput against the offered load, the load on the fleet (retries included), the "
+            "error rate and the share of circuit breakers open. Shaded: the scenario's faults and load changes.</p>"
+            + fig(
+                policy_timeline_figure(
+                    timelines(results), breaker_timelines(results), windows=windows, colors=colors
+                )
+            ),
+        ),
     ]
     title = title or f"Simulation: {scenario or 'scenario'} under {len(results)} policies"
     n = sum(int(r.summary().get("requests") or 0) for r in results.values())
@@ -431,9 +510,11 @@ def _faults_section(lab: Lab, faults: pl.DataFrame, fig: Any, colors: dict[str, 
     lo, hi = lab.sql("SELECT min(start_time) AS lo, max(end_time) AS hi FROM spans").row(0)
     f = f.with_columns(pl.col("time").is_between(lo, hi).alias("in capture"))
     shown = [c for c in ("time", "service", "kind", "pod", "in capture") if c in f.columns]
-    body = ("<p class='note'>The faults injected while the capture was recorded (dashed red line in the figures). "
-            "A fault inside a service shows in its own spans (CPU contention slows its handlers); a network fault "
-            "on its pod may only show in the spans of its callers, which wait for the slow network.</p>")
+    body = (
+        "<p class='note'>The faults injected while the capture was recorded (dashed red line in the figures). "
+        "A fault inside a service shows in its own spans (CPU contention slows its handlers); a network fault "
+        "on its pod may only show in the spans of its callers, which wait for the slow network.</p>"
+    )
     body += _table(f.select(shown))
     inside = f.filter(pl.col("in capture"))
     if inside.height == 0:
@@ -444,12 +525,27 @@ def _faults_section(lab: Lab, faults: pl.DataFrame, fig: Any, colors: dict[str, 
         svc = r["service"]
         kind = f"{r['kind']} " if r.get("kind") else ""
         body += f"<h3>{html.escape(kind)}on {html.escape(svc)} at {r['time']:%H:%M:%S}</h3>"
-        body += fig(fault_latency_figure(red, one, svc, colors=colors, after_s=240,
-                                         title=f"p95 latency of {svc} (its own spans, per 15 s)"))
+        body += fig(
+            fault_latency_figure(
+                red,
+                one,
+                svc,
+                colors=colors,
+                after_s=240,
+                title=f"p95 latency of {svc} (its own spans, per 15 s)",
+            )
+        )
         calls = calls_into(lab, svc)
         try:
-            body += fig(fault_latency_figure(calls, one, colors=colors, after_s=240,
-                                             title=f"Calls into {svc} as its callers saw them (dots: spans; line: p95 per 15 s)"))
+            body += fig(
+                fault_latency_figure(
+                    calls,
+                    one,
+                    colors=colors,
+                    after_s=240,
+                    title=f"Calls into {svc} as its callers saw them (dots: spans; line: p95 per 15 s)",
+                )
+            )
         except ConfigError:
             body += f"<p class='note'>No caller spans of {html.escape(svc)} around this fault.</p>"
     if inside.height > max_panels:

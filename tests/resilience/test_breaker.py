@@ -19,8 +19,13 @@ CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.H
 
 
 def breaker(listener=None, **kw) -> CircuitBreaker:
-    defaults = dict(sliding_window_size=4, minimum_number_of_calls=4, failure_rate_threshold=50.0,
-                    wait_duration_in_open_state_s=10.0, permitted_number_of_calls_in_half_open_state=2)  # fmt: skip
+    defaults = dict(
+        sliding_window_size=4,
+        minimum_number_of_calls=4,
+        failure_rate_threshold=50.0,
+        wait_duration_in_open_state_s=10.0,
+        permitted_number_of_calls_in_half_open_state=2,
+    )
     return CircuitBreaker(CircuitBreakerConfig(**{**defaults, **kw}), listener=listener)
 
 
@@ -51,8 +56,13 @@ def test_full_cycle_exact_transitions_and_listener():
     assert cb.state is OPEN
     assert call(cb, 23.5, True) and call(cb, 24.0, True)
     assert cb.state is CLOSED
-    expected = [(3, CLOSED, OPEN), (13.0, OPEN, HALF_OPEN), (13.5, HALF_OPEN, OPEN),
-                (23.5, OPEN, HALF_OPEN), (24.0, HALF_OPEN, CLOSED)]  # fmt: skip
+    expected = [
+        (3, CLOSED, OPEN),
+        (13.0, OPEN, HALF_OPEN),
+        (13.5, HALF_OPEN, OPEN),
+        (23.5, OPEN, HALF_OPEN),
+        (24.0, HALF_OPEN, CLOSED),
+    ]
     assert cb.transitions == expected == heard
 
 
@@ -92,7 +102,9 @@ def test_time_window_forgets_calls_older_than_the_window():
 
 
 def test_slow_calls_open_the_breaker():
-    cb = breaker(slow_call_rate_threshold=50.0, slow_call_duration_threshold_s=1.0, failure_rate_threshold=100.0)
+    cb = breaker(
+        slow_call_rate_threshold=50.0, slow_call_duration_threshold_s=1.0, failure_rate_threshold=100.0
+    )
     for t, d in enumerate([0.5, 1.0, 2.0, 3.0]):  # 1.0 is not slow: slow means longer than the threshold
         call(cb, t, True, duration_s=d)
     assert cb.state is OPEN
@@ -109,7 +121,9 @@ def test_automatic_transition_happens_at_the_scheduled_time():
 
 
 def test_max_wait_in_half_open_goes_back_to_open():
-    cb = breaker(max_wait_duration_in_half_open_state_s=5.0, automatic_transition_from_open_to_half_open_enabled=True)
+    cb = breaker(
+        max_wait_duration_in_half_open_state_s=5.0, automatic_transition_from_open_to_half_open_enabled=True
+    )
     trip(cb)
     assert cb.try_acquire(13.0)  # HALF_OPEN at 13, one trial call never reports
     assert cb.poll(19.0) is OPEN and cb.transitions[-1] == (18.0, HALF_OPEN, OPEN)
@@ -135,11 +149,17 @@ def test_outcomes_arriving_while_open_are_ignored():
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["acquire", "ok", "err", "release"]), st.floats(0, 3)), max_size=80),
-       st.integers(1, 5))  # fmt: skip
+@given(
+    st.lists(st.tuples(st.sampled_from(["acquire", "ok", "err", "release"]), st.floats(0, 3)), max_size=80),
+    st.integers(1, 5),
+)
 def test_half_open_never_admits_more_than_permitted(ops, permitted):
-    cb = breaker(permitted_number_of_calls_in_half_open_state=permitted, wait_duration_in_open_state_s=1.0,
-                 sliding_window_size=2, minimum_number_of_calls=2)  # fmt: skip
+    cb = breaker(
+        permitted_number_of_calls_in_half_open_state=permitted,
+        wait_duration_in_open_state_s=1.0,
+        sliding_window_size=2,
+        minimum_number_of_calls=2,
+    )
     now, outstanding, granted = 0.0, [], {}  # granted: HALF_OPEN epoch -> permits in use
     for op, dt in ops:
         now += dt
@@ -165,5 +185,9 @@ def test_config_validation():
         CircuitBreakerConfig(failure_rate_threshold=0)
     with pytest.raises(ConfigError, match="sliding_window_type must be one of"):
         CircuitBreakerConfig(sliding_window_type="sliding")
-    cfg = CircuitBreakerConfig.from_dict({"wait_duration_in_open_state_s": "30s", "sliding_window_type": "TIME_BASED"})
-    assert cfg.wait_duration_in_open_state_s == 30.0 and cfg.sliding_window_type is SlidingWindowType.TIME_BASED
+    cfg = CircuitBreakerConfig.from_dict(
+        {"wait_duration_in_open_state_s": "30s", "sliding_window_type": "TIME_BASED"}
+    )
+    assert (
+        cfg.wait_duration_in_open_state_s == 30.0 and cfg.sliding_window_type is SlidingWindowType.TIME_BASED
+    )

@@ -74,8 +74,11 @@ def test_non_retryable_exception_is_reraised_untouched():
 
 
 def test_open_breaker_fails_fast_without_calling():
-    cb = CircuitBreaker(CircuitBreakerConfig(sliding_window_size=2, minimum_number_of_calls=2,
-                                             wait_duration_in_open_state_s=60.0))  # fmt: skip
+    cb = CircuitBreaker(
+        CircuitBreakerConfig(
+            sliding_window_size=2, minimum_number_of_calls=2, wait_duration_in_open_state_s=60.0
+        )
+    )
     stack = PolicyStack(breaker=cb)
     fetch = Flaky(100)
 
@@ -294,7 +297,11 @@ def test_classified_results_are_retried_and_a_final_failure_is_returned():
         await asyncio.sleep(0)
         return next(responses)
 
-    stack = PolicyStack(FAST, classify_result=lambda code: Outcome.success(code) if code < 400
-                        else Outcome.failure(code, value=code))  # fmt: skip
+    stack = PolicyStack(
+        FAST,
+        classify_result=lambda code: (
+            Outcome.success(code) if code < 400 else Outcome.failure(code, value=code)
+        ),
+    )
     assert run(stack.call(post)) == 200
     assert run(stack.call(post)) == 400  # non-retryable answer: returned, not raised

@@ -54,10 +54,22 @@ def unmodelled(source: str, path: str, value: object) -> str:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("1.5s", 1.5), ("100ms", 0.1), ("30s", 30.0), ("1m", 60.0), ("1m30s", 90.0), ("2h", 7200.0),
-     ("250us", 0.00025), ("1d", 86400.0), ("PT10S", 10.0), ("PT1M0.5S", 60.5), ("P1DT1H", 90000.0),
-     ({"seconds": 1, "nanos": 500_000_000}, 1.5), ({"seconds": "2"}, 2.0)],
-)  # fmt: skip
+    [
+        ("1.5s", 1.5),
+        ("100ms", 0.1),
+        ("30s", 30.0),
+        ("1m", 60.0),
+        ("1m30s", 90.0),
+        ("2h", 7200.0),
+        ("250us", 0.00025),
+        ("1d", 86400.0),
+        ("PT10S", 10.0),
+        ("PT1M0.5S", 60.5),
+        ("P1DT1H", 90000.0),
+        ({"seconds": 1, "nanos": 500_000_000}, 1.5),
+        ({"seconds": "2"}, 2.0),
+    ],
+)
 def test_durations_in_every_dialect(text, seconds):
     assert parse_config_duration_s(text) == pytest.approx(seconds)
 
@@ -88,7 +100,10 @@ def test_istio_example_imports_strictly():
     assert (p.source, p.name, p.warnings) == ("istio", "reviews.prod.svc.cluster.local", ())
     assert isinstance(p.balancer, LoadBalancerConfig)
     assert (p.balancer.policy, p.balancer.locality_failover, p.balancer.failover) == (
-        "least_request", True, (("us-east1", "us-west1"),))  # fmt: skip
+        "least_request",
+        True,
+        (("us-east1", "us-west1"),),
+    )
     assert p.balancer.panic_threshold_percent == 25.0  # Istio: minHealthPercent
     assert isinstance(p.limits, Bulkhead)
     assert p.limits.limits == {"connections": 100, "pending_requests": 64, "requests": 256, "retries": 8}
@@ -160,7 +175,10 @@ def test_istio_defaults():
     p = from_istio({"spec": {"host": "reviews"}})
     assert isinstance(p, ImportedPolicies)
     assert (p.balancer.policy, p.balancer.panic_threshold_percent, p.balancer.locality_failover) == (
-        "least_request", 50.0, False)  # fmt: skip
+        "least_request",
+        50.0,
+        False,
+    )
     assert p.limits.limits == dict.fromkeys(
         ("connections", "pending_requests", "requests", "retries"), UNLIMITED
     )
@@ -184,18 +202,29 @@ def test_istio_outlier_detection_defaults_follow_istios_translation():
 
 @pytest.mark.parametrize(
     ("lb", "expected"),
-    [({"simple": "ROUND_ROBIN"}, {"policy": "weighted_round_robin"}),
-     ({"simple": "RANDOM"}, {"policy": "random"}),
-     ({"simple": "LEAST_CONN"}, {"policy": "least_request"}),
-     ({"simple": "PASSTHROUGH"}, {"policy": "passthrough"}),
-     ({"consistentHash": {"httpHeaderName": "x-user"}}, {"policy": "ring_hash", "hash_key": "header:x-user"}),
-     ({"consistentHash": {"httpCookie": {"name": "sid"}, "ringHash": {"minimumRingSize": 4096}}},
-      {"policy": "ring_hash", "hash_key": "cookie:sid", "minimum_ring_size": 4096}),
-     ({"consistentHash": {"useSourceIp": True, "maglev": {"tableSize": 5003}}},
-      {"policy": "maglev", "hash_key": "source_ip", "table_size": 5003}),
-     ({"consistentHash": {"httpQueryParameterName": "u", "minimumRingSize": 64}},
-      {"policy": "ring_hash", "hash_key": "query:u", "minimum_ring_size": 64})],
-)  # fmt: skip
+    [
+        ({"simple": "ROUND_ROBIN"}, {"policy": "weighted_round_robin"}),
+        ({"simple": "RANDOM"}, {"policy": "random"}),
+        ({"simple": "LEAST_CONN"}, {"policy": "least_request"}),
+        ({"simple": "PASSTHROUGH"}, {"policy": "passthrough"}),
+        (
+            {"consistentHash": {"httpHeaderName": "x-user"}},
+            {"policy": "ring_hash", "hash_key": "header:x-user"},
+        ),
+        (
+            {"consistentHash": {"httpCookie": {"name": "sid"}, "ringHash": {"minimumRingSize": 4096}}},
+            {"policy": "ring_hash", "hash_key": "cookie:sid", "minimum_ring_size": 4096},
+        ),
+        (
+            {"consistentHash": {"useSourceIp": True, "maglev": {"tableSize": 5003}}},
+            {"policy": "maglev", "hash_key": "source_ip", "table_size": 5003},
+        ),
+        (
+            {"consistentHash": {"httpQueryParameterName": "u", "minimumRingSize": 64}},
+            {"policy": "ring_hash", "hash_key": "query:u", "minimum_ring_size": 64},
+        ),
+    ],
+)
 def test_istio_load_balancers(lb, expected):
     p = from_istio({"spec": {"host": "r", "trafficPolicy": {"loadBalancer": lb}}})
     assert {k: getattr(p.balancer, k) for k in expected} == expected
@@ -219,8 +248,11 @@ def test_istio_rejects_unmodelled_keys_with_their_path():
     with pytest.raises(ImportConfigError) as info:
         from_istio(dr)
     assert str(info.value) == expected
-    assert (info.value.source, info.value.path, info.value.value) == ("DestinationRule", "spec.trafficPolicy.tls.mode",
-                                                                      "ISTIO_MUTUAL")  # fmt: skip
+    assert (info.value.source, info.value.path, info.value.value) == (
+        "DestinationRule",
+        "spec.trafficPolicy.tls.mode",
+        "ISTIO_MUTUAL",
+    )
     assert isinstance(info.value, ConfigError) and isinstance(info.value, ValueError)
     lenient = from_istio(dr, strict=False)
     assert lenient.warnings[0] == expected
@@ -230,14 +262,26 @@ def test_istio_rejects_unmodelled_keys_with_their_path():
 
 @pytest.mark.parametrize(
     ("spec", "path"),
-    [({"trafficPolicy": {"outlierDetection": {"splitExternalLocalOriginErrors": True}}},
-      "spec.trafficPolicy.outlierDetection.splitExternalLocalOriginErrors"),
-     ({"trafficPolicy": {"connectionPool": {"http": {"h2UpgradePolicy": "UPGRADE"}}}},
-      "spec.trafficPolicy.connectionPool.http.h2UpgradePolicy"),
-     ({"trafficPolicy": {"loadBalancer": {"localityLbSetting": {"distribute": [{"from": "a", "to": {"b": 100}}]}}}},
-      "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].from"),
-     ({"exportTo": ["."]}, "spec.exportTo")],
-)  # fmt: skip
+    [
+        (
+            {"trafficPolicy": {"outlierDetection": {"splitExternalLocalOriginErrors": True}}},
+            "spec.trafficPolicy.outlierDetection.splitExternalLocalOriginErrors",
+        ),
+        (
+            {"trafficPolicy": {"connectionPool": {"http": {"h2UpgradePolicy": "UPGRADE"}}}},
+            "spec.trafficPolicy.connectionPool.http.h2UpgradePolicy",
+        ),
+        (
+            {
+                "trafficPolicy": {
+                    "loadBalancer": {"localityLbSetting": {"distribute": [{"from": "a", "to": {"b": 100}}]}}
+                }
+            },
+            "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].from",
+        ),
+        ({"exportTo": ["."]}, "spec.exportTo"),
+    ],
+)
 def test_istio_unmodelled_paths(spec, path):
     with pytest.raises(ImportConfigError, match=re.escape(f"key '{path}' is not modelled")):
         from_istio({"spec": {"host": "r", **spec}})
@@ -245,19 +289,45 @@ def test_istio_unmodelled_paths(spec, path):
 
 @pytest.mark.parametrize(
     ("dr", "message"),
-    [({"kind": "Gateway", "spec": {"host": "r"}}, "key 'kind' must be 'DestinationRule'"),
-     ({"spec": {}}, "key 'spec.host' must be the service host name"),
-     ({"spec": {"host": "r", "trafficPolicy": {"outlierDetection": {"maxEjectionPercent": -1}}}},
-      "'spec.trafficPolicy.outlierDetection.maxEjectionPercent' must be an integer >= 0. Got -1 instead."),
-     ({"spec": {"host": "r", "trafficPolicy": {"outlierDetection": {"interval": "10 seconds"}}}},
-      "'spec.trafficPolicy.outlierDetection.interval' must be a duration"),
-     ({"spec": {"host": "r", "trafficPolicy": {"loadBalancer": {"simple": "FASTEST"}}}},
-      "'spec.trafficPolicy.loadBalancer.simple' must be one of"),
-     ({"spec": {"host": "r", "trafficPolicy": {"loadBalancer": {"consistentHash": {"maglev": {"tableSize": 1000}}}}}},
-      "exactly one of httpHeaderName"),
-     ({"spec": {"host": "r", "trafficPolicy": {"loadBalancer": {
-         "consistentHash": {"httpHeaderName": "x", "maglev": {"tableSize": 1000}}}}}}, "prime")],
-)  # fmt: skip
+    [
+        ({"kind": "Gateway", "spec": {"host": "r"}}, "key 'kind' must be 'DestinationRule'"),
+        ({"spec": {}}, "key 'spec.host' must be the service host name"),
+        (
+            {"spec": {"host": "r", "trafficPolicy": {"outlierDetection": {"maxEjectionPercent": -1}}}},
+            "'spec.trafficPolicy.outlierDetection.maxEjectionPercent' must be an integer >= 0. Got -1 instead.",
+        ),
+        (
+            {"spec": {"host": "r", "trafficPolicy": {"outlierDetection": {"interval": "10 seconds"}}}},
+            "'spec.trafficPolicy.outlierDetection.interval' must be a duration",
+        ),
+        (
+            {"spec": {"host": "r", "trafficPolicy": {"loadBalancer": {"simple": "FASTEST"}}}},
+            "'spec.trafficPolicy.loadBalancer.simple' must be one of",
+        ),
+        (
+            {
+                "spec": {
+                    "host": "r",
+                    "trafficPolicy": {"loadBalancer": {"consistentHash": {"maglev": {"tableSize": 1000}}}},
+                }
+            },
+            "exactly one of httpHeaderName",
+        ),
+        (
+            {
+                "spec": {
+                    "host": "r",
+                    "trafficPolicy": {
+                        "loadBalancer": {
+                            "consistentHash": {"httpHeaderName": "x", "maglev": {"tableSize": 1000}}
+                        }
+                    },
+                }
+            },
+            "prime",
+        ),
+    ],
+)
 def test_istio_bad_values_always_raise(dr, message):
     with pytest.raises(ImportConfigError, match=re.escape(message)):
         from_istio(dr, strict=False)
@@ -276,8 +346,13 @@ def to(host: str = "r", **extra) -> dict:
 
 
 def test_virtual_service_retries_and_timeout():
-    p = from_istio({"spec": {"host": "r.ns.svc.cluster.local"}}, vs(to("other"), to("r", timeout="1.5s",
-                   retries={"attempts": 5, "perTryTimeout": "200ms", "retryOn": "5xx,429"})))  # fmt: skip
+    p = from_istio(
+        {"spec": {"host": "r.ns.svc.cluster.local"}},
+        vs(
+            to("other"),
+            to("r", timeout="1.5s", retries={"attempts": 5, "perTryTimeout": "200ms", "retryOn": "5xx,429"}),
+        ),
+    )
     assert (p.retry.max_attempts, p.retry.per_try_timeout_s, p.timeout_s) == (6, 0.2, 1.5)
     assert 429 in p.retry.retryable_status_codes and 500 in p.retry.retryable_status_codes
     defaults = from_istio({"spec": {"host": "r"}}, vs(to(retries={"attempts": 1})))
@@ -297,13 +372,30 @@ def test_virtual_service_route_selection():
 
 @pytest.mark.parametrize(
     ("route", "path", "value"),
-    [(to(retries={"attempts": 2, "retryOn": "5xx,retriable-headers"}), "spec.http[0].retries.retryOn",
-      "retriable-headers"),
-     (to(fault={"abort": {"httpStatus": 503}}), "spec.http[0].fault.abort.httpStatus", 503),
-     ({"route": [{"destination": {"host": "r", "subset": "v1"}}]}, "spec.http[0].route[0].destination.subset", "v1"),
-     ({"route": [{"destination": {"host": "r"}, "weight": 90}, {"destination": {"host": "r"}, "weight": 10}]},
-      "spec.http[0].route[0].weight", 90)],
-)  # fmt: skip
+    [
+        (
+            to(retries={"attempts": 2, "retryOn": "5xx,retriable-headers"}),
+            "spec.http[0].retries.retryOn",
+            "retriable-headers",
+        ),
+        (to(fault={"abort": {"httpStatus": 503}}), "spec.http[0].fault.abort.httpStatus", 503),
+        (
+            {"route": [{"destination": {"host": "r", "subset": "v1"}}]},
+            "spec.http[0].route[0].destination.subset",
+            "v1",
+        ),
+        (
+            {
+                "route": [
+                    {"destination": {"host": "r"}, "weight": 90},
+                    {"destination": {"host": "r"}, "weight": 10},
+                ]
+            },
+            "spec.http[0].route[0].weight",
+            90,
+        ),
+    ],
+)
 def test_virtual_service_unmodelled_keys(route, path, value):
     with pytest.raises(ImportConfigError, match=unmodelled("VirtualService", path, value)):
         from_istio({"spec": {"host": "r"}}, vs(route))
@@ -331,11 +423,15 @@ def test_envoy_defaults():
 
 
 def test_envoy_field_spellings_and_written_out_values():
-    p = from_envoy_cluster({
-        "name": "c", "lbPolicy": "RING_HASH", "ringHashLbConfig": {"minimumRingSize": "2048"},
-        "outlierDetection": {"baseEjectionTime": {"seconds": 5}, "consecutive5xx": {"value": 7}},
-        "commonLbConfig": {"healthyPanicThreshold": {"value": 0}},
-    })  # fmt: skip
+    p = from_envoy_cluster(
+        {
+            "name": "c",
+            "lbPolicy": "RING_HASH",
+            "ringHashLbConfig": {"minimumRingSize": "2048"},
+            "outlierDetection": {"baseEjectionTime": {"seconds": 5}, "consecutive5xx": {"value": 7}},
+            "commonLbConfig": {"healthyPanicThreshold": {"value": 0}},
+        }
+    )
     assert (p.balancer.policy, p.balancer.minimum_ring_size, p.balancer.panic_threshold_percent) == (
         "ring_hash",
         2048,
@@ -354,8 +450,10 @@ def test_envoy_retriable_status_codes():
         "retriable_status_codes": [409, 503],
         "num_retries": 3,
     }
-    p = from_envoy_cluster({"name": "c"}, {"match": {"prefix": "/"}, "route": {"cluster": "c", "retry_policy": rp,
-                                                                                "timeout": "0s"}})  # fmt: skip
+    p = from_envoy_cluster(
+        {"name": "c"},
+        {"match": {"prefix": "/"}, "route": {"cluster": "c", "retry_policy": rp, "timeout": "0s"}},
+    )
     assert p.retry.retryable_status_codes == {409, 503, "UNAVAILABLE"} and p.retry.max_attempts == 4
     assert p.timeout_s is None
     quiet = from_envoy_cluster(
@@ -366,18 +464,46 @@ def test_envoy_retriable_status_codes():
 
 @pytest.mark.parametrize(
     ("cluster", "route", "path", "value"),
-    [({"dns_lookup_family": "V4_ONLY"}, None, "dns_lookup_family", "V4_ONLY"),
-     ({"circuit_breakers": {"thresholds": [{"priority": "HIGH", "max_requests": 5}]}}, None,
-      "circuit_breakers.thresholds[0].priority", "HIGH"),
-     ({"outlier_detection": {"consecutive_local_origin_failure": 3}}, None,
-      "outlier_detection.consecutive_local_origin_failure", 3),
-     ({"ring_hash_lb_config": {"hash_function": "MURMUR_HASH_2"}}, None, "ring_hash_lb_config.hash_function",
-      "MURMUR_HASH_2"),
-     ({"health_checks": [{"interval": "5s", "timeout": "1s", "no_traffic_interval": "60s"}]}, None,
-      "health_checks[0].no_traffic_interval", "60s"),
-     ({}, {"route": {"cluster": "c", "hedge_policy": {"initial_requests": 2}}}, "route.hedge_policy.initial_requests", 2),
-     ({}, {"retry_policy": {"retry_on": "envoy-ratelimited"}}, "retry_policy.retry_on", "envoy-ratelimited")],
-)  # fmt: skip
+    [
+        ({"dns_lookup_family": "V4_ONLY"}, None, "dns_lookup_family", "V4_ONLY"),
+        (
+            {"circuit_breakers": {"thresholds": [{"priority": "HIGH", "max_requests": 5}]}},
+            None,
+            "circuit_breakers.thresholds[0].priority",
+            "HIGH",
+        ),
+        (
+            {"outlier_detection": {"consecutive_local_origin_failure": 3}},
+            None,
+            "outlier_detection.consecutive_local_origin_failure",
+            3,
+        ),
+        (
+            {"ring_hash_lb_config": {"hash_function": "MURMUR_HASH_2"}},
+            None,
+            "ring_hash_lb_config.hash_function",
+            "MURMUR_HASH_2",
+        ),
+        (
+            {"health_checks": [{"interval": "5s", "timeout": "1s", "no_traffic_interval": "60s"}]},
+            None,
+            "health_checks[0].no_traffic_interval",
+            "60s",
+        ),
+        (
+            {},
+            {"route": {"cluster": "c", "hedge_policy": {"initial_requests": 2}}},
+            "route.hedge_policy.initial_requests",
+            2,
+        ),
+        (
+            {},
+            {"retry_policy": {"retry_on": "envoy-ratelimited"}},
+            "retry_policy.retry_on",
+            "envoy-ratelimited",
+        ),
+    ],
+)
 def test_envoy_unmodelled_keys(cluster, route, path, value):
     source = "Envoy route" if route else "Envoy cluster"
     with pytest.raises(ImportConfigError, match=unmodelled(source, path, value)):
@@ -454,7 +580,10 @@ def test_resilience4j_instance_over_base_config():
         20.0,
     )
     assert (b.minimum_number_of_calls, b.sliding_window_type, b.slow_call_duration_threshold_s) == (
-        10, SlidingWindowType.TIME_BASED, 2.0)  # fmt: skip
+        10,
+        SlidingWindowType.TIME_BASED,
+        2.0,
+    )
     assert b.automatic_transition_from_open_to_half_open_enabled
     assert b.permitted_number_of_calls_in_half_open_state == 10  # resilience4j default
     r = p.retry
@@ -501,7 +630,7 @@ def test_resilience4j_unmodelled_and_bad_input():
             ["java.io.IOException"],
         ),
     ):
-        from_resilience4j(text)  # fmt: skip
+        from_resilience4j(text)
     assert from_resilience4j(text, strict=False).breaker == CircuitBreakerConfig()
     with pytest.raises(ImportConfigError, match="key 'resilience4j.ratelimiter.instances.a.limitForPeriod'"):
         from_resilience4j("resilience4j.ratelimiter.instances.a.limitForPeriod: 5")
@@ -521,18 +650,34 @@ def test_resilience4j_unmodelled_and_bad_input():
 # gRPC service config
 # --------------------------------------------------------------------------------------------
 
-RETRY = {"maxAttempts": 4, "initialBackoff": "0.1s", "maxBackoff": "1s", "backoffMultiplier": 2,
-         "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"]}  # fmt: skip
+RETRY = {
+    "maxAttempts": 4,
+    "initialBackoff": "0.1s",
+    "maxBackoff": "1s",
+    "backoffMultiplier": 2,
+    "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"],
+}
 SERVICE_CONFIG = {
     "loadBalancingConfig": [{"pick_first": {}}, {"round_robin": {}}],
     "methodConfig": [
-        {"name": [{"service": "otlp.Trace", "method": "Export"}], "timeout": "2s",
-         "hedgingPolicy": {"maxAttempts": 3, "hedgingDelay": "0.05s", "nonFatalStatusCodes": ["UNAVAILABLE"]}},
-        {"name": [{"service": "otlp.Trace"}], "timeout": "5s", "retryPolicy": {**RETRY, "perAttemptRecvTimeout": "0.5s"}},
+        {
+            "name": [{"service": "otlp.Trace", "method": "Export"}],
+            "timeout": "2s",
+            "hedgingPolicy": {
+                "maxAttempts": 3,
+                "hedgingDelay": "0.05s",
+                "nonFatalStatusCodes": ["UNAVAILABLE"],
+            },
+        },
+        {
+            "name": [{"service": "otlp.Trace"}],
+            "timeout": "5s",
+            "retryPolicy": {**RETRY, "perAttemptRecvTimeout": "0.5s"},
+        },
         {"name": [{}], "timeout": "10s"},
     ],
     "retryThrottling": {"maxTokens": 10, "tokenRatio": 0.1},
-}  # fmt: skip
+}
 
 
 def test_grpc_method_selection_follows_grpc():
@@ -554,13 +699,24 @@ def test_grpc_method_selection_follows_grpc():
 
 @pytest.mark.parametrize(
     ("change", "message"),
-    [({"waitForReady": True}, unmodelled("gRPC service config", "methodConfig[0].waitForReady", True)),
-     ({"maxRequestMessageBytes": 1024}, "methodConfig\\[0\\].maxRequestMessageBytes"),
-     ({"retryPolicy": {**RETRY, "maxAttempts": 1}}, r"'methodConfig\[0\].retryPolicy': retryPolicy.maxAttempts"),
-     ({"retryPolicy": {**RETRY, "jitter": 0.2}}, r"'methodConfig\[0\].retryPolicy.jitter' is not modelled"),
-     ({"retryPolicy": RETRY, "hedgingPolicy": {"maxAttempts": 2}}, "only one of retryPolicy, hedgingPolicy"),
-     ({"timeout": "soon"}, r"'methodConfig\[0\].timeout' must be a duration")],
-)  # fmt: skip
+    [
+        ({"waitForReady": True}, unmodelled("gRPC service config", "methodConfig[0].waitForReady", True)),
+        ({"maxRequestMessageBytes": 1024}, "methodConfig\\[0\\].maxRequestMessageBytes"),
+        (
+            {"retryPolicy": {**RETRY, "maxAttempts": 1}},
+            r"'methodConfig\[0\].retryPolicy': retryPolicy.maxAttempts",
+        ),
+        (
+            {"retryPolicy": {**RETRY, "jitter": 0.2}},
+            r"'methodConfig\[0\].retryPolicy.jitter' is not modelled",
+        ),
+        (
+            {"retryPolicy": RETRY, "hedgingPolicy": {"maxAttempts": 2}},
+            "only one of retryPolicy, hedgingPolicy",
+        ),
+        ({"timeout": "soon"}, r"'methodConfig\[0\].timeout' must be a duration"),
+    ],
+)
 def test_grpc_rejects_unmodelled_and_bad_keys(change, message):
     config = {"methodConfig": [{"name": [{}], **change}]}
     with pytest.raises(ImportConfigError, match=message):

@@ -40,17 +40,20 @@ def test_fallback_prefers_cache_then_default_then_reraises():
 
 
 def test_degrader_steps_up_at_once_and_down_with_hysteresis():
-    d = Degrader(DegradationConfig(enter_thresholds=(0.5, 0.8), exit_thresholds=(0.3, 0.6), min_dwell_s=10.0,
-                                   latency_target_s=0.2))  # fmt: skip
+    d = Degrader(
+        DegradationConfig(
+            enter_thresholds=(0.5, 0.8), exit_thresholds=(0.3, 0.6), min_dwell_s=10.0, latency_target_s=0.2
+        )
+    )
     levels = [
-        d.observe(0.0, latency_s=0.05),   # 0.25
-        d.observe(1.0, latency_s=0.18),   # 0.9  -> 2 at once
-        d.observe(2.0, latency_s=0.14),   # 0.7: above exit 0.6, stays 2
-        d.observe(5.0, latency_s=0.10),   # 0.5 < 0.6 but dwell 4 s < 10 s
+        d.observe(0.0, latency_s=0.05),  # 0.25
+        d.observe(1.0, latency_s=0.18),  # 0.9  -> 2 at once
+        d.observe(2.0, latency_s=0.14),  # 0.7: above exit 0.6, stays 2
+        d.observe(5.0, latency_s=0.10),  # 0.5 < 0.6 but dwell 4 s < 10 s
         d.observe(11.0, latency_s=0.10),  # -> 1
         d.observe(12.0, latency_s=0.02),  # 0.1 < 0.3 but dwell 1 s
         d.observe(21.0, latency_s=0.02),  # -> 0
-    ]  # fmt: skip
+    ]
     assert levels == [0, 2, 2, 2, 1, 1, 0]
     assert d.transitions == [(1.0, 0, 2), (11.0, 2, 1), (21.0, 1, 0)]
 

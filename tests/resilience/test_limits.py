@@ -44,10 +44,24 @@ def test_bulkhead_misuse_is_loud():
 
 
 def test_bulkhead_from_envoy_cluster_config():
-    cb = {"thresholds": [{"priority": "HIGH", "max_requests": 9},
-                         {"max_connections": 10, "max_pending_requests": 5, "max_requests": 20, "max_retries": 2,
-                          "max_connection_pools": 7}]}  # fmt: skip
-    assert Bulkhead.from_envoy(cb).limits == {"connections": 10, "pending_requests": 5, "requests": 20, "retries": 2}
+    cb = {
+        "thresholds": [
+            {"priority": "HIGH", "max_requests": 9},
+            {
+                "max_connections": 10,
+                "max_pending_requests": 5,
+                "max_requests": 20,
+                "max_retries": 2,
+                "max_connection_pools": 7,
+            },
+        ]
+    }
+    assert Bulkhead.from_envoy(cb).limits == {
+        "connections": 10,
+        "pending_requests": 5,
+        "requests": 20,
+        "retries": 2,
+    }
     assert Bulkhead.from_envoy(cb, priority="high").limits["requests"] == 9
     assert Bulkhead.from_envoy({}).limits["retries"] == 3  # Envoy defaults
 
@@ -63,7 +77,11 @@ def test_token_bucket_exact_sequence():
     assert tb.rejected_error().policy == "rate_limiter"
 
 
-@given(st.lists(st.tuples(st.floats(0, 5), st.floats(0.1, 4)), max_size=100), st.floats(0.1, 100), st.floats(1, 50))
+@given(
+    st.lists(st.tuples(st.floats(0, 5), st.floats(0.1, 4)), max_size=100),
+    st.floats(0.1, 100),
+    st.floats(1, 50),
+)
 def test_token_bucket_never_exceeds_burst_nor_goes_negative(steps, rate, burst):
     tb = TokenBucket(rate_per_s=rate, burst=burst)
     now = 0.0
@@ -94,8 +112,11 @@ def test_load_shedder_sheds_low_priority_first():
 
 
 def test_load_shedder_latency_pressure():
-    ls = LoadShedder(LoadShedderConfig(max_in_flight=100, latency_target_s=0.1, latency_ewma_alpha=0.5,
-                                       priority_thresholds=(1.0, 0.8)))  # fmt: skip
+    ls = LoadShedder(
+        LoadShedderConfig(
+            max_in_flight=100, latency_target_s=0.1, latency_ewma_alpha=0.5, priority_thresholds=(1.0, 0.8)
+        )
+    )
     assert all(ls.admit(0.0, priority=1) for _ in range(3))
     for latency_s in (0.05, 0.2, 0.2):
         ls.on_finish(1.0, latency_s)  # EWMA 0.05 -> 0.125 -> 0.1625
@@ -119,8 +140,10 @@ def test_deadline_child_and_remaining():
         Deadline.after(0.0, -1.0)
 
 
-@pytest.mark.parametrize(("remaining", "header"), [(0.25, "250000u"), (2.0, "2000000u"), (3600.0, "3600000m"),
-                                                   (1e-9, "1n"), (1e8, "1666667M")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("remaining", "header"),
+    [(0.25, "250000u"), (2.0, "2000000u"), (3600.0, "3600000m"), (1e-9, "1n"), (1e8, "1666667M")],
+)
 def test_grpc_timeout_header_roundtrip(remaining, header):
     d = Deadline.after(0.0, remaining)
     assert d.to_grpc_timeout(0.0) == header

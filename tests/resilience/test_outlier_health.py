@@ -64,7 +64,11 @@ def test_ejection_timeline_30s_then_60s_with_envoy_defaults():
     assert fail(od, "h0", 10.0, n=4) == []  # 4 consecutive 5xx: not yet
     [event] = od.record("h0", 10.0, 500)
     assert (event.action, event.ejection_type, event.enforced, event.duration_s) == (
-        OutlierAction.EJECT, EjectionType.CONSECUTIVE_5XX, True, 30.0)  # fmt: skip
+        OutlierAction.EJECT,
+        EjectionType.CONSECUTIVE_5XX,
+        True,
+        30.0,
+    )
     assert od.is_ejected("h0") and od.ejected_ids == {"h0"}
     assert run_ticks(od, 30.0) == []  # sweeps at 20 and 30: only 10 s and 20 s out
     [back] = run_ticks(od, 40.0)
@@ -198,8 +202,9 @@ def test_success_rate_needs_volume_and_enough_hosts():
 
 
 def test_failure_percentage_ejection_when_enforced():
-    cfg = OutlierDetectionConfig(max_ejection_percent=50, consecutive_5xx=0, enforcing_success_rate=0,
-                                 enforcing_failure_percentage=100)  # fmt: skip
+    cfg = OutlierDetectionConfig(
+        max_ejection_percent=50, consecutive_5xx=0, enforcing_success_rate=0, enforcing_failure_percentage=100
+    )
     od = OutlierDetector(cfg, endpoint_ids=[f"h{i}" for i in range(5)])
     traffic(od, 5.0, {"h0": 100, "h1": 100, "h2": 95, "h3": 100, "h4": 10}, volume=60)
     [event] = od.tick(10.0)
@@ -215,8 +220,9 @@ def test_active_health_check_success_unejects():
 
 
 def test_outcomes_map_like_envoy():
-    assert [http_status_of(s) for s in (200, 503, "UNAVAILABLE", "deadline_exceeded", "INTERNAL", True, False)] == [
-        200, 503, 503, 504, 500, 200, 503]  # fmt: skip
+    assert [
+        http_status_of(s) for s in (200, 503, "UNAVAILABLE", "deadline_exceeded", "INTERNAL", True, False)
+    ] == [200, 503, 503, 504, 500, 200, 503]
     assert http_status_of(Outcome.success()) == 200
     assert http_status_of(Outcome.failure("RESOURCE_EXHAUSTED")) == 429
     assert http_status_of(Outcome.failure("CIRCUIT_OPEN", local=True)) is None  # never sent: not counted
@@ -278,13 +284,22 @@ def test_new_endpoints_are_pending_until_the_first_check():
     assert hc.record("a", 0.1, "success").state is HealthState.HEALTHY  # one success at startup
     assert hc.record("b", 0.1, "timeout").state is HealthState.UNHEALTHY
     assert [hc.record("b", t, "success").state for t in (1.0, 2.0, 3.0)] == [
-        HealthState.UNHEALTHY, HealthState.UNHEALTHY, HealthState.HEALTHY]  # fmt: skip
+        HealthState.UNHEALTHY,
+        HealthState.UNHEALTHY,
+        HealthState.HEALTHY,
+    ]
     assert hc.is_healthy("unknown") and not hc.is_healthy("unknown", default=False)
 
 
 def test_next_probe_intervals_follow_envoy():
-    cfg = HealthCheckConfig(interval_s=5, unhealthy_interval_s=20, unhealthy_edge_interval_s=1, healthy_edge_interval_s=2,
-                            unhealthy_threshold=2, healthy_threshold=2)  # fmt: skip
+    cfg = HealthCheckConfig(
+        interval_s=5,
+        unhealthy_interval_s=20,
+        unhealthy_edge_interval_s=1,
+        healthy_edge_interval_s=2,
+        unhealthy_threshold=2,
+        healthy_threshold=2,
+    )
     hc = HealthChecker(cfg)
     hc.add("a", 0.0, healthy=True)
     assert hc.record("a", 10.0, "success").next_probe_at_s == 15.0  # healthy: interval

@@ -65,7 +65,9 @@ def test_jitter_definitions_against_the_raw_random_stream():
     u = random.Random(42).random()  # the first draw every policy below sees; ceiling for retry 1 = 0.1
 
     def first(jitter):
-        return RetryPolicy(initial_backoff_s=0.1, max_backoff_s=1.0, jitter=jitter).backoff_s(1, random.Random(42))
+        return RetryPolicy(initial_backoff_s=0.1, max_backoff_s=1.0, jitter=jitter).backoff_s(
+            1, random.Random(42)
+        )
 
     assert first("full") == pytest.approx(u * 0.1)  # U(0, b)
     assert first("equal") == pytest.approx(0.05 + u * 0.05)  # b/2 + U(0, b/2)
@@ -104,8 +106,14 @@ def test_backoff_never_exceeds_cap_and_jitter_stays_in_its_range(initial, cap, m
 
 
 def test_retry_decision_sequence_with_per_try_timeout_and_pushback():
-    p = RetryPolicy(max_attempts=4, initial_backoff_s=1.0, max_backoff_s=3.0, jitter="none",
-                    per_try_timeout_s=2.0, retryable_status_codes={"UNAVAILABLE", 503})  # fmt: skip
+    p = RetryPolicy(
+        max_attempts=4,
+        initial_backoff_s=1.0,
+        max_backoff_s=3.0,
+        jitter="none",
+        per_try_timeout_s=2.0,
+        retryable_status_codes={"UNAVAILABLE", 503},
+    )
     c = p.start(0.0, rng=random.Random(1))
     seen = [c.next(0.0), c.next(0.0)]
     c.on_outcome(0.5, 1, UNAVAILABLE)
@@ -115,19 +123,29 @@ def test_retry_decision_sequence_with_per_try_timeout_and_pushback():
     c.on_outcome(6.0, 4, Outcome.failure(503))
     seen.append(c.next(6.0))
     assert seen[:-1] == [
-        Send(1, 2.0), Wait(2.0),          # attempt 1, its per-try timeout is the wake-up
-        Wait(1.0), Send(2, 2.0),          # backoff 1 s
-        Cancel((2,)), Wait(2.0), Send(3, 2.0),  # attempt 2 timed out at 3.5; backoff 2 s
-        Wait(pytest.approx(0.2)), Send(4, 2.0),
-    ]  # fmt: skip
+        Send(1, 2.0),
+        Wait(2.0),  # attempt 1, its per-try timeout is the wake-up
+        Wait(1.0),
+        Send(2, 2.0),  # backoff 1 s
+        Cancel((2,)),
+        Wait(2.0),
+        Send(3, 2.0),  # attempt 2 timed out at 3.5; backoff 2 s
+        Wait(pytest.approx(0.2)),
+        Send(4, 2.0),
+    ]
     assert seen[-1] == GiveUp("exhausted", Outcome.failure(503), 4)
     assert [o.status for _, o in c.outcomes] == ["UNAVAILABLE", "DEADLINE_EXCEEDED", 503, 503]
 
 
 def test_pushback_resets_the_backoff_exponent():
     p = RetryPolicy(max_attempts=5, initial_backoff_s=1.0, max_backoff_s=100.0, jitter="none")
-    script = {1: (0.0, UNAVAILABLE), 2: (0.0, UNAVAILABLE), 3: (0.0, Outcome.failure(503, retry_after_s=5.0)),
-              4: (0.0, UNAVAILABLE), 5: (0.0, OK)}  # fmt: skip
+    script = {
+        1: (0.0, UNAVAILABLE),
+        2: (0.0, UNAVAILABLE),
+        3: (0.0, Outcome.failure(503, retry_after_s=5.0)),
+        4: (0.0, UNAVAILABLE),
+        5: (0.0, OK),
+    }
     run = run_script(p, script)
     assert run.final.ok
     # backoffs: 1, 2, then pushback 5, then the exponent restarts at 1
@@ -262,9 +280,13 @@ def test_retry_budget_refusal_ends_the_call_and_slots_are_returned():
 )
 def test_machine_never_sends_more_than_max_attempts_and_always_ends(statuses, max_attempts, hedge, seed):
     if hedge:
-        p = HedgingPolicy(max_attempts=max_attempts, hedging_delay_s=0.3, non_fatal_status_codes={"UNAVAILABLE", 503})
+        p = HedgingPolicy(
+            max_attempts=max_attempts, hedging_delay_s=0.3, non_fatal_status_codes={"UNAVAILABLE", 503}
+        )
     else:
-        p = RetryPolicy(max_attempts=max_attempts, initial_backoff_s=0.1, retryable_status_codes={"UNAVAILABLE", 503})
+        p = RetryPolicy(
+            max_attempts=max_attempts, initial_backoff_s=0.1, retryable_status_codes={"UNAVAILABLE", 503}
+        )
     budget = RetryBudget()
 
     def script(n):
@@ -313,15 +335,28 @@ def test_hedging_all_non_fatal_failures_exhaust():
 
 
 def test_from_grpc_service_config():
-    cfg = {"methodConfig": [{}], "retryPolicy": {
-        "MaxAttempts": 7, "InitialBackoff": ".01s", "MaxBackoff": "0.5s", "BackoffMultiplier": 1.5,
-        "RetryableStatusCodes": ["unavailable", 4]}}  # fmt: skip
+    cfg = {
+        "methodConfig": [{}],
+        "retryPolicy": {
+            "MaxAttempts": 7,
+            "InitialBackoff": ".01s",
+            "MaxBackoff": "0.5s",
+            "BackoffMultiplier": 1.5,
+            "RetryableStatusCodes": ["unavailable", 4],
+        },
+    }
     p = RetryPolicy.from_grpc_service_config(cfg)
     assert (p.max_attempts, p.initial_backoff_s, p.max_backoff_s, p.backoff_multiplier, p.jitter) == (
-        5, 0.01, 0.5, 1.5, "full")  # fmt: skip
+        5,
+        0.01,
+        0.5,
+        1.5,
+        "full",
+    )
     assert p.retryable_status_codes == {"UNAVAILABLE", "DEADLINE_EXCEEDED"}
-    h = HedgingPolicy.from_grpc_service_config({"hedgingPolicy": {"maxAttempts": 3, "hedgingDelay": "0.5s",
-                                                                  "nonFatalStatusCodes": [14]}})  # fmt: skip
+    h = HedgingPolicy.from_grpc_service_config(
+        {"hedgingPolicy": {"maxAttempts": 3, "hedgingDelay": "0.5s", "nonFatalStatusCodes": [14]}}
+    )
     assert (h.max_attempts, h.hedging_delay_s, h.non_fatal_status_codes) == (3, 0.5, {"UNAVAILABLE"})
     t = RetryThrottle.from_grpc_service_config({"retryThrottling": {"maxTokens": 10, "tokenRatio": 0.1}})
     assert (t.max_tokens, t.tokens) == (10.0, 10.0)
@@ -337,9 +372,13 @@ def test_from_grpc_service_config_errors():
 
 
 def test_config_validation_and_from_dict():
-    p = RetryPolicy.from_dict({"max_attempts": 4, "initial_backoff_s": "100ms", "retryable_status_codes": ["503", 429]})
+    p = RetryPolicy.from_dict(
+        {"max_attempts": 4, "initial_backoff_s": "100ms", "retryable_status_codes": ["503", 429]}
+    )
     assert p.initial_backoff_s == pytest.approx(0.1) and p.retryable_status_codes == {503, 429}
-    with pytest.raises(ConfigError, match=r"RetryPolicy.max_attempts must be an integer >= 1. Got 0 instead."):
+    with pytest.raises(
+        ConfigError, match=r"RetryPolicy.max_attempts must be an integer >= 1. Got 0 instead."
+    ):
         RetryPolicy(max_attempts=0)
     with pytest.raises(ConfigError, match="jitter must be one of"):
         RetryPolicy(jitter="random")

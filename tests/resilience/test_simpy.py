@@ -31,9 +31,14 @@ simpy = pytest.importorskip("simpy")
 
 
 def test_stack_with_breaker_in_simpy():
-    cb = CircuitBreaker(CircuitBreakerConfig(sliding_window_size=4, minimum_number_of_calls=4,
-                                             wait_duration_in_open_state_s=5.0,
-                                             permitted_number_of_calls_in_half_open_state=1))  # fmt: skip
+    cb = CircuitBreaker(
+        CircuitBreakerConfig(
+            sliding_window_size=4,
+            minimum_number_of_calls=4,
+            wait_duration_in_open_state_s=5.0,
+            permitted_number_of_calls_in_half_open_state=1,
+        )
+    )
     stack = PolicyStack(RetryPolicy(max_attempts=3, initial_backoff_s=1.0, jitter="none"), breaker=cb)
     env = simpy.Environment()
     results = []
@@ -53,10 +58,17 @@ def test_stack_with_breaker_in_simpy():
     # call 1: attempts at 0, 1.5, 4.0 fail (3 calls < minimum 4); call 2 at 8.5: its attempt fails at 9.0,
     # the 4th failure -> OPEN; the retry at 10.0 is refused (a local refusal is not retried);
     # call 3 at 14.0 is the HALF_OPEN trial call and succeeds -> CLOSED.
-    assert results == [(4.5, False, "UNAVAILABLE"), (10.0, False, "CIRCUIT_OPEN"), (14.5, True, None),
-                       (19.0, True, None)]  # fmt: skip
-    assert [(t.at_s, t.to_state.name) for t in cb.transitions] == [(9.0, "OPEN"), (14.0, "HALF_OPEN"),
-                                                                   (14.5, "CLOSED")]  # fmt: skip
+    assert results == [
+        (4.5, False, "UNAVAILABLE"),
+        (10.0, False, "CIRCUIT_OPEN"),
+        (14.5, True, None),
+        (19.0, True, None),
+    ]
+    assert [(t.at_s, t.to_state.name) for t in cb.transitions] == [
+        (9.0, "OPEN"),
+        (14.0, "HALF_OPEN"),
+        (14.5, "CLOSED"),
+    ]
 
 
 def test_same_policy_same_decisions_under_simpy_and_asyncio():
@@ -122,8 +134,13 @@ def contention_calls(jitter: str, seed: int, *, clients: int = 20, call_s: float
     env = simpy.Environment()
     resource = simpy.Resource(env, capacity=1)
     rng = random.Random(seed)
-    policy = RetryPolicy(max_attempts=100, initial_backoff_s=call_s, max_backoff_s=2.0, jitter=jitter,
-                         retryable_status_codes={"ABORTED"})  # fmt: skip
+    policy = RetryPolicy(
+        max_attempts=100,
+        initial_backoff_s=call_s,
+        max_backoff_s=2.0,
+        jitter=jitter,
+        retryable_status_codes={"ABORTED"},
+    )
     calls, finals = [0], []
 
     def attempt(_):
@@ -147,8 +164,10 @@ def contention_calls(jitter: str, seed: int, *, clients: int = 20, call_s: float
 
 
 def test_jitter_needs_far_fewer_calls_than_plain_exponential_backoff():
-    mean = {j: statistics.mean(contention_calls(j, seed) for seed in range(6))
-            for j in ("none", "full", "decorrelated")}  # fmt: skip
+    mean = {
+        j: statistics.mean(contention_calls(j, seed) for seed in range(6))
+        for j in ("none", "full", "decorrelated")
+    }
     assert mean["none"] == 210  # lock-step clients: one winner per round, 20 + 19 + ... + 1
     assert mean["full"] < 0.6 * mean["none"]
     assert mean["decorrelated"] < 0.6 * mean["none"]
@@ -187,7 +206,10 @@ def test_overlapping_calls_share_one_stack():
     retried = sum(1 for i in range(50) if i % 2 or i % 5 == 0)
     assert sum(f.attempts for f in finals.values()) == 50 + retried
     metrics = cb.metrics(env.now)
-    assert (metrics.calls, metrics.failed_calls) == (50 + retried, retried) and cb.state is CircuitState.CLOSED
+    assert (metrics.calls, metrics.failed_calls) == (
+        50 + retried,
+        retried,
+    ) and cb.state is CircuitState.CLOSED
     assert bulkhead.in_use == {"connections": 0, "pending_requests": 0, "requests": 0, "retries": 0}
     assert (budget.active_requests, budget.active_retries) == (0, 0)
 
@@ -196,13 +218,22 @@ def test_half_open_permits_of_overlapping_calls_are_their_own():
     """Calls overlap in HALF_OPEN with two permits: a and b take them and c is refused. a's status
     is ignored, so it hands its permit back without a verdict; d takes it, and with b that makes
     the two successful trial calls that close the breaker."""
-    cb = CircuitBreaker(CircuitBreakerConfig(sliding_window_size=2, minimum_number_of_calls=2,
-                                             wait_duration_in_open_state_s=1.0,
-                                             permitted_number_of_calls_in_half_open_state=2))  # fmt: skip
+    cb = CircuitBreaker(
+        CircuitBreakerConfig(
+            sliding_window_size=2,
+            minimum_number_of_calls=2,
+            wait_duration_in_open_state_s=1.0,
+            permitted_number_of_calls_in_half_open_state=2,
+        )
+    )
     stack = PolicyStack(breaker=cb, breaker_ignores={400})
     env = simpy.Environment()
-    script = {"a": (1.0, 0.2, Outcome.failure(400)), "b": (1.0, 0.4, Outcome.success("b")),
-              "c": (1.1, 0.1, Outcome.success("c")), "d": (1.3, 0.3, Outcome.success("d"))}  # fmt: skip
+    script = {
+        "a": (1.0, 0.2, Outcome.failure(400)),
+        "b": (1.0, 0.4, Outcome.success("b")),
+        "c": (1.1, 0.1, Outcome.success("c")),
+        "d": (1.3, 0.3, Outcome.success("d")),
+    }
     finals = {}
 
     def client(name):
@@ -222,7 +253,11 @@ def test_half_open_permits_of_overlapping_calls_are_their_own():
     env.run()
     assert finals["a"][0].outcome.status == 400 and finals["b"][0].ok and finals["d"][0].ok
     assert finals["c"][0].outcome.status == "CIRCUIT_OPEN" and finals["c"][1] == 1.1  # both permits were out
-    assert [(t.at_s, t.to_state.name) for t in cb.transitions] == [(0.0, "OPEN"), (1.0, "HALF_OPEN"), (1.6, "CLOSED")]
+    assert [(t.at_s, t.to_state.name) for t in cb.transitions] == [
+        (0.0, "OPEN"),
+        (1.0, "HALF_OPEN"),
+        (1.6, "CLOSED"),
+    ]
 
 
 # -- the inline fast path: same decisions, fewer events -------------------------------------------
@@ -246,8 +281,13 @@ def test_a_successful_call_costs_its_attempts_events_and_next_to_nothing_more():
     start and end, the any_of, the per-try timeout left in the queue, and the attempt's own)."""
     env = CountingEnvironment()
     cb = CircuitBreaker(CircuitBreakerConfig())
-    stack = PolicyStack(RetryPolicy(max_attempts=3, per_try_timeout_s=0.5), breaker=cb, timeout_s=2.0,
-                        budget=RetryBudget(), rng=random.Random(1))  # fmt: skip
+    stack = PolicyStack(
+        RetryPolicy(max_attempts=3, per_try_timeout_s=0.5),
+        breaker=cb,
+        timeout_s=2.0,
+        budget=RetryBudget(),
+        rng=random.Random(1),
+    )
     calls = 2000
 
     def attempt(n):
@@ -391,7 +431,9 @@ def test_nested_inline_calls_each_get_their_own_per_try_timeout():
     # outer 1: inner tries at 0, 0.35, 0.75 time out at 0.3, 0.65, 1.0 - the outer timeout at 1.0 cancels it;
     # outer 2 at 1.1: the inner try is fast now and answers at 1.2
     first, second = inner_calls
-    assert [o.status for _, o in first.outcomes] == ["DEADLINE_EXCEEDED"] * 2 and first.final.reason == "cancelled"
+    assert [o.status for _, o in first.outcomes] == [
+        "DEADLINE_EXCEEDED"
+    ] * 2 and first.final.reason == "cancelled"
     assert final.ok and final.attempts == 2 and final.outcome.value == pytest.approx(1.2)
     assert ended_at == pytest.approx(1.2) and second.attempts == 1
 
@@ -401,7 +443,9 @@ ATTEMPT = st.tuples(st.floats(0.01, 2.0), st.sampled_from([None, "UNAVAILABLE", 
 
 @settings(max_examples=60, deadline=None)
 @given(
-    clients=st.lists(st.tuples(st.floats(0.0, 1.0), st.lists(ATTEMPT, min_size=5, max_size=5)), min_size=1, max_size=6),
+    clients=st.lists(
+        st.tuples(st.floats(0.0, 1.0), st.lists(ATTEMPT, min_size=5, max_size=5)), min_size=1, max_size=6
+    ),
     per_try=st.sampled_from([None, 0.3, 0.7]),
     timeout=st.sampled_from([None, 1.5, 4.0]),
     hedge=st.booleans(),
@@ -412,17 +456,30 @@ def test_the_inline_driver_decides_like_the_process_per_attempt_loop(clients, pe
     the same decisions at the same times, the same attempts cancelled, the same shared state after.
     (Hedges are not run inline, but their waits changed too: no any_of for a single event.)"""
     if hedge:
-        policy = HedgingPolicy(max_attempts=4, hedging_delay_s=0.2, per_try_timeout_s=per_try,
-                               non_fatal_status_codes={"UNAVAILABLE", 503})  # fmt: skip
+        policy = HedgingPolicy(
+            max_attempts=4,
+            hedging_delay_s=0.2,
+            per_try_timeout_s=per_try,
+            non_fatal_status_codes={"UNAVAILABLE", 503},
+        )
     else:
         policy = RetryPolicy(max_attempts=4, initial_backoff_s=0.1, per_try_timeout_s=per_try)
 
     def simulate(driver):
         env = simpy.Environment()
-        cb = CircuitBreaker(CircuitBreakerConfig(sliding_window_size=4, minimum_number_of_calls=4,
-                                                 wait_duration_in_open_state_s=0.5))  # fmt: skip
-        stack = PolicyStack(policy, breaker=cb, bulkhead=Bulkhead(max_requests=4), budget=RetryBudget(min_retry_concurrency=2),
-                            timeout_s=timeout, rng=random.Random(seed))  # fmt: skip
+        cb = CircuitBreaker(
+            CircuitBreakerConfig(
+                sliding_window_size=4, minimum_number_of_calls=4, wait_duration_in_open_state_s=0.5
+            )
+        )
+        stack = PolicyStack(
+            policy,
+            breaker=cb,
+            bulkhead=Bulkhead(max_requests=4),
+            budget=RetryBudget(min_retry_concurrency=2),
+            timeout_s=timeout,
+            rng=random.Random(seed),
+        )
         seen = []
 
         def client(k, start, script):
@@ -439,7 +496,9 @@ def test_the_inline_driver_decides_like_the_process_per_attempt_loop(clients, pe
             yield env.timeout(start)
             call = stack.start(env.now)
             final = yield from driver(env, call, attempt)
-            outcomes = [(n, o.status, o.value, o.local) for n, o in call.outcomes]  # errors compare by identity
+            outcomes = [
+                (n, o.status, o.value, o.local) for n, o in call.outcomes
+            ]  # errors compare by identity
             seen.append(("final", k, type(final), final.attempts, final.cancel, outcomes, env.now))
 
         for k, (start, script) in enumerate(clients):

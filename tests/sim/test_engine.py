@@ -13,7 +13,9 @@ from tests.resilience.conftest import reference_simpy_call
 
 def events_per_hop(sc: Scenario, *, seed: int = 1) -> float:
     """SimPy events processed over attempts sent, for a run of ``sc`` without output."""
-    sim = Simulation(sc, seed=seed, duration_s=sc.duration_s, emitter_factory=None, run_id="test", label="test")
+    sim = Simulation(
+        sc, seed=seed, duration_s=sc.duration_s, emitter_factory=None, run_id="test", label="test"
+    )
     step, events = sim.env.step, [0]
 
     def counting_step() -> None:
@@ -38,7 +40,12 @@ def test_a_hop_costs_few_simpy_events() -> None:
 def _frames(r) -> dict[str, object]:
     summary = r.summary()
     summary.pop("run_id")
-    return {"summary": summary, "per_service": r.per_service, "timeline": r.timeline(), "breakers": r._breakers}
+    return {
+        "summary": summary,
+        "per_service": r.per_service,
+        "timeline": r.timeline(),
+        "breakers": r._breakers,
+    }
 
 
 @pytest.mark.parametrize(
@@ -47,7 +54,11 @@ def _frames(r) -> dict[str, object]:
         ("shop", 45.0, None),  # P2C everywhere; inventory-1 crashes at 40 s
         ("retry_storm", 35.0, None),  # thousands of per-try timeouts
         # per-try timeouts on the slow instance eject it (the ejection draws from the policy rng)
-        ("slow_instance", 15.0, {"backend": {"outlier_detection": {"consecutive_5xx": 3, "interval_s": 1.0}}}),
+        (
+            "slow_instance",
+            15.0,
+            {"backend": {"outlier_detection": {"consecutive_5xx": 3, "interval_s": 1.0}}},
+        ),
     ],
 )
 def test_the_fast_driver_changes_no_result(monkeypatch, scenario, duration_s, overrides) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import socket
 import time
 
 import polars as pl
@@ -28,6 +27,8 @@ from otlp_lab.sim import (
 )
 from otlp_lab.transport import Receiver, Sender
 
+from ..conftest import free_port
+
 SPAN_COLUMNS = "trace_id, span_id, parent_span_id, name, kind, status_code, service_name, attributes, resource_attributes"
 
 
@@ -48,22 +49,17 @@ def tiny(duration_s: float = 8.0, rate: float = 20.0) -> Scenario:
             Service(
                 "back", instances=2, concurrency=4, service_time=Constant(0.005), endpoints=(Endpoint("get"),)
             ),
-        ],  # fmt: skip
+        ],
         workloads=[OpenLoop("front/home", rate=rate)],
         faults=[Errors(service="back", instance=0, at_s=2.0, duration_s=2.0, error_rate=0.5)],
     )
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (nothing listens on it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _spans(lab: Lab) -> pl.DataFrame:
-    return lab.sql(f"SELECT {SPAN_COLUMNS}, epoch_ns(start_time) AS start_ns, epoch_ns(end_time) AS end_ns "
-                   "FROM spans ORDER BY trace_id, span_id")  # fmt: skip
+    return lab.sql(
+        f"SELECT {SPAN_COLUMNS}, epoch_ns(start_time) AS start_ns, epoch_ns(end_time) AS end_ns "
+        "FROM spans ORDER BY trace_id, span_id"
+    )
 
 
 @pytest.fixture
@@ -124,8 +120,11 @@ def test_realtime_paces_the_simulation(receiver: Receiver) -> None:
 
 
 def test_unreachable_endpoint_is_reported_not_raised() -> None:
-    sender = Sender(f"127.0.0.1:{free_port()}", timeout_s=2.0,
-                    retry=dataclasses.replace(Sender.default_retry(), max_attempts=1))  # fmt: skip
+    sender = Sender(
+        f"127.0.0.1:{free_port()}",
+        timeout_s=2.0,
+        retry=dataclasses.replace(Sender.default_retry(), max_attempts=1),
+    )
     live = stream(tiny(duration_s=3.0), sender=sender, speed=50)
     assert live.sent == 0 and live.failed == live.items > 0
     err = live.report.errors[0]
@@ -149,8 +148,21 @@ def test_bad_arguments() -> None:
 
 def test_cli_simulate_send(receiver: Receiver, tmp_path) -> None:
     port = receiver.http_port
-    res = CliRunner().invoke(main, ["simulate", "retry_storm", "--send", f"http://127.0.0.1:{port}",
-                                    "--protocol", "http/protobuf", "--duration", "5s", "--speed", "50"])  # fmt: skip
+    res = CliRunner().invoke(
+        main,
+        [
+            "simulate",
+            "retry_storm",
+            "--send",
+            f"http://127.0.0.1:{port}",
+            "--protocol",
+            "http/protobuf",
+            "--duration",
+            "5s",
+            "--speed",
+            "50",
+        ],
+    )
     assert res.exit_code == 0, res.output
     stats = receiver.stats
     assert stats.spans > 1000 and stats.invalid == 0
@@ -159,8 +171,25 @@ def test_cli_simulate_send(receiver: Receiver, tmp_path) -> None:
     assert sent == stats.items
     # --db keeps a local copy; --no-realtime sends as fast as it simulates
     db = tmp_path / "copy.duckdb"
-    res = CliRunner().invoke(main, ["simulate", "retry_storm", "--send", f"http://127.0.0.1:{port}", "--protocol", "http/json",
-                                    "--duration", "3s", "--no-realtime", "--seed", "1", "--db", str(db), "--no-progress"])  # fmt: skip
+    res = CliRunner().invoke(
+        main,
+        [
+            "simulate",
+            "retry_storm",
+            "--send",
+            f"http://127.0.0.1:{port}",
+            "--protocol",
+            "http/json",
+            "--duration",
+            "3s",
+            "--no-realtime",
+            "--seed",
+            "1",
+            "--db",
+            str(db),
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 0, res.output
     with Lab(db, read_only=True) as lab:
         assert lab.sql("SELECT count(*) AS n FROM spans")["n"][0] == receiver.stats.spans - stats.spans > 0
@@ -170,6 +199,7 @@ def test_cli_simulate_send_usage() -> None:
     res = CliRunner().invoke(main, ["simulate", "retry_storm", "--speed", "5", "--no-progress"])
     assert res.exit_code == 2 and "--send" in res.output
     port = free_port()
-    res = CliRunner().invoke(main, ["simulate", "retry_storm", "--send", f"127.0.0.1:{port}", "--duration", "1s",
-                                    "--speed", "0"])  # fmt: skip
+    res = CliRunner().invoke(
+        main, ["simulate", "retry_storm", "--send", f"127.0.0.1:{port}", "--duration", "1s", "--speed", "0"]
+    )
     assert res.exit_code == 2 and "speed" in res.output

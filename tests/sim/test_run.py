@@ -94,7 +94,7 @@ def small(**kw) -> Scenario:
                 service_time=Exponential(0.003),
                 endpoints=(Endpoint("list", calls=(Call("cart/get"),)),),
             ),
-        ],  # fmt: skip
+        ],
         workloads=[OpenLoop("front/home", rate=50.0, deadline_s=2.0)],
     )
     base.update(kw)
@@ -106,9 +106,17 @@ def small(**kw) -> Scenario:
 
 def _dump(lab: Lab) -> dict[str, pl.DataFrame]:
     out = {}
-    for table, order in [("spans", "trace_id, span_id"), ("logs", "time, body::VARCHAR"), ("metric_sum", "time, metric_name, service_name, attributes::VARCHAR, resource_attributes::VARCHAR"),
-                         ("metric_gauge", "time, metric_name, service_name, attributes::VARCHAR, resource_attributes::VARCHAR"),
-                         ("metric_histogram", "time, service_name, resource_attributes::VARCHAR"), ("faults", "start, instance")]:  # fmt: skip
+    for table, order in [
+        ("spans", "trace_id, span_id"),
+        ("logs", "time, body::VARCHAR"),
+        ("metric_sum", "time, metric_name, service_name, attributes::VARCHAR, resource_attributes::VARCHAR"),
+        (
+            "metric_gauge",
+            "time, metric_name, service_name, attributes::VARCHAR, resource_attributes::VARCHAR",
+        ),
+        ("metric_histogram", "time, service_name, resource_attributes::VARCHAR"),
+        ("faults", "start, instance"),
+    ]:
         out[table] = lab.sql(
             f"SELECT * EXCLUDE (load_id) FROM {table} ORDER BY {order}"
             if table != "faults"
@@ -257,8 +265,15 @@ def test_metrics_and_state_logs(shop_lab) -> None:
             "SELECT DISTINCT metric_name FROM metric_sum UNION SELECT DISTINCT metric_name FROM metric_gauge"
         )["metric_name"]
     )
-    assert {"sim.server.requests", "sim.server.errors", "sim.client.retries", "sim.client.ejections", "sim.server.in_flight",
-            "sim.server.queue_length", "sim.client.breaker_state"} <= names  # fmt: skip
+    assert {
+        "sim.server.requests",
+        "sim.server.errors",
+        "sim.client.retries",
+        "sim.client.ejections",
+        "sim.server.in_flight",
+        "sim.server.queue_length",
+        "sim.client.breaker_state",
+    } <= names
     answered = lab.sql(
         "SELECT sum(count) n FROM metric_histogram WHERE time = (SELECT max(time) FROM metric_histogram)"
     )["n"][0]
@@ -466,8 +481,11 @@ def test_time_varying_rates_follow_their_profile() -> None:
 
 
 def test_deadlines_propagate_down_the_call_graph() -> None:
-    sc = small(workloads=[OpenLoop("front/home", rate=20.0, deadline_s=0.05)], duration_s=3.0,
-               faults=(Latency(service="cart", delay_s=1.0),))  # fmt: skip
+    sc = small(
+        workloads=[OpenLoop("front/home", rate=20.0, deadline_s=0.05)],
+        duration_s=3.0,
+        faults=(Latency(service="cart", delay_s=1.0),),
+    )
     sc = sc.with_policies(
         {"std": {"retry": None, "timeout_s": None}}
     )  # only the root's 50 ms deadline is left
@@ -497,8 +515,11 @@ def test_hedging_cancels_the_losers() -> None:
 
 
 def test_ring_hash_sticks_a_key_to_an_instance() -> None:
-    sc = small(workloads=[OpenLoop("cart/get", rate=100.0, keys=1)], duration_s=2.0,
-               policies={"std": Policy(balancer="ring_hash")})  # fmt: skip
+    sc = small(
+        workloads=[OpenLoop("cart/get", rate=100.0, keys=1)],
+        duration_s=2.0,
+        policies={"std": Policy(balancer="ring_hash")},
+    )
     arrivals = run(sc, seed=1).per_service.filter(pl.col("service") == "cart")["arrivals"][0]
     sim_lab = Lab()
     with sim_lab:
@@ -517,11 +538,20 @@ def test_outlier_ejection_and_health_checks_log_their_changes() -> None:
             Crash(service="ads", instance=0, at_s=1.0),
         ),
     )
-    sc = sc.with_policies({"std": {
-        "breaker": None,
-        "outlier_detection": {"consecutive_5xx": 3, "max_ejection_percent": 50, "interval_s": 1.0, "base_ejection_time_s": 2.0},
-        "health_check": {"interval_s": 0.5, "timeout_s": 0.1, "unhealthy_threshold": 2},
-    }})  # fmt: skip
+    sc = sc.with_policies(
+        {
+            "std": {
+                "breaker": None,
+                "outlier_detection": {
+                    "consecutive_5xx": 3,
+                    "max_ejection_percent": 50,
+                    "interval_s": 1.0,
+                    "base_ejection_time_s": 2.0,
+                },
+                "health_check": {"interval_s": 0.5, "timeout_s": 0.1, "unhealthy_threshold": 2},
+            }
+        }
+    )
     with Lab() as lab:
         r = run(sc, lab=lab, seed=1)
         events = lab.sql("SELECT event_name, count(*) n FROM logs GROUP BY ALL")
@@ -580,23 +610,92 @@ def test_staging_tables_have_the_codec_schema() -> None:
     attrs = [{"key": "k", "value": {"stringValue": "v"}}]
     point = {"timeUnixNano": "2", "startTimeUnixNano": "1", "attributes": attrs}
     docs = [
-        {"resourceSpans": [{"resource": res, "scopeSpans": [{"spans": [{"traceId": "01" * 16, "spanId": "02" * 8, "name": "x",
-            "startTimeUnixNano": "1", "endTimeUnixNano": "2", "attributes": attrs}]}]}]},
-        {"resourceLogs": [{"resource": res, "scopeLogs": [{"logRecords": [{"timeUnixNano": "1", "body": {"stringValue": "b"}, "attributes": attrs}]}]}]},
-        {"resourceMetrics": [{"resource": res, "scopeMetrics": [{"metrics": [
-            {"name": "s", "sum": {"aggregationTemporality": 2, "isMonotonic": True, "dataPoints": [{**point, "asInt": "3"}]}},
-            {"name": "g", "gauge": {"dataPoints": [{**point, "asDouble": 1.5}]}},
-            {"name": "h", "histogram": {"aggregationTemporality": 2, "dataPoints": [{**point, "count": "1", "sum": 1.0,
-                "bucketCounts": ["0", "1"], "explicitBounds": [1.0]}]}},
-        ]}]}]},
-    ]  # fmt: skip
+        {
+            "resourceSpans": [
+                {
+                    "resource": res,
+                    "scopeSpans": [
+                        {
+                            "spans": [
+                                {
+                                    "traceId": "01" * 16,
+                                    "spanId": "02" * 8,
+                                    "name": "x",
+                                    "startTimeUnixNano": "1",
+                                    "endTimeUnixNano": "2",
+                                    "attributes": attrs,
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ]
+        },
+        {
+            "resourceLogs": [
+                {
+                    "resource": res,
+                    "scopeLogs": [
+                        {
+                            "logRecords": [
+                                {"timeUnixNano": "1", "body": {"stringValue": "b"}, "attributes": attrs}
+                            ]
+                        }
+                    ],
+                }
+            ]
+        },
+        {
+            "resourceMetrics": [
+                {
+                    "resource": res,
+                    "scopeMetrics": [
+                        {
+                            "metrics": [
+                                {
+                                    "name": "s",
+                                    "sum": {
+                                        "aggregationTemporality": 2,
+                                        "isMonotonic": True,
+                                        "dataPoints": [{**point, "asInt": "3"}],
+                                    },
+                                },
+                                {"name": "g", "gauge": {"dataPoints": [{**point, "asDouble": 1.5}]}},
+                                {
+                                    "name": "h",
+                                    "histogram": {
+                                        "aggregationTemporality": 2,
+                                        "dataPoints": [
+                                            {
+                                                **point,
+                                                "count": "1",
+                                                "sum": 1.0,
+                                                "bucketCounts": ["0", "1"],
+                                                "explicitBounds": [1.0],
+                                            }
+                                        ],
+                                    },
+                                },
+                            ]
+                        }
+                    ],
+                }
+            ]
+        },
+    ]
     codec: dict[str, object] = {}
     for doc in docs:
         for batch in decode_bytes(json.dumps(doc).encode()):
             codec.update({k: t.schema for k, t in batch.items()})
     sc = small(duration_s=2.0)
-    sim = Simulation(sc, seed=1, duration_s=2.0, run_id="r", label="l",
-                     emitter_factory=lambda c: Emitter(c, salt=1, start_ns=sc.start_ns(), scope=("s", "1")))  # fmt: skip
+    sim = Simulation(
+        sc,
+        seed=1,
+        duration_s=2.0,
+        run_id="r",
+        label="l",
+        emitter_factory=lambda c: Emitter(c, salt=1, start_ns=sc.start_ns(), scope=("s", "1")),
+    )
     sim.start()
     sim.run_until(2.0)
     sim.log(1.0, "INFO", "hello", "sim.test", 0, {"a": 1})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import shutil
-import socket
 import threading
 import time
 from pathlib import Path
@@ -13,18 +12,11 @@ import pytest
 
 from otlp_lab.transport import Receiver, generate_certificates
 
-from ..conftest import make_trace_request
+from ..conftest import free_port, make_trace_request  # noqa: F401  (free_port re-exported)
 
 TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 METRICS = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
 LOGS = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rotel_binary() -> str:

@@ -31,16 +31,25 @@ class Rotel:
         self.grpc_port, self.http_port = free_port(), free_port()
         self.log = tmp_path / "rotel.log"
         cmd = [
-            rotel_binary(), "start",
-            "--otlp-grpc-endpoint", f"127.0.0.1:{self.grpc_port}",
-            "--otlp-http-endpoint", f"127.0.0.1:{self.http_port}",
-            "--exporter", "otlp",
-            "--otlp-exporter-endpoint", export_endpoint,
-            "--otlp-exporter-protocol", export_protocol,
-            "--batch-timeout", "50ms",
-            "--pid-file", str(tmp_path / "rotel.pid"),
-            "--log-file", str(tmp_path / "rotel-daemon.log"),
-        ]  # fmt: skip
+            rotel_binary(),
+            "start",
+            "--otlp-grpc-endpoint",
+            f"127.0.0.1:{self.grpc_port}",
+            "--otlp-http-endpoint",
+            f"127.0.0.1:{self.http_port}",
+            "--exporter",
+            "otlp",
+            "--otlp-exporter-endpoint",
+            export_endpoint,
+            "--otlp-exporter-protocol",
+            export_protocol,
+            "--batch-timeout",
+            "50ms",
+            "--pid-file",
+            str(tmp_path / "rotel.pid"),
+            "--log-file",
+            str(tmp_path / "rotel-daemon.log"),
+        ]
         self._out = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=subprocess.STDOUT)
         try:
@@ -93,7 +102,9 @@ def _counts(lab: Lab) -> dict[str, int]:
     return {"spans": c["spans"], "logs": c["logs"], "points": sum(c[t] for t in POINT_TABLES)}
 
 
-def _relay(rx, rotel, protocol: str, *, json_safe: bool = False, wait_s: float = 15) -> tuple[dict[str, int], set]:
+def _relay(
+    rx, rotel, protocol: str, *, json_safe: bool = False, wait_s: float = 15
+) -> tuple[dict[str, int], set]:
     """Send the SDK capture through rotel; return what should arrive (counts, span ids)."""
     with Lab() as src:
         src.load(*FILES)
@@ -136,7 +147,9 @@ def test_sender_json_to_rotel_to_receiver(relay):
     assert set(rx.lab.sql("select trace_id, span_id from spans").iter_rows()) == want_ids
 
 
-@pytest.mark.xfail(strict=True, reason="rotel drops OTLP/JSON histograms and exemplar-carrying metrics (replies 200)")
+@pytest.mark.xfail(
+    strict=True, reason="rotel drops OTLP/JSON histograms and exemplar-carrying metrics (replies 200)"
+)
 def test_rotel_relays_every_json_metric(relay):
     rx, rotel = relay
     want, _ = _relay(rx, rotel, "http/json", wait_s=2)

@@ -27,9 +27,24 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from otlp_lab import Lab
 
-RESOURCE = {"service.name": "interop", "service.version": "2.1", "host.cores": 2, "deployment.canary": True,
-            "cpu.share": 0.25, "zones": ("a", "b")}
-ATTRS = {"str": "v", "int": -7, "float": 1.5, "bool": False, "strs": ("x", "y"), "ints": (1, 2, 3), "floats": (0.5,), "bools": (True,)}
+RESOURCE = {
+    "service.name": "interop",
+    "service.version": "2.1",
+    "host.cores": 2,
+    "deployment.canary": True,
+    "cpu.share": 0.25,
+    "zones": ("a", "b"),
+}
+ATTRS = {
+    "str": "v",
+    "int": -7,
+    "float": 1.5,
+    "bool": False,
+    "strs": ("x", "y"),
+    "ints": (1, 2, 3),
+    "floats": (0.5,),
+    "bools": (True,),
+}
 TABLES = {
     "traces": ("spans", "span_events", "span_links"),
     "metrics": ("metric_sum", "metric_gauge", "metric_histogram", "metric_exp_histogram"),
@@ -68,7 +83,10 @@ class _SpanTee(SpanExporter):
 
 class _MetricTee(MetricExporter):
     def __init__(self, inner):
-        super().__init__(preferred_temporality=inner._preferred_temporality, preferred_aggregation=inner._preferred_aggregation)
+        super().__init__(
+            preferred_temporality=inner._preferred_temporality,
+            preferred_aggregation=inner._preferred_aggregation,
+        )
         self.inner, self.requests = inner, []
 
     def export(self, metrics_data, timeout_millis: float = 10_000, **kw) -> MetricExportResult:
@@ -99,17 +117,25 @@ class _LogTee(LogRecordExporter):
 
 def _traces(exporter) -> list[bytes]:
     tee = _SpanTee(exporter)
-    provider = TracerProvider(resource=Resource.create(RESOURCE, schema_url="https://opentelemetry.io/schemas/1.26.0"))
+    provider = TracerProvider(
+        resource=Resource.create(RESOURCE, schema_url="https://opentelemetry.io/schemas/1.26.0")
+    )
     provider.add_span_processor(SimpleSpanProcessor(tee))
-    tracer = provider.get_tracer("interop.tests", "0.3", schema_url="https://opentelemetry.io/schemas/1.25.0",
-                                 attributes={"scope.attr": "s"})
+    tracer = provider.get_tracer(
+        "interop.tests",
+        "0.3",
+        schema_url="https://opentelemetry.io/schemas/1.25.0",
+        attributes={"scope.attr": "s"},
+    )
     with tracer.start_as_current_span("root", kind=SpanKind.SERVER, attributes=ATTRS) as root:
         root.add_event("started", {"queue.depth": 3, "ok": True})
         with tracer.start_as_current_span("db", kind=SpanKind.CLIENT) as db:
             db.set_status(Status(StatusCode.ERROR, "timeout after 5 s"))
             db.record_exception(TimeoutError("slow disk"))
         for kind in (SpanKind.PRODUCER, SpanKind.CONSUMER, SpanKind.INTERNAL):
-            with tracer.start_as_current_span(f"k-{kind.name}", kind=kind, links=[Link(root.get_span_context(), {"why": "fan-out"})]):
+            with tracer.start_as_current_span(
+                f"k-{kind.name}", kind=kind, links=[Link(root.get_span_context(), {"why": "fan-out"})]
+            ):
                 pass
         root.set_status(Status(StatusCode.OK))
     provider.shutdown()
@@ -120,8 +146,13 @@ def _metrics(exporter) -> list[bytes]:
     tee = _MetricTee(exporter)
     reader = PeriodicExportingMetricReader(tee, export_interval_millis=3_600_000)
     provider = MeterProvider(
-        resource=Resource.create(RESOURCE), metric_readers=[reader],
-        views=[View(instrument_name="latency.exp", aggregation=ExponentialBucketHistogramAggregation(max_size=20))],
+        resource=Resource.create(RESOURCE),
+        metric_readers=[reader],
+        views=[
+            View(
+                instrument_name="latency.exp", aggregation=ExponentialBucketHistogramAggregation(max_size=20)
+            )
+        ],
     )
     meter = provider.get_meter("interop.meter", "1.0")
     counter = meter.create_counter("requests", unit="{request}", description="Requests served")
@@ -148,10 +179,21 @@ def _logs(exporter) -> list[bytes]:
     logger = provider.get_logger("interop.logger", "0.9")
     tracer_provider = TracerProvider()
     with tracer_provider.get_tracer("t").start_as_current_span("with-context"):
-        logger.emit(timestamp=1_700_000_000_123_456_789, severity_number=SeverityNumber.ERROR, severity_text="ERROR",
-                    body="disk full", attributes=ATTRS)
-    logger.emit(timestamp=1_700_000_001_000_000_000, severity_number=SeverityNumber.INFO, severity_text="INFO",
-                body={"event": "login", "user": {"id": 7, "roles": ["a", "b"]}}, attributes={"k": "v"}, event_name="user.login")
+        logger.emit(
+            timestamp=1_700_000_000_123_456_789,
+            severity_number=SeverityNumber.ERROR,
+            severity_text="ERROR",
+            body="disk full",
+            attributes=ATTRS,
+        )
+    logger.emit(
+        timestamp=1_700_000_001_000_000_000,
+        severity_number=SeverityNumber.INFO,
+        severity_text="INFO",
+        body={"event": "login", "user": {"id": 7, "roles": ["a", "b"]}},
+        attributes={"k": "v"},
+        event_name="user.login",
+    )
     logger.emit(severity_number=SeverityNumber.DEBUG, body=b"\x00\x01raw")
     provider.shutdown()
     return tee.requests
@@ -165,7 +207,9 @@ def _frame(lab: Lab, table: str):
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 @pytest.mark.parametrize("signal", ["traces", "metrics", "logs"])
 def test_sdk_exporter_to_receiver_every_field_arrives(receiver, signal, protocol):
-    sent = {"traces": _traces, "metrics": _metrics, "logs": _logs}[signal](_exporter(signal, protocol, receiver))
+    sent = {"traces": _traces, "metrics": _metrics, "logs": _logs}[signal](
+        _exporter(signal, protocol, receiver)
+    )
     assert sent, "the SDK exported nothing"
     with Lab() as ref:
         for body in sent:
@@ -187,7 +231,13 @@ def test_sdk_fields_spot_check(receiver):
         "from spans order by name"
     )
     root = spans.filter(spans["name"] == "root").row(0, named=True)
-    assert (root["kind"], root["status_code"], root["i"], root["strs"], root["cores"]) == ("SERVER", "OK", -7, ["x", "y"], 2)
+    assert (root["kind"], root["status_code"], root["i"], root["strs"], root["cores"]) == (
+        "SERVER",
+        "OK",
+        -7,
+        ["x", "y"],
+        2,
+    )
     assert (root["scope_name"], root["scope_version"]) == ("interop.tests", "0.3")
     assert root["resource_schema_url"].endswith("1.26.0") and root["scope_schema_url"].endswith("1.25.0")
     db = spans.filter(spans["name"] == "db").row(0, named=True)

@@ -116,16 +116,27 @@ def test_merge_batches_shifts_context_indices():
 @given(
     body=st.one_of(
         st.binary(max_size=300),
-        st.builds(lambda raw, cut: raw[:cut], st.just(make_trace_request(6).SerializeToString()), st.integers(0, 600)),
+        st.builds(
+            lambda raw, cut: raw[:cut],
+            st.just(make_trace_request(6).SerializeToString()),
+            st.integers(0, 600),
+        ),
         st.builds(
             lambda raw, i, b: raw[:i] + bytes([b]) + raw[i + 1 :],
             st.just(make_trace_request(6).SerializeToString()),
             st.integers(0, 599),
             st.integers(0, 255),
         ),
-        st.recursive(st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=8), lambda c: st.lists(c, max_size=3)
-                     | st.dictionaries(st.sampled_from(["resourceSpans", "scopeSpans", "spans", "traceId", "x"]), c, max_size=3),
-                     max_leaves=12).map(orjson.dumps),
+        st.recursive(
+            st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=8),
+            lambda c: (
+                st.lists(c, max_size=3)
+                | st.dictionaries(
+                    st.sampled_from(["resourceSpans", "scopeSpans", "spans", "traceId", "x"]), c, max_size=3
+                )
+            ),
+            max_leaves=12,
+        ).map(orjson.dumps),
     ),
     fmt=st.sampled_from(["protobuf", "json"]),
     signal=st.sampled_from(["traces", "metrics", "logs"]),
@@ -138,4 +149,3 @@ def test_fuzzed_bodies_decode_or_are_refused(body, fmt, signal):
         assert exc.reply.kind in (ReplyKind.INVALID, ReplyKind.TOO_LARGE)
     else:
         assert out.items >= 0
-

@@ -46,7 +46,12 @@ def _retry_info(metadata) -> float | None:
 def test_http_protobuf_json_and_gzip_are_stored(receiver):
     req = make_trace_request(4, seed=7)
     r1 = post(receiver, "/v1/traces", req.SerializeToString())
-    r2 = post(receiver, "/v1/traces", orjson.dumps(to_otlp_json(make_trace_request(4, seed=8))), ctype="application/json")
+    r2 = post(
+        receiver,
+        "/v1/traces",
+        orjson.dumps(to_otlp_json(make_trace_request(4, seed=8))),
+        ctype="application/json",
+    )
     r3 = post(receiver, "/v1/traces", trace_body(4, seed=9, gz=True), content_encoding="gzip")
     assert [r.status_code for r in (r1, r2, r3)] == [200, 200, 200]
     assert r1.headers["content-type"] == "application/x-protobuf"
@@ -68,7 +73,11 @@ def test_grpc_all_three_services_and_gzip(receiver):
     m = metrics.resource_metrics.add().scope_metrics.add().metrics.add(name="requests")
     p = m.sum.data_points.add(as_int=5, time_unix_nano=1_700_000_000_000_000_000)
     p.attributes.add(key="route").value.string_value = "/"
-    for method, body in ((TRACES, trace_body(3)), (METRICS, metrics.SerializeToString()), (LOGS, logs.SerializeToString())):
+    for method, body in (
+        (TRACES, trace_body(3)),
+        (METRICS, metrics.SerializeToString()),
+        (LOGS, logs.SerializeToString()),
+    ):
         out, err = grpc_call(receiver, method, body, compression=grpc.Compression.Gzip)
         assert err is None, err
         assert out == b""
@@ -129,11 +138,19 @@ def test_http_media_type_path_and_method(receiver, path, method, ctype, encoding
 
     headers = {"content-type": ctype} | ({"content-encoding": encoding} if encoding else {})
     with httpx.Client() as client:
-        r = client.request(method, f"{receiver.http_endpoint}{path}", content=trace_body() if method == "POST" else None,
-                           headers=headers)
+        r = client.request(
+            method,
+            f"{receiver.http_endpoint}{path}",
+            content=trace_body() if method == "POST" else None,
+            headers=headers,
+        )
         assert r.status_code == status
         # the connection stays usable (or was closed cleanly): a good request follows
-        ok = client.post(f"{receiver.http_endpoint}/v1/traces", content=trace_body(), headers={"content-type": "application/x-protobuf"})
+        ok = client.post(
+            f"{receiver.http_endpoint}/v1/traces",
+            content=trace_body(),
+            headers={"content-type": "application/x-protobuf"},
+        )
         assert ok.status_code == 200
 
 

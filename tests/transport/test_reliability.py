@@ -48,7 +48,11 @@ def test_saturation_backpressure_bounded_memory_and_nothing_acknowledged_lost():
                     req = make_trace_request(200, seed=1000 * (k + 1) + i)
                     body, ok = req.SerializeToString(), False
                     if k % 2:
-                        r = http.post(f"{rx.http_endpoint}/v1/traces", content=body, headers={"content-type": "application/x-protobuf"})
+                        r = http.post(
+                            f"{rx.http_endpoint}/v1/traces",
+                            content=body,
+                            headers={"content-type": "application/x-protobuf"},
+                        )
                         assert r.status_code in (200, 503), r.status_code
                         ok = r.status_code == 200
                     else:
@@ -74,13 +78,22 @@ def test_saturation_backpressure_bounded_memory_and_nothing_acknowledged_lost():
     assert proc.memory_info().rss - rss_before < 400 << 20
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(
     data=st.data(),
     body=st.one_of(
         st.binary(max_size=512),
         st.builds(lambda b, n: b[:n], st.just(trace_body(8)), st.integers(0, 900)),
-        st.builds(lambda b, i, x: b[:i] + bytes([x]) + b[i + 1 :], st.just(trace_body(8)), st.integers(0, 800), st.integers(0, 255)),
+        st.builds(
+            lambda b, i, x: b[:i] + bytes([x]) + b[i + 1 :],
+            st.just(trace_body(8)),
+            st.integers(0, 800),
+            st.integers(0, 255),
+        ),
     ),
 )
 def test_fuzzed_payloads_never_crash_the_server(fuzz_receiver, data, body):
@@ -88,11 +101,20 @@ def test_fuzzed_payloads_never_crash_the_server(fuzz_receiver, data, body):
     how = data.draw(st.sampled_from(["http-pb", "http-json", "http-gzip", "grpc"]))
     if how == "grpc":
         _, err = grpc_call(rx, data.draw(st.sampled_from([TRACES, METRICS, LOGS])), body)
-        assert err is None or err.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED)
+        assert err is None or err.code() in (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+        )
     else:
         path = data.draw(st.sampled_from(["/v1/traces", "/v1/metrics", "/v1/logs"]))
         headers = {"content-encoding": "gzip"} if how == "http-gzip" else {}
-        r = post(rx, path, body, ctype="application/json" if how == "http-json" else "application/x-protobuf", **headers)
+        r = post(
+            rx,
+            path,
+            body,
+            ctype="application/json" if how == "http-json" else "application/x-protobuf",
+            **headers,
+        )
         assert r.status_code in (200, 400, 413), r.status_code
 
 
@@ -109,11 +131,15 @@ def test_client_disconnect_mid_request():
         port = rx.http_port
         # 1. a body cut short: the client closes after 100 of 10,000 bytes
         with socket.create_connection(("127.0.0.1", port)) as s:
-            s.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
-                      b"Content-Length: 10000\r\n\r\n" + trace_body(50)[:100])
+            s.sendall(
+                b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+                b"Content-Length: 10000\r\n\r\n" + trace_body(50)[:100]
+            )
         # 2. a stalled client is dropped after read_timeout_s
         with socket.create_connection(("127.0.0.1", port)) as s:
-            s.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: 10\r\n\r\n")
+            s.sendall(
+                b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: 10\r\n\r\n"
+            )
             s.settimeout(5)
             assert s.recv(100) == b""  # closed by the server
         # 3. garbage instead of HTTP
@@ -140,9 +166,22 @@ def test_client_disconnect_mid_request():
 
 def _start_receiver(db, port: int) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "otlp_lab.cli", "receive", "--db", str(db), "--grpc", f"127.0.0.1:{port}", "--http", "off",
-         "--stats-every", "0"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "otlp_lab.cli",
+            "receive",
+            "--db",
+            str(db),
+            "--grpc",
+            f"127.0.0.1:{port}",
+            "--http",
+            "off",
+            "--stats-every",
+            "0",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 30
     while True:

@@ -16,8 +16,13 @@ from ..conftest import ROOT, make_trace_request
 from .conftest import free_port, hold_writer
 
 SDK_SHOP = ROOT / "datasets" / "sdk-shop"
-FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff_s=0.01, max_backoff_s=0.05, jitter="full",
-                         retryable_status_codes=RETRYABLE_GRPC | RETRYABLE_HTTP | {"CONNECT"})
+FAST_RETRY = RetryPolicy(
+    max_attempts=3,
+    initial_backoff_s=0.01,
+    max_backoff_s=0.05,
+    jitter="full",
+    retryable_status_codes=RETRYABLE_GRPC | RETRYABLE_HTTP | {"CONNECT"},
+)
 
 
 def _endpoint(rx: Receiver, protocol: str) -> str:
@@ -31,14 +36,26 @@ def _ids(lab: Lab) -> set[tuple[str, str]]:
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf", "http/json"])
 def test_send_files_of_every_signal_round_trip(receiver, protocol):
     files = [SDK_SHOP / f for f in ("traces.binpb", "metrics.binpb", "logs.binpb")]
-    report = Sender(_endpoint(receiver, protocol), protocol=protocol, max_items=100, seed=1).send_files(*files)
+    report = Sender(_endpoint(receiver, protocol), protocol=protocol, max_items=100, seed=1).send_files(
+        *files
+    )
     with Lab() as src:
         src.load(*files)
         want = src.counts()
-        assert report.sent == want["spans"] + want["logs"] + sum(v for k, v in want.items() if k.startswith("metric_"))
+        assert report.sent == want["spans"] + want["logs"] + sum(
+            v for k, v in want.items() if k.startswith("metric_")
+        )
         assert (report.rejected, report.failed, report.retries) == (0, 0, 0)
         got = receiver.lab.counts()
-        for table in ("spans", "span_events", "span_links", "logs", "metric_sum", "metric_histogram", "metric_gauge"):
+        for table in (
+            "spans",
+            "span_events",
+            "span_links",
+            "logs",
+            "metric_sum",
+            "metric_histogram",
+            "metric_gauge",
+        ):
             assert got[table] == want[table], table
         assert _ids(receiver.lab) == _ids(src)
     assert report.requests == receiver.stats.accepted and report.requests >= 3
@@ -57,7 +74,9 @@ def test_batching_by_count_and_by_bytes(receiver):
 def test_partial_success_is_reported(receiver):
     req = make_trace_request(6)
     req.resource_spans[0].scope_spans[0].spans[1].trace_id = b"\x00"
-    report = Sender(receiver.http_endpoint, protocol="http/protobuf").send_requests([req, make_trace_request(2, seed=5)])
+    report = Sender(receiver.http_endpoint, protocol="http/protobuf").send_requests(
+        [req, make_trace_request(2, seed=5)]
+    )
     assert (report.sent, report.rejected, report.failed) == (7, 1, 0)
     assert "trace_id" in report.messages[0]
 
@@ -76,10 +95,22 @@ def test_a_malformed_request_fails_at_once_with_a_hint(receiver):
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
 def test_backpressure_is_retried_after_the_servers_pushback(protocol):
     body_size = make_trace_request(200).ByteSize()
-    with Receiver(max_request_bytes=body_size + 1024, max_queue_bytes=body_size + 1024, retry_after_s=0.2) as rx:
-        sender = Sender(_endpoint(rx, protocol), protocol=protocol, concurrency=4, compression="none",
-                        retry=RetryPolicy(max_attempts=30, initial_backoff_s=5.0, max_backoff_s=5.0, jitter="none",
-                                          retryable_status_codes=RETRYABLE_GRPC | RETRYABLE_HTTP))
+    with Receiver(
+        max_request_bytes=body_size + 1024, max_queue_bytes=body_size + 1024, retry_after_s=0.2
+    ) as rx:
+        sender = Sender(
+            _endpoint(rx, protocol),
+            protocol=protocol,
+            concurrency=4,
+            compression="none",
+            retry=RetryPolicy(
+                max_attempts=30,
+                initial_backoff_s=5.0,
+                max_backoff_s=5.0,
+                jitter="none",
+                retryable_status_codes=RETRYABLE_GRPC | RETRYABLE_HTTP,
+            ),
+        )
         holder = hold_writer(rx, 0.5)  # the queue fills, the rest is pushed back
         t0 = time.monotonic()
         report = sender.send_requests([make_trace_request(200, seed=i) for i in range(6)])
@@ -109,18 +140,38 @@ def test_unreachable_endpoint_opens_the_breaker():
 
 def test_http_connection_refused_is_classified():
     port = free_port()
-    report = Sender(f"http://127.0.0.1:{port}", protocol="http/protobuf", retry=FAST_RETRY, breaker=None).send_requests(
-        [make_trace_request(1)]
-    )
+    report = Sender(
+        f"http://127.0.0.1:{port}", protocol="http/protobuf", retry=FAST_RETRY, breaker=None
+    ).send_requests([make_trace_request(1)])
     assert report.failed == 1 and report.retries == 2
     assert report.errors[0].status == "CONNECT" and report.errors[0].retryable
 
 
 def test_retry_classification_follows_the_spec():
-    for status in ("CANCELLED", "DEADLINE_EXCEEDED", "ABORTED", "OUT_OF_RANGE", "UNAVAILABLE", "DATA_LOSS", 429, 502, 503, 504):
+    for status in (
+        "CANCELLED",
+        "DEADLINE_EXCEEDED",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        429,
+        502,
+        503,
+        504,
+    ):
         assert classify(status)
     assert classify("RESOURCE_EXHAUSTED", retry_info=True) and not classify("RESOURCE_EXHAUSTED")
-    for status in ("INVALID_ARGUMENT", "UNAUTHENTICATED", "PERMISSION_DENIED", "INTERNAL", 400, 401, 413, 500):
+    for status in (
+        "INVALID_ARGUMENT",
+        "UNAUTHENTICATED",
+        "PERMISSION_DENIED",
+        "INTERNAL",
+        400,
+        401,
+        413,
+        500,
+    ):
         assert not classify(status)
 
 
@@ -131,7 +182,9 @@ def test_replay_shifts_to_now_and_scales(receiver):
         t_first = before["s"].min()
         now = time.time_ns()
         Sender(receiver.grpc_endpoint).send_lab(src, "traces", replay=Replay(speed=10))
-    after = receiver.lab.sql("select span_id, epoch_ns(start_time) s, duration_ns d from spans order by span_id")
+    after = receiver.lab.sql(
+        "select span_id, epoch_ns(start_time) s, duration_ns d from spans order by span_id"
+    )
     assert after["span_id"].to_list() == before["span_id"].to_list()
     assert after["d"].to_list() == before["d"].to_list()  # durations kept
     assert abs(after["s"].min() - now) < 5e9
@@ -159,7 +212,13 @@ def test_paced_replay_follows_the_wall_clock(receiver):
     assert report.sent == 6 and report.requests == 3
     assert 0.35 < elapsed < 3.0  # 2 s of capture at 5x: 0.4 s
     stored = receiver.lab.sql("select min(epoch_ns(start_time)) s from spans")["s"][0]
-    assert stored == min(sp.start_time_unix_nano for r in reqs for rs in r.resource_spans for ss in rs.scope_spans for sp in ss.spans)
+    assert stored == min(
+        sp.start_time_unix_nano
+        for r in reqs
+        for rs in r.resource_spans
+        for ss in rs.scope_spans
+        for sp in ss.spans
+    )
 
 
 def test_from_env_and_headers():

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from otlp_lab import DecodeError, Lab, UnsupportedFormatError
 from otlp_lab.otlp import decode_bytes
 
-from .conftest import TRAINTICKET, make_trace_request
+from ..conftest import TRAINTICKET, make_trace_request
 
 
 def _otlp_json(req, *, snake: bool = False) -> dict:
@@ -33,8 +33,10 @@ def _otlp_json(req, *, snake: bool = False) -> dict:
 
 
 def _spans(lab: Lab):
-    return lab.sql("SELECT trace_id, span_id, parent_span_id, name, kind, status_code, duration_ns, "
-                   "attributes['http.response.status_code']::BIGINT AS code FROM spans ORDER BY name")
+    return lab.sql(
+        "SELECT trace_id, span_id, parent_span_id, name, kind, status_code, duration_ns, "
+        "attributes['http.response.status_code']::BIGINT AS code FROM spans ORDER BY name"
+    )
 
 
 def _framed(*bodies: bytes) -> bytes:
@@ -43,7 +45,17 @@ def _framed(*bodies: bytes) -> bytes:
 
 @pytest.mark.parametrize(
     "fmt",
-    ["protobuf", "protobuf.gz", "protobuf.zst", "framed", "json", "json-pretty", "json-snake", "jsonl", "jsonl.gz"],
+    [
+        "protobuf",
+        "protobuf.gz",
+        "protobuf.zst",
+        "framed",
+        "json",
+        "json-pretty",
+        "json-snake",
+        "jsonl",
+        "jsonl.gz",
+    ],
 )
 def test_every_format_lands_the_same_rows(tmp_path, fmt):
     req = make_trace_request(4)
@@ -57,7 +69,9 @@ def test_every_format_lands_the_same_rows(tmp_path, fmt):
         "json": json.dumps(doc).encode(),
         "json-pretty": json.dumps(doc, indent=2).encode(),
         "json-snake": json.dumps(_otlp_json(req, snake=True)).encode(),
-        "jsonl": (json.dumps(doc) + "\n" + json.dumps(_otlp_json(make_trace_request(2, seed=7))) + "\n").encode(),
+        "jsonl": (
+            json.dumps(doc) + "\n" + json.dumps(_otlp_json(make_trace_request(2, seed=7))) + "\n"
+        ).encode(),
         "jsonl.gz": gzip.compress((json.dumps(doc) + "\n").encode()),
     }[fmt]
     path = tmp_path / f"capture.{fmt}"  # the name says nothing the decoder relies on
@@ -83,11 +97,16 @@ def test_trainticket_ids_equal_the_hex_in_the_files(trainticket_lab):
         doc = json.loads(f.readline())
     span = doc["resourceSpans"][0]["scopeSpans"][0]["spans"][5]
     row = trainticket_lab.sql(
-        "SELECT trace_id, parent_span_id, name, epoch_ns(start_time) AS s FROM spans WHERE span_id = ?", [span["spanId"].lower()]
+        "SELECT trace_id, parent_span_id, name, epoch_ns(start_time) AS s FROM spans WHERE span_id = ?",
+        [span["spanId"].lower()],
     ).to_dicts()
     assert row == [
-        {"trace_id": span["traceId"].lower(), "parent_span_id": span.get("parentSpanId"), "name": span["name"],
-         "s": int(span["startTimeUnixNano"])}
+        {
+            "trace_id": span["traceId"].lower(),
+            "parent_span_id": span.get("parentSpanId"),
+            "name": span["name"],
+            "s": int(span["startTimeUnixNano"]),
+        }
     ]
     svc = trainticket_lab.sql("SELECT count(DISTINCT service_name) AS n FROM spans")["n"][0]
     assert svc > 20
@@ -178,7 +197,9 @@ def test_bad_span_fields_are_named(tmp_path, field, value, message):
 
 def test_bad_attribute_value_is_named(tmp_path):
     doc = _otlp_json(make_trace_request(1))
-    doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["attributes"] = [{"key": "n", "value": {"intValue": "1.5e"}}]
+    doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["attributes"] = [
+        {"key": "n", "value": {"intValue": "1.5e"}}
+    ]
     err = _load_error(tmp_path, json.dumps(doc).encode(), "bad.json")
     assert "spans[0].attributes[0] ('n'): intValue must be an integer" in str(err)
 
@@ -200,7 +221,14 @@ def test_failed_file_leaves_the_database_as_it_was(tmp_path):
 def test_skip_bad_lines_reports_them(tmp_path):
     line = json.dumps(_otlp_json(make_trace_request(4, seed=3)))
     bad = tmp_path / "mixed.jsonl"
-    bad.write_text(line + "\n{not json\n" + json.dumps({"hello": 1}) + "\n" + line.replace('"traceId": "', '"traceId": "XY', 1) + "\n")
+    bad.write_text(
+        line
+        + "\n{not json\n"
+        + json.dumps({"hello": 1})
+        + "\n"
+        + line.replace('"traceId": "', '"traceId": "XY', 1)
+        + "\n"
+    )
     with Lab() as lab:
         result = lab.load(bad, on_error="skip")
         assert result["spans"] == 4
@@ -226,7 +254,9 @@ def test_duplicate_attribute_keys_keep_the_last_value(lab):
     kv = req.resource_spans[0].scope_spans[0].spans[0].attributes.add()
     kv.key, kv.value.int_value = "http.response.status_code", 503
     lab.load_bytes(req.SerializeToString())
-    assert lab.sql("SELECT attributes['http.response.status_code']::BIGINT AS c FROM spans")["c"].to_list() == [503]
+    assert lab.sql("SELECT attributes['http.response.status_code']::BIGINT AS c FROM spans")[
+        "c"
+    ].to_list() == [503]
 
 
 def _varint(n: int) -> bytes:

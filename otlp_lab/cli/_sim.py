@@ -7,8 +7,11 @@ import sys
 
 import click
 
+from ._common import console, fail, table
+from ._group import main
 
-@click.command()
+
+@main.command()
 @click.argument("scenario")
 @click.option(
     "--db",
@@ -49,16 +52,22 @@ import click
     help="With --send: simulated seconds per wall-clock second (default 1); timestamps are scaled to match.",
 )
 def simulate(
-    scenario: str, db: str | None, seed: int, duration: str | None, progress: bool, send_url: str | None,
-    protocol: str, realtime: bool | None, speed: float | None,
-) -> None:  # fmt: skip
+    scenario: str,
+    db: str | None,
+    seed: int,
+    duration: str | None,
+    progress: bool,
+    send_url: str | None,
+    protocol: str,
+    realtime: bool | None,
+    speed: float | None,
+) -> None:
     """Simulate SCENARIO (a YAML file or a shipped name: shop, retry_storm, slow_instance).
 
     With --send URL the spans, metrics and logs go live to an OTLP endpoint (a collector, or
     `otlp-lab receive`), paced on the wall clock with timestamps from now; exit status 1 when
     some were not delivered.
     """
-    from otlp_lab.cli import _fail, _table, console
     from otlp_lab.errors import OtlpLabError
     from otlp_lab.store import Lab, parse_duration_s
 
@@ -75,11 +84,21 @@ def simulate(
 
             sender = Sender.from_env(endpoint=send_url, protocol=protocol)
             pace = "realtime" if realtime is not False else "unpaced"
-            console.print(f"sending live to [bold]{sender.target.url}[/] over {sender.protocol} ({pace}, speed {1.0 if speed is None else speed:g})",
-                          highlight=False)  # fmt: skip
+            console.print(
+                f"sending live to [bold]{sender.target.url}[/] over {sender.protocol} ({pace}, speed {1.0 if speed is None else speed:g})",
+                highlight=False,
+            )
             with Lab(db) if db else contextlib.nullcontext() as lab:
-                live = stream(scenario, sender=sender, lab=lab, seed=seed, duration_s=duration_s,
-                              realtime=realtime is not False, speed=1.0 if speed is None else speed, progress=progress)  # fmt: skip
+                live = stream(
+                    scenario,
+                    sender=sender,
+                    lab=lab,
+                    seed=seed,
+                    duration_s=duration_s,
+                    realtime=realtime is not False,
+                    speed=1.0 if speed is None else speed,
+                    progress=progress,
+                )
             result = live.run
         elif db:
             with Lab(db) as lab:
@@ -87,7 +106,7 @@ def simulate(
         else:
             result = run(scenario, seed=seed, duration_s=duration_s, progress=progress)
     except (OtlpLabError, ImportError) as exc:
-        _fail(exc)
+        fail(exc)
         return
 
     def ms(v: float | None) -> str:
@@ -116,23 +135,33 @@ def simulate(
         ps["breaker_opens"].alias("opens"),
         ps["ejections"].alias("ejected"),
     )
-    console.print(_table("Per service", frame, max_rows=40, max_width=20))
+    console.print(table("Per service", frame, max_rows=40, max_width=20))
     if db:
         console.print(
             f"run [bold]{result.run_id}[/] written to [bold]{db}[/] ({result.spans:,} spans; tables faults, sim_runs)",
             highlight=False,
         )
     if live is not None:
-        from otlp_lab.transport._cli import _print_report
+        from ._transport import _print_report
 
         _print_report(live.report)
-        items = ", ".join(f"{n:,} {what}" for what, n in (("spans", live.emitted["traces"]), ("metric points", live.emitted["metrics"]),
-                                                          ("log records", live.emitted["logs"])))  # fmt: skip
-        console.print(f"simulated {items}; [bold]{live.sent:,}[/] sent, {live.rejected:,} rejected, {live.failed:,} failed",
-                      highlight=False)  # fmt: skip
+        items = ", ".join(
+            f"{n:,} {what}"
+            for what, n in (
+                ("spans", live.emitted["traces"]),
+                ("metric points", live.emitted["metrics"]),
+                ("log records", live.emitted["logs"]),
+            )
+        )
+        console.print(
+            f"simulated {items}; [bold]{live.sent:,}[/] sent, {live.rejected:,} rejected, {live.failed:,} failed",
+            highlight=False,
+        )
         if live.realtime and live.max_lag_s > max(0.25, 0.1 * result.duration_s / live.speed):
-            console.print(f"[yellow]fell behind the wall clock by up to {live.max_lag_s:.1f} s:[/] this machine cannot "
-                          f"simulate and encode {result.scenario} {live.speed:g}x faster than real time; lower --speed",
-                          highlight=False)  # fmt: skip
+            console.print(
+                f"[yellow]fell behind the wall clock by up to {live.max_lag_s:.1f} s:[/] this machine cannot "
+                f"simulate and encode {result.scenario} {live.speed:g}x faster than real time; lower --speed",
+                highlight=False,
+            )
         if live.failed or live.report.failed_requests:
             sys.exit(1)

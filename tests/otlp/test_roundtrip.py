@@ -57,7 +57,7 @@ from otlp_lab.otlp import encode_requests, protobuf_frame, to_otlp_json, write_r
 from otlp_lab.store._export import export_requests, export_tables, write_otlp
 from otlp_lab.store._schema import SIGNAL_TABLES
 
-from .conftest import make_trace_request
+from ..conftest import make_trace_request
 
 REQUESTS: dict[str, type[Message]] = {
     "traces": ExportTraceServiceRequest,

@@ -28,8 +28,12 @@ from otlp_lab.viz import (
     strategy_bars_figure,
 )
 
-BREAKER = {"failure_rate_threshold": 50, "sliding_window_size": 20, "minimum_number_of_calls": 20,
-           "wait_duration_in_open_state_s": 1.0}  # fmt: skip
+BREAKER = {
+    "failure_rate_threshold": 50,
+    "sliding_window_size": 20,
+    "minimum_number_of_calls": 20,
+    "wait_duration_in_open_state_s": 1.0,
+}
 STORM = {"naive retries": {}, "circuit breaker": {"storm": {"breaker": BREAKER}}}
 
 
@@ -43,8 +47,13 @@ def storm() -> dict[str, RunResult]:
 def balanced() -> tuple[Lab, dict[str, RunResult]]:
     """Two balancers in front of the slow instance, 8 simulated seconds each (5 of warm-up), written into a Lab."""
     lab = Lab()
-    runs = run_many("slow_instance", {s: {"backend": {"balancer": s}} for s in ("round_robin", "power_of_two_choices")},
-                    lab=lab, seed=1, duration_s=8)  # fmt: skip
+    runs = run_many(
+        "slow_instance",
+        {s: {"backend": {"balancer": s}} for s in ("round_robin", "power_of_two_choices")},
+        lab=lab,
+        seed=1,
+        duration_s=8,
+    )
     yield lab, runs
     lab.close()
 
@@ -80,12 +89,16 @@ def test_breaker_timelines_stack_only_runs_with_breakers(storm) -> None:
 
 
 def test_scenario_windows_cover_spikes_and_faults() -> None:
-    assert scenario_windows("retry_storm") == [{"start_s": 20.0, "end_s": 24.0, "label": "load spike 300 req/s"}]
+    assert scenario_windows("retry_storm") == [
+        {"start_s": 20.0, "end_s": 24.0, "label": "load spike 300 req/s"}
+    ]
     # a fault with no duration lasts to the end of the run
     assert scenario_windows("slow_instance") == [{"start_s": 0.0, "end_s": 60.0, "label": "cpu backend-2"}]
     shop = scenario_windows("shop")
-    assert [(w["start_s"], w["end_s"], w["label"]) for w in shop] == [(40.0, 60.0, "crash inventory-1"),
-                                                                    (70.0, 100.0, "latency payment-0")]  # fmt: skip
+    assert [(w["start_s"], w["end_s"], w["label"]) for w in shop] == [
+        (40.0, 60.0, "crash inventory-1"),
+        (70.0, 100.0, "latency payment-0"),
+    ]
 
 
 def test_runs_table_has_one_row_per_run_and_the_constant_columns(storm) -> None:
@@ -114,14 +127,22 @@ def test_recovery_table_tells_the_metastable_failure_from_recovery(storm) -> Non
 
 def test_recovery_table_measures_the_time_to_a_healthy_window() -> None:
     # goodput is 0 until t = 15 s, then equal to the offered load
-    tl = pl.DataFrame({"t_s": list(range(40)), "policy": ["p"] * 40, "offered_rps": [100] * 40,
-                       "goodput_rps": [100] * 5 + [0] * 10 + [100] * 25})  # fmt: skip
+    tl = pl.DataFrame(
+        {
+            "t_s": list(range(40)),
+            "policy": ["p"] * 40,
+            "offered_rps": [100] * 40,
+            "goodput_rps": [100] * 5 + [0] * 10 + [100] * 25,
+        }
+    )
     row = recovery_table(tl, after_s=10, hold_s=5).row(0, named=True)
     assert row["recovery_s"] == 5.0 and row["recovered"] is True
     assert row["goodput_before"] == 1.0  # t = 0..4, the 5 s before after_s - hold_s
     assert row["goodput_after"] == 1.0
     assert recovery_table(tl, before_s=10, after_s=10, hold_s=5)["goodput_before"].item() == 0.0  # t = 5..9
-    never = recovery_table(tl.with_columns(pl.col("goodput_rps") * 0.5), after_s=10, hold_s=5).row(0, named=True)
+    never = recovery_table(tl.with_columns(pl.col("goodput_rps") * 0.5), after_s=10, hold_s=5).row(
+        0, named=True
+    )
     assert never["recovery_s"] is None and never["recovered"] is False
     with pytest.raises(SchemaError, match="goodput_rps"):
         recovery_table(tl.drop("goodput_rps"), after_s=10)
@@ -194,15 +215,21 @@ def test_policy_bars_figure_has_a_panel_per_metric(storm) -> None:
     amp = _named(fig, "amplification")[0]
     assert amp.x[0] > 1.5 and amp.text[0].endswith("×")  # naive retries amplify
     assert _named(fig, "error_rate")[0].text[0].endswith("%")
-    assert [a.text for a in fig.layout.annotations][:4] == ["goodput (req/s)", "error rate", "p99 latency (ms)",
-                                                            "amplification (attempts / call)"]  # fmt: skip
+    assert [a.text for a in fig.layout.annotations][:4] == [
+        "goodput (req/s)",
+        "error rate",
+        "p99 latency (ms)",
+        "amplification (attempts / call)",
+    ]
     with pytest.raises(SchemaError, match="p42_ms"):
         policy_bars_figure(summary, ["p42_ms"])
 
 
 def test_strategy_bars_figure_groups_and_single(storm) -> None:
     summary = pl.concat([runs_table(storm, ejection="off"), runs_table(storm, ejection="on")])
-    fig = strategy_bars_figure(summary, "p99_ms", group="ejection", log_y=True, colors={"off": "#999999", "on": "#2ca02c"})
+    fig = strategy_bars_figure(
+        summary, "p99_ms", group="ejection", log_y=True, colors={"off": "#999999", "on": "#2ca02c"}
+    )
     assert [t.name for t in fig.data] == ["off", "on"]
     assert [list(t.x) for t in fig.data] == [list(STORM)] * 2
     assert fig.data[1].marker.color == "#2ca02c"
@@ -267,7 +294,12 @@ def test_policy_from_imported_carries_the_istio_settings_into_a_run() -> None:
     assert pol.retry == imported.retry and pol.retry.max_attempts == 4
     assert pol.balancer.policy == "least_request"
     assert pol.outlier_detection.consecutive_gateway_failure == 3
-    assert pol.bulkhead == {"max_connections": 100, "max_pending_requests": 64, "max_requests": 256, "max_retries": 8}
+    assert pol.bulkhead == {
+        "max_connections": 100,
+        "max_pending_requests": 64,
+        "max_requests": 256,
+        "max_retries": 8,
+    }
     assert pol.budget is None and pol.breaker is None
     assert policy_from_imported(imported, timeout_s=1.0).timeout_s == 1.0
     r = run("slow_instance", policy_overrides={"backend": pol}, seed=1, duration_s=6, label="istio")
@@ -288,7 +320,9 @@ def test_write_sim_report(tmp_path):
     from otlp_lab.sim import run_many
     from otlp_lab.viz.report import write_sim_report
 
-    results = run_many("retry_storm", {"as is": {}, "no retries": {"*": {"retry": None}}}, seed=3, duration_s=25)
+    results = run_many(
+        "retry_storm", {"as is": {}, "no retries": {"*": {"retry": None}}}, seed=3, duration_s=25
+    )
     out = write_sim_report(results, tmp_path / "sim.html", scenario="retry_storm")
     html = out.read_text()
     assert "as is" in html and "no retries" in html and html.count("Plotly.newPlot") == 2

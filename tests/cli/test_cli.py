@@ -5,11 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from .conftest import TRAINTICKET, make_trace_request
+from ..conftest import TRAINTICKET, make_trace_request
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "otlp_lab.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "otlp_lab.cli", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_load_info_sql(tmp_path):

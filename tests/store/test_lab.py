@@ -50,7 +50,9 @@ def small(lab: Lab) -> Lab:
     payload = bytearray(_trace(TRACE))
     lab.load_bytes(bytes(payload))
     # the db client span names its uninstrumented peer
-    lab.con.execute("UPDATE spans SET attributes = map(['db.system.name'], ['postgresql'::VARIANT]) WHERE span_id = '0000000000000004'")
+    lab.con.execute(
+        "UPDATE spans SET attributes = map(['db.system.name'], ['postgresql'::VARIANT]) WHERE span_id = '0000000000000004'"
+    )
     return lab
 
 
@@ -90,16 +92,26 @@ def test_critical_path(small):
 
 def test_traces_summary(small):
     t = small.traces().to_dicts()[0]
-    assert (t["root_service"], t["spans"], t["services"], t["errors"], t["duration_ms"]) == ("frontend", 6, 3, 1, 100.0)
+    assert (t["root_service"], t["spans"], t["services"], t["errors"], t["duration_ms"]) == (
+        "frontend",
+        6,
+        3,
+        1,
+        100.0,
+    )
 
 
 def test_attribute_types_survive_in_sql(lab):
-    from .conftest import make_trace_request
+    from ..conftest import make_trace_request
 
     req = make_trace_request(1)
     attrs = req.resource_spans[0].scope_spans[0].spans[0].attributes
-    for key, field, value in (("s", "string_value", "x"), ("b", "bool_value", True), ("d", "double_value", 2.5),
-                              ("y", "bytes_value", b"\x00\xff")):
+    for key, field, value in (
+        ("s", "string_value", "x"),
+        ("b", "bool_value", True),
+        ("d", "double_value", 2.5),
+        ("y", "bytes_value", b"\x00\xff"),
+    ):
         kv = attrs.add()
         kv.key = key
         setattr(kv.value, field, value)
@@ -113,7 +125,15 @@ def test_attribute_types_survive_in_sql(lab):
         "variant_typeof(attributes['y']) y, variant_typeof(attributes['http.response.status_code']) i, "
         "attributes['http.response.status_code']::BIGINT + 1 AS next, attributes['arr'] AS arr FROM spans"
     ).to_dicts()[0]
-    assert row == {"s": "VARCHAR", "b": "BOOL_TRUE", "d": "DOUBLE", "y": "BLOB", "i": "INT64", "next": 201, "arr": "[1,2]"}
+    assert row == {
+        "s": "VARCHAR",
+        "b": "BOOL_TRUE",
+        "d": "DOUBLE",
+        "y": "BLOB",
+        "i": "INT64",
+        "next": 201,
+        "arr": "[1,2]",
+    }
 
 
 def test_trainticket_views(trainticket_lab):
@@ -127,7 +147,7 @@ def test_trainticket_views(trainticket_lab):
 
 
 def test_file_database_persists(tmp_path):
-    from .conftest import make_trace_request
+    from ..conftest import make_trace_request
 
     path = tmp_path / "capture.duckdb"
     with Lab(path) as lab:
@@ -144,7 +164,10 @@ def test_export_and_write_otlp_round_trip(tmp_path, small):
     small.write_otlp(path, "traces", fmt="json")
     with Lab() as again:
         assert again.load(path)["spans"] == 6
-        assert again.service_graph().sort("client", "server").to_dicts() == small.service_graph().sort("client", "server").to_dicts()
+        assert (
+            again.service_graph().sort("client", "server").to_dicts()
+            == small.service_graph().sort("client", "server").to_dicts()
+        )
 
 
 def test_memory_limit_is_applied_and_checked():

@@ -1,100 +1,27 @@
-"""The ``otlp-lab`` command: load, info, sql, demo."""
+"""``otlp-lab load``, ``info``, ``sql`` and ``demo``."""
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
 
 from otlp_lab.errors import OtlpLabError
 
-console = Console()
-
-
-def _table(title: str, frame: Any, *, max_rows: int = 10, max_width: int = 48) -> Table:
-    """A Polars frame as a rich table (first ``max_rows`` rows, long cells shortened)."""
-    t = Table(title=title, title_justify="left", header_style="bold")
-    for col in frame.columns:
-        t.add_column(col, overflow="ellipsis", max_width=max_width, justify="right" if frame[col].dtype.is_numeric() else "left")
-    for row in frame.head(max_rows).iter_rows():
-        t.add_row(*(_cell(v) for v in row))
-    if frame.height > max_rows:
-        t.caption = f"{max_rows} of {frame.height:,} rows"
-    return t
-
-
-def _cell(v: Any) -> str:
-    if v is None:
-        return "·"
-    if isinstance(v, float):
-        return f"{v:,.3f}".rstrip("0").rstrip(".") if abs(v) < 1e15 else f"{v:.3e}"
-    if isinstance(v, int):
-        return f"{v:,}"
-    return str(v)
-
-
-def _fail(exc: Exception) -> None:
-    console.print(f"[bold red]error:[/] {exc}", highlight=False)
-    sys.exit(2)
-
-
-@click.group()
-@click.version_option(package_name="otlp-lab")
-def main() -> None:
-    """otlp_lab: OpenTelemetry traces, metrics and logs in an embedded DuckDB database."""
-
-
-def _load(lab: Any, files: tuple[str, ...], **kw: Any) -> Any:
-    with Progress(
-        TextColumn("[bold]loading[/] {task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("", total=None)
-
-        def progress(source: str, done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total, description=Path(source).name)
-
-        return lab.load(*files, progress=progress, **kw)
-
-
-def _print_load(result: Any, seconds: float) -> None:
-    t = Table(title=f"Loaded in {seconds:.2f} s", title_justify="left", header_style="bold")
-    t.add_column("table")
-    t.add_column("rows added", justify="right")
-    for k, v in result.counts.items():
-        if v:
-            t.add_row(k, f"{v:,}")
-    console.print(t)
-    for f in result.files:
-        if f.status != "loaded":
-            console.print(f"[yellow]{f.status}:[/] {f.source}" + (f" ({f.error})" if f.error else ""), highlight=False)
-    for s in result.skipped[:20]:
-        console.print(f"[yellow]skipped:[/] {s}", highlight=False)
-    if len(result.skipped) > 20:
-        console.print(f"[yellow]... and {len(result.skipped) - 20} more skipped requests[/]")
+from ._common import console, fail, load_with_progress, print_load, table
+from ._group import main
 
 
 @main.command()
 @click.argument("files", nargs=-1, required=True)
-@click.option("--db", required=True, type=click.Path(dir_okay=False), help="DuckDB file to load into (created if missing).")
+@click.option(
+    "--db",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="DuckDB file to load into (created if missing).",
+)
 @click.option("--signal", type=click.Choice(["traces", "metrics", "logs"]), help="Accept only this signal.")
 @click.option("--skip-bad", is_flag=True, help="Skip bad lines/messages and report them instead of failing.")
 @click.option("--duplicates", is_flag=True, help="Load files even if their content was loaded before.")
@@ -105,10 +32,12 @@ def load(files: tuple[str, ...], db: str, signal: str | None, skip_bad: bool, du
     try:
         with Lab(db) as lab:
             t0 = time.perf_counter()
-            result = _load(lab, files, signal=signal, on_error="skip" if skip_bad else "raise", duplicates=duplicates)
-            _print_load(result, time.perf_counter() - t0)
+            result = load_with_progress(
+                lab, files, signal=signal, on_error="skip" if skip_bad else "raise", duplicates=duplicates
+            )
+            print_load(result, time.perf_counter() - t0)
     except OtlpLabError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 def _print_info(lab: Any) -> None:
@@ -117,7 +46,9 @@ def _print_info(lab: Any) -> None:
     console.print(f"{info['path']} ({info['loads']} loads): {rows}", highlight=False)
     lo, hi = info["time_range"]
     if lo is not None:
-        console.print(f"spans from {lo:%Y-%m-%d %H:%M:%S} to {hi:%H:%M:%S} UTC ({(hi - lo).total_seconds():,.0f} s)")
+        console.print(
+            f"spans from {lo:%Y-%m-%d %H:%M:%S} to {hi:%H:%M:%S} UTC ({(hi - lo).total_seconds():,.0f} s)"
+        )
     svcs = info["services"]
     if svcs:
         shown = ", ".join(svcs[:12]) + (f", ... ({len(svcs)} in all)" if len(svcs) > 12 else "")
@@ -134,7 +65,7 @@ def info(db: str) -> None:
         with Lab(db, read_only=True) as lab:
             _print_info(lab)
     except OtlpLabError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @main.command()
@@ -150,11 +81,11 @@ def sql(query: str, db: str, max_rows: int, as_csv: bool) -> None:
         with Lab(db, read_only=True) as lab:
             frame = lab.sql(query)
     except OtlpLabError as exc:
-        _fail(exc)
+        fail(exc)
     if as_csv:
         click.echo(frame.write_csv(), nl=False)
     else:
-        console.print(_table(f"{frame.height:,} rows", frame, max_rows=max_rows))
+        console.print(table(f"{frame.height:,} rows", frame, max_rows=max_rows))
 
 
 DEMO_SCENARIO = "retry_storm"
@@ -199,29 +130,39 @@ def demo(db: str, report: str, seed: int) -> None:
         with Lab(db) as lab:
             console.rule("[bold]1. A real capture: TrainTicket around injected faults")
             t0 = time.perf_counter()
-            result = _load(lab, (str(trainticket_path()),))
+            result = load_with_progress(lab, (str(trainticket_path()),))
             rows = ", ".join(f"{v:,} {k}" for k, v in result.counts.items() if v)
             loaded = sum(f.status == "loaded" for f in result.files)
-            console.print(f"loaded {rows} from {loaded} files in {time.perf_counter() - t0:.2f} s into [bold]{db}[/]")
+            console.print(
+                f"loaded {rows} from {loaded} files in {time.perf_counter() - t0:.2f} s into [bold]{db}[/]"
+            )
             _print_info(lab)
-            console.print(_table("Busiest service-graph edges", lab.service_graph().drop("error_rate"), max_rows=5))
+            console.print(
+                table("Busiest service-graph edges", lab.service_graph().drop("error_rate"), max_rows=5)
+            )
             slow = lab.traces(limit=3).select("trace_id", "root_service", "spans", "services", "duration_ms")
-            console.print(_table("Slowest traces", slow, max_rows=3, max_width=34))
-            out = write_report(lab, report, faults=trainticket_faults(), title="TrainTicket capture (Nezha, 2023-01-30)")
+            console.print(table("Slowest traces", slow, max_rows=3, max_width=34))
+            out = write_report(
+                lab, report, faults=trainticket_faults(), title="TrainTicket capture (Nezha, 2023-01-30)"
+            )
             console.print(f"report: [bold]{out}[/]")
 
             console.rule(f"[bold]2. A rehearsal: the '{DEMO_SCENARIO}' scenario under two policies")
             t0 = time.perf_counter()
             results = run_many(DEMO_SCENARIO, DEMO_POLICIES, lab=lab, seed=seed, progress=True)
             frame = _comparison(results)
-            console.print(_table(f"Same arrivals (seed {seed}), simulated in {time.perf_counter() - t0:.0f} s", frame))
+            console.print(
+                table(f"Same arrivals (seed {seed}), simulated in {time.perf_counter() - t0:.0f} s", frame)
+            )
             sim_report = Path(report).with_name("simulation.html")
             from otlp_lab.viz.report import write_sim_report
 
             console.print(f"report: [bold]{write_sim_report(results, sim_report, scenario=DEMO_SCENARIO)}[/]")
-            console.print(f"explore both in SQL: otlp-lab sql --db {db} \"select * from sim_runs\"", highlight=False)
+            console.print(
+                f'explore both in SQL: otlp-lab sql --db {db} "select * from sim_runs"', highlight=False
+            )
     except OtlpLabError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 def _comparison(results: dict[str, Any]) -> Any:
@@ -230,17 +171,3 @@ def _comparison(results: dict[str, Any]) -> Any:
     return pl.DataFrame([r.summary() for r in results.values()]).select(
         "policy", "goodput_rps", "offered_rps", "error_rate", "p99_ms", "amplification"
     )
-
-
-from otlp_lab.transport._cli import receive, send  # noqa: E402
-
-main.add_command(receive)
-main.add_command(send)
-
-from otlp_lab.sim._cli import simulate  # noqa: E402
-
-main.add_command(simulate)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -29,7 +29,7 @@ from otlp_lab.viz import (
 )
 
 # The Nezha TrainTicket capture as shipped to the team, for a checkout whose datasets/ is not filled in yet.
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "trainticket-nezha-2023-01-30"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "trainticket-nezha-2023-01-30"
 FIRST_FAULT = dt.datetime(2023, 1, 30, 11, 51, 46, tzinfo=dt.UTC)
 
 
@@ -83,8 +83,12 @@ def test_service_graph_draws_every_service_as_a_node_and_every_edge(tt_lab: Lab)
     assert len(nodes.customdata) == len(set(nodes.customdata))
     mids = _trace(fig, "edges")
     assert len(mids.x) == edges.height
-    assert all(f"{c} → {s}" in h for c, s, h in zip(edges["client"], edges["server"], mids.hovertext, strict=True))
-    assert len(fig.layout.annotations) == edges.filter(pl.col("client") != pl.col("server")).height  # arrowheads
+    assert all(
+        f"{c} → {s}" in h for c, s, h in zip(edges["client"], edges["server"], mids.hovertext, strict=True)
+    )
+    assert (
+        len(fig.layout.annotations) == edges.filter(pl.col("client") != pl.col("server")).height
+    )  # arrowheads
     # TrainTicket records no status: the edges are coloured by p95 latency.
     assert mids.marker.colorbar.title.text == "p95"
     assert fig.layout.template.layout.plot_bgcolor == pio.templates[TEMPLATE].layout.plot_bgcolor
@@ -93,15 +97,24 @@ def test_service_graph_draws_every_service_as_a_node_and_every_edge(tt_lab: Lab)
 
 def test_service_graph_layers_callers_left_of_callees_and_survives_cycles() -> None:
     edges = pl.DataFrame(
-        {"client": ["web", "web", "cart", "db", "cart"], "server": ["cart", "db", "db", "web", "cart"],
-         "calls": [10, 5, 8, 1, 2], "errors": [0, 1, 0, 0, 0], "error_rate": [0.0, 0.2, 0.0, 0.0, 0.0],
-         "p50_ms": [1.0, 2.0, 3.0, 4.0, 5.0], "p95_ms": [2.0, 4.0, 6.0, 8.0, 9.0], "p99_ms": [3.0, 5.0, 7.0, 9.0, 9.5]}
+        {
+            "client": ["web", "web", "cart", "db", "cart"],
+            "server": ["cart", "db", "db", "web", "cart"],
+            "calls": [10, 5, 8, 1, 2],
+            "errors": [0, 1, 0, 0, 0],
+            "error_rate": [0.0, 0.2, 0.0, 0.0, 0.0],
+            "p50_ms": [1.0, 2.0, 3.0, 4.0, 5.0],
+            "p95_ms": [2.0, 4.0, 6.0, 8.0, 9.0],
+            "p99_ms": [3.0, 5.0, 7.0, 9.0, 9.5],
+        }
     )
     fig = service_graph_figure(edges)
     nodes = _trace(fig, "services")
     x = dict(zip(nodes.customdata, nodes.x, strict=True))
     assert x == {"web": 0.0, "cart": 1.0, "db": 2.0}
-    assert _trace(fig, "edges").marker.colorbar.title.text == "error rate"  # a call failed: colour by error rate
+    assert (
+        _trace(fig, "edges").marker.colorbar.title.text == "error rate"
+    )  # a call failed: colour by error rate
     circ = service_graph_figure(edges, layout="circular", color_by="p95_ms")
     assert set(_trace(circ, "services").customdata) == {"web", "cart", "db"}
     with pytest.raises(ConfigError, match="layout"):
@@ -127,7 +140,8 @@ def test_latency_by_operation_boxes_are_exact_quartiles_of_the_busiest_operation
     assert fig.layout.xaxis.type == "log"
     assert "ms" in fig.layout.xaxis.title.text
     busiest = (
-        spans.group_by("service_name", "name").agg(pl.len().alias("n"), (pl.col("duration_ns") / 1e6).alias("ms"))
+        spans.group_by("service_name", "name")
+        .agg(pl.len().alias("n"), (pl.col("duration_ns") / 1e6).alias("ms"))
         .sort(["n", "service_name", "name"], descending=[True, False, False])
     )
     first = busiest.row(0, named=True)
@@ -144,7 +158,11 @@ def test_latency_by_operation_boxes_are_exact_quartiles_of_the_busiest_operation
 def test_latency_by_operation_ranks_by_time_spent(tt_lab: Lab) -> None:
     spans = tt_lab.sql("SELECT service_name, name, duration_ns FROM spans")
     fig = latency_by_operation_figure(spans, top=3, rank_by="total")
-    top = spans.group_by("service_name", "name").agg(pl.col("duration_ns").sum()).sort("duration_ns", descending=True)
+    top = (
+        spans.group_by("service_name", "name")
+        .agg(pl.col("duration_ns").sum())
+        .sort("duration_ns", descending=True)
+    )
     assert top["name"][0][:40] in fig.data[0].name
     with pytest.raises(ConfigError, match="rank_by"):
         latency_by_operation_figure(spans, rank_by="median")
@@ -225,8 +243,12 @@ def test_red_figure_draws_a_line_per_service_busiest_first(tt_lab: Lab) -> None:
     assert fig.layout.yaxis.type == "log"
     assert fig.layout.xaxis.type == "date"
     top3 = red_figure(red, "rate_per_s", top=3)
-    busiest = red.group_by("service_name").agg(pl.col("requests").sum()).sort(
-        ["requests", "service_name"], descending=[True, False])["service_name"][:3].to_list()
+    busiest = (
+        red.group_by("service_name")
+        .agg(pl.col("requests").sum())
+        .sort(["requests", "service_name"], descending=[True, False])["service_name"][:3]
+        .to_list()
+    )
     assert [t.name for t in top3.data] == busiest
     assert top3.layout.yaxis.type != "log"
     # Points are the windows, in ms since the epoch (UTC).
@@ -247,8 +269,12 @@ def test_red_figure_stacks_several_metrics(tt_lab: Lab) -> None:
 def test_red_figure_breaks_lines_across_gaps() -> None:
     t0 = dt.datetime(2024, 1, 1)
     red = pl.DataFrame(
-        {"window_start": [t0, t0 + dt.timedelta(minutes=1), t0 + dt.timedelta(minutes=10)],
-         "service_name": ["a"] * 3, "requests": [1, 2, 3], "p95_ms": [1.0, 2.0, 3.0]}
+        {
+            "window_start": [t0, t0 + dt.timedelta(minutes=1), t0 + dt.timedelta(minutes=10)],
+            "service_name": ["a"] * 3,
+            "requests": [1, 2, 3],
+            "p95_ms": [1.0, 2.0, 3.0],
+        }
     )
     fig = red_figure(red)
     y = list(fig.data[0].y)
@@ -263,7 +289,9 @@ def test_fault_latency_marks_each_fault_in_range(tt_lab: Lab, faults: pl.DataFra
     assert len(lines) == inside.height
     assert {t.name for t in fig.data} == set(inside["service"])
     assert inside["kind"][0] in fig.layout.annotations[0].text
-    shaded = fault_latency_figure(tt_lab.red("15s"), inside.head(1), "ts-gateway-service", fault_duration_s=60)
+    shaded = fault_latency_figure(
+        tt_lab.red("15s"), inside.head(1), "ts-gateway-service", fault_duration_s=60
+    )
     assert [s.type for s in shaded.layout.shapes] == ["line", "rect"]
     assert [t.name for t in shaded.data] == ["ts-gateway-service"]
 
@@ -279,7 +307,11 @@ def test_fault_latency_from_spans_shows_what_callers_saw(tt_lab: Lab, faults: pl
     callers = set(calls["service_name"])
     assert {t.name for t in fig.data} == callers | {f"{c} spans" for c in callers}
     dots = sum(len(t.x) for t in fig.data if t.name.endswith(" spans"))
-    shown = calls.filter(pl.col("start_time").is_between(dt.datetime(2023, 1, 30, 11, 49, 46), dt.datetime(2023, 1, 30, 11, 56, 46)))
+    shown = calls.filter(
+        pl.col("start_time").is_between(
+            dt.datetime(2023, 1, 30, 11, 49, 46), dt.datetime(2023, 1, 30, 11, 56, 46)
+        )
+    )
     assert dots == shown.height
     assert fig.layout.yaxis.type == "log"
 
@@ -315,7 +347,9 @@ def test_summary_frame_counts_what_the_lab_holds(tt_lab: Lab) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- report
-def test_write_report_is_one_self_contained_html_file(tt_lab: Lab, faults: pl.DataFrame, tmp_path: Path) -> None:
+def test_write_report_is_one_self_contained_html_file(
+    tt_lab: Lab, faults: pl.DataFrame, tmp_path: Path
+) -> None:
     from plotly.offline import get_plotlyjs
 
     out = write_report(tt_lab, tmp_path / "sub" / "report.html", faults=faults, title="TrainTicket <test>")
@@ -323,12 +357,16 @@ def test_write_report_is_one_self_contained_html_file(tt_lab: Lab, faults: pl.Da
     html = out.read_text(encoding="utf-8")
     assert html.count(get_plotlyjs()[:200]) == 1  # plotly.js embedded once, no CDN
     assert "<script src=" not in html  # nothing to fetch: opens offline
-    assert html.count("cdn.plot.ly") == get_plotlyjs().count("cdn.plot.ly")  # only plotly.js' own optional URLs
+    assert html.count("cdn.plot.ly") == get_plotlyjs().count(
+        "cdn.plot.ly"
+    )  # only plotly.js' own optional URLs
     assert "TrainTicket &lt;test&gt;" in html
     for section in ("summary", "graph", "latency", "red", "traces", "waterfall", "faults"):
         assert f'<section id="{section}">' in html
     # Every figure refers to the one shared template rather than inlining its own copy.
-    calls = re.findall(r'Plotly\.newPlot\("([^"]+)", (.*?), Object\.assign\(\{template: OTLP_LAB_TEMPLATE\}, ', html)
+    calls = re.findall(
+        r'Plotly\.newPlot\("([^"]+)", (.*?), Object\.assign\(\{template: OTLP_LAB_TEMPLATE\}, ', html
+    )
     ids = [c[0] for c in calls]
     assert len(ids) == html.count("Plotly.newPlot(")
     assert len(ids) == len(set(ids)) >= 6  # graph, latency, RED, waterfall, two per fault in range
@@ -337,7 +375,7 @@ def test_write_report_is_one_self_contained_html_file(tt_lab: Lab, faults: pl.Da
     data = [json.loads(d) for _, d in calls]
     assert any(t.get("name") == "services" for d in data for t in d)  # the service graph's nodes
     assert any(t.get("name") == "critical path" for d in data for t in d)
-    assert f"<td class=\"num\">{tt_lab.counts()['spans']:,}</td>" in html  # summary table
+    assert f'<td class="num">{tt_lab.counts()["spans"]:,}</td>' in html  # summary table
     slowest = tt_lab.traces(limit=1)["trace_id"][0]
     assert slowest in html
     assert "ts-contacts-service" in html and "network_delay" in html

@@ -10,19 +10,14 @@ import time
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from otlp_lab.errors import OtlpLabError
 
-console = Console(stderr=False)
+from ._common import console, fail
+from ._group import main
 
 MiB = 1 << 20
-
-
-def _fail(exc: Exception) -> None:
-    console.print(f"[bold red]error:[/] {exc}", highlight=False)
-    sys.exit(2)
 
 
 def _address(value: str | None) -> str | None:
@@ -45,35 +40,101 @@ def _stats_table(title: str, stats: Any) -> Table:
     t = Table(title=title, title_justify="left", header_style="bold")
     t.add_column("counter")
     t.add_column("value", justify="right")
-    for name in ("requests", "accepted", "spans", "points", "logs", "rejected_items", "invalid", "too_large",
-                 "unsupported", "unauthenticated", "backpressure", "failed", "transactions", "peak_queue_bytes"):
+    for name in (
+        "requests",
+        "accepted",
+        "spans",
+        "points",
+        "logs",
+        "rejected_items",
+        "invalid",
+        "too_large",
+        "unsupported",
+        "unauthenticated",
+        "backpressure",
+        "failed",
+        "transactions",
+        "peak_queue_bytes",
+    ):
         value = getattr(stats, name)
         if value or name in ("requests", "accepted"):
             t.add_row(name, f"{value:,}")
     return t
 
 
-@click.command()
-@click.option("--db", required=True, type=click.Path(dir_okay=False), help="DuckDB file to store into (created if missing).")
-@click.option("--grpc", "grpc_addr", default="127.0.0.1:4317", show_default=True, envvar="OTLP_LAB_GRPC",
-              help="OTLP/gRPC listen address ('off' to disable; port 0 = any free port).")
-@click.option("--http", "http_addr", default="127.0.0.1:4318", show_default=True, envvar="OTLP_LAB_HTTP",
-              help="OTLP/HTTP listen address ('off' to disable).")
+@main.command()
+@click.option(
+    "--db",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="DuckDB file to store into (created if missing).",
+)
+@click.option(
+    "--grpc",
+    "grpc_addr",
+    default="127.0.0.1:4317",
+    show_default=True,
+    envvar="OTLP_LAB_GRPC",
+    help="OTLP/gRPC listen address ('off' to disable; port 0 = any free port).",
+)
+@click.option(
+    "--http",
+    "http_addr",
+    default="127.0.0.1:4318",
+    show_default=True,
+    envvar="OTLP_LAB_HTTP",
+    help="OTLP/HTTP listen address ('off' to disable).",
+)
 @click.option("--max-request-mib", default=16.0, show_default=True, help="Largest request, decompressed.")
-@click.option("--queue-mib", default=64.0, show_default=True, help="Requests waiting for their transaction; beyond it, backpressure.")
-@click.option("--retry-after", default=1.0, show_default=True, help="Seconds of pushback sent with backpressure replies.")
-@click.option("--token", envvar="OTLP_LAB_TOKEN", help="Require 'Authorization: Bearer TOKEN' (env OTLP_LAB_TOKEN).")
-@click.option("--require-header", multiple=True, metavar="NAME=VALUE", help="Require this header (repeatable).")
-@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Serve TLS with this certificate (PEM).")
-@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="Private key of --tls-cert (PEM).")
-@click.option("--client-ca", type=click.Path(exists=True, dir_okay=False), help="Require client certificates signed by this CA (mTLS).")
+@click.option(
+    "--queue-mib",
+    default=64.0,
+    show_default=True,
+    help="Requests waiting for their transaction; beyond it, backpressure.",
+)
+@click.option(
+    "--retry-after",
+    default=1.0,
+    show_default=True,
+    help="Seconds of pushback sent with backpressure replies.",
+)
+@click.option(
+    "--token", envvar="OTLP_LAB_TOKEN", help="Require 'Authorization: Bearer TOKEN' (env OTLP_LAB_TOKEN)."
+)
+@click.option(
+    "--require-header", multiple=True, metavar="NAME=VALUE", help="Require this header (repeatable)."
+)
+@click.option(
+    "--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Serve TLS with this certificate (PEM)."
+)
+@click.option(
+    "--tls-key", type=click.Path(exists=True, dir_okay=False), help="Private key of --tls-cert (PEM)."
+)
+@click.option(
+    "--client-ca",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Require client certificates signed by this CA (mTLS).",
+)
 @click.option("--allow-remote", is_flag=True, help="Allow listening on a non-loopback address.")
 @click.option("--duration", type=float, help="Stop by itself after this many seconds.")
-@click.option("--stats-every", default=5.0, show_default=True, help="Seconds between live status lines (0: none).")
+@click.option(
+    "--stats-every", default=5.0, show_default=True, help="Seconds between live status lines (0: none)."
+)
 def receive(
-    db: str, grpc_addr: str | None, http_addr: str | None, max_request_mib: float, queue_mib: float, retry_after: float,
-    token: str | None, require_header: tuple[str, ...], tls_cert: str | None, tls_key: str | None, client_ca: str | None,
-    allow_remote: bool, duration: float | None, stats_every: float,
+    db: str,
+    grpc_addr: str | None,
+    http_addr: str | None,
+    max_request_mib: float,
+    queue_mib: float,
+    retry_after: float,
+    token: str | None,
+    require_header: tuple[str, ...],
+    tls_cert: str | None,
+    tls_key: str | None,
+    client_ca: str | None,
+    allow_remote: bool,
+    duration: float | None,
+    stats_every: float,
 ) -> None:
     """Receive OTLP over gRPC and HTTP and store it in a DuckDB file until Ctrl-C (or SIGTERM).
 
@@ -96,18 +157,22 @@ def receive(
             retry_after_s=retry_after,
             bearer_token=token,
             headers=_pairs(require_header, "--require-header"),
-            tls=ServerTls(cert_file=tls_cert, key_file=tls_key, client_ca_file=client_ca) if tls_cert and tls_key else None,
+            tls=ServerTls(cert_file=tls_cert, key_file=tls_key, client_ca_file=client_ca)
+            if tls_cert and tls_key
+            else None,
             allow_remote=allow_remote,
         )
         receiver = Receiver(db, config=config).start()
     except OtlpLabError as exc:
-        _fail(exc)
+        fail(exc)
     for sig in (signals.SIGINT, signals.SIGTERM):
         signals.signal(sig, lambda *_: stop.set())
     for name, ep in (("OTLP/gRPC", receiver.grpc_endpoint), ("OTLP/HTTP", receiver.http_endpoint)):
         if ep:
             console.print(f"{name} listening on [bold]{ep}[/]", highlight=False)
-    console.print(f"storing into [bold]{db}[/]; Ctrl-C stops (queued requests are committed first)", highlight=False)
+    console.print(
+        f"storing into [bold]{db}[/]; Ctrl-C stops (queued requests are committed first)", highlight=False
+    )
     sys.stdout.flush()
     t_end = time.monotonic() + duration if duration else None
     last = None
@@ -133,35 +198,92 @@ def receive(
     console.print(_stats_table("Receiver totals", final))
 
 
-@click.command()
+@main.command()
 @click.argument("files", nargs=-1)
-@click.option("--db", type=click.Path(exists=True, dir_okay=False), help="Send the contents of this DuckDB file instead of FILES.")
-@click.option("--signal", "signal_", type=click.Choice(["traces", "metrics", "logs"]), multiple=True,
-              help="Only these signals (repeatable; all by default).")
+@click.option(
+    "--db",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Send the contents of this DuckDB file instead of FILES.",
+)
+@click.option(
+    "--signal",
+    "signal_",
+    type=click.Choice(["traces", "metrics", "logs"]),
+    multiple=True,
+    help="Only these signals (repeatable; all by default).",
+)
 @click.option("--where", help="SQL condition on the rows to send (with --db and one --signal).")
-@click.option("--endpoint", envvar="OTEL_EXPORTER_OTLP_ENDPOINT",
-              help="Where to send: http://host:4318 (HTTP), host:4317 or https://host:4317 (gRPC). Env OTEL_EXPORTER_OTLP_ENDPOINT.")
-@click.option("--protocol", type=click.Choice(["grpc", "http/protobuf", "http/json"]), envvar="OTEL_EXPORTER_OTLP_PROTOCOL",
-              default="grpc", show_default=True, help="Env OTEL_EXPORTER_OTLP_PROTOCOL.")
-@click.option("--header", multiple=True, metavar="NAME=VALUE", help="Header sent with every request (repeatable).")
-@click.option("--compression", type=click.Choice(["gzip", "none"]), default=None, help="Default gzip (env OTEL_EXPORTER_OTLP_COMPRESSION).")
-@click.option("--timeout", "timeout_s", type=float, help="Seconds per attempt (default 10; env OTEL_EXPORTER_OTLP_TIMEOUT in ms).")
+@click.option(
+    "--endpoint",
+    envvar="OTEL_EXPORTER_OTLP_ENDPOINT",
+    help="Where to send: http://host:4318 (HTTP), host:4317 or https://host:4317 (gRPC). Env OTEL_EXPORTER_OTLP_ENDPOINT.",
+)
+@click.option(
+    "--protocol",
+    type=click.Choice(["grpc", "http/protobuf", "http/json"]),
+    envvar="OTEL_EXPORTER_OTLP_PROTOCOL",
+    default="grpc",
+    show_default=True,
+    help="Env OTEL_EXPORTER_OTLP_PROTOCOL.",
+)
+@click.option(
+    "--header", multiple=True, metavar="NAME=VALUE", help="Header sent with every request (repeatable)."
+)
+@click.option(
+    "--compression",
+    type=click.Choice(["gzip", "none"]),
+    default=None,
+    help="Default gzip (env OTEL_EXPORTER_OTLP_COMPRESSION).",
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=float,
+    help="Seconds per attempt (default 10; env OTEL_EXPORTER_OTLP_TIMEOUT in ms).",
+)
 @click.option("--concurrency", default=4, show_default=True, help="Requests in flight at once.")
 @click.option("--max-items", default=512, show_default=True, help="Spans, points or log records per request.")
 @click.option("--max-bytes", default=4 * MiB, show_default=True, help="Serialized bytes per request.")
 @click.option("--max-attempts", default=6, show_default=True, help="Attempts per request, retries included.")
-@click.option("--no-breaker", is_flag=True, help="Keep trying every request even when the endpoint looks down.")
-@click.option("--ca", type=click.Path(exists=True, dir_okay=False), help="CA bundle to verify the server (env OTEL_EXPORTER_OTLP_CERTIFICATE).")
+@click.option(
+    "--no-breaker", is_flag=True, help="Keep trying every request even when the endpoint looks down."
+)
+@click.option(
+    "--ca",
+    type=click.Path(exists=True, dir_okay=False),
+    help="CA bundle to verify the server (env OTEL_EXPORTER_OTLP_CERTIFICATE).",
+)
 @click.option("--cert", type=click.Path(exists=True, dir_okay=False), help="Client certificate for mTLS.")
 @click.option("--key", type=click.Path(exists=True, dir_okay=False), help="Client key for mTLS.")
-@click.option("--shift-to-now/--keep-timestamps", default=False, show_default=True,
-              help="Rewrite timestamps so the data starts now (scaled by --speed).")
-@click.option("--speed", type=float, help="Replay paced on the wall clock, this many times faster than recorded.")
+@click.option(
+    "--shift-to-now/--keep-timestamps",
+    default=False,
+    show_default=True,
+    help="Rewrite timestamps so the data starts now (scaled by --speed).",
+)
+@click.option(
+    "--speed", type=float, help="Replay paced on the wall clock, this many times faster than recorded."
+)
 def send(
-    files: tuple[str, ...], db: str | None, signal_: tuple[str, ...], where: str | None, endpoint: str | None, protocol: str,
-    header: tuple[str, ...], compression: str | None, timeout_s: float | None, concurrency: int, max_items: int,
-    max_bytes: int, max_attempts: int, no_breaker: bool, ca: str | None, cert: str | None, key: str | None,
-    shift_to_now: bool, speed: float | None,
+    files: tuple[str, ...],
+    db: str | None,
+    signal_: tuple[str, ...],
+    where: str | None,
+    endpoint: str | None,
+    protocol: str,
+    header: tuple[str, ...],
+    compression: str | None,
+    timeout_s: float | None,
+    concurrency: int,
+    max_items: int,
+    max_bytes: int,
+    max_attempts: int,
+    no_breaker: bool,
+    ca: str | None,
+    cert: str | None,
+    key: str | None,
+    shift_to_now: bool,
+    speed: float | None,
 ) -> None:
     """Send OTLP FILES (or a --db) to a collector or receiver; report sent, rejected and failed items.
 
@@ -176,7 +298,12 @@ def send(
     if where and not db:
         raise click.UsageError("--where filters a --db.")
     try:
-        overrides: dict[str, Any] = {"protocol": protocol, "concurrency": concurrency, "max_items": max_items, "max_bytes": max_bytes}
+        overrides: dict[str, Any] = {
+            "protocol": protocol,
+            "concurrency": concurrency,
+            "max_items": max_items,
+            "max_bytes": max_bytes,
+        }
         env_headers = parse_headers(os.environ.get("OTEL_EXPORTER_OTLP_HEADERS"))
         overrides["headers"] = env_headers | _pairs(header, "--header")
         if endpoint:
@@ -209,7 +336,7 @@ def send(
                 raise click.UsageError("with FILES, give at most one --signal.")
             report = sender.send_files(*files, signal=sig[0] if sig else None, replay=replay)  # type: ignore[arg-type]
     except OtlpLabError as exc:
-        _fail(exc)
+        fail(exc)
     _print_report(report)
     if report.failed or report.failed_requests:
         sys.exit(1)

@@ -1,0 +1,12 @@
+"""The ``otlp-lab`` command.
+
+One module per group of commands, each registering itself on :data:`main` (``_group``);
+shared console helpers live in ``_common``. Nothing outside this package imports it.
+"""
+
+from __future__ import annotations
+
+from . import _data, _sim, _transport  # noqa: F401  (register the commands)
+from ._group import main
+
+__all__ = ["main"]

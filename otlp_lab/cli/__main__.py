@@ -1,0 +1,3 @@
+from otlp_lab.cli import main
+
+main()

@@ -1,0 +1,89 @@
+"""Shared pieces of the command line: the console, tables, progress bars, error exit."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+console = Console()
+
+
+def table(title: str, frame: Any, *, max_rows: int = 10, max_width: int = 48) -> Table:
+    """A Polars frame as a rich table (first ``max_rows`` rows, long cells shortened)."""
+    t = Table(title=title, title_justify="left", header_style="bold")
+    for col in frame.columns:
+        t.add_column(
+            col,
+            overflow="ellipsis",
+            max_width=max_width,
+            justify="right" if frame[col].dtype.is_numeric() else "left",
+        )
+    for row in frame.head(max_rows).iter_rows():
+        t.add_row(*(cell(v) for v in row))
+    if frame.height > max_rows:
+        t.caption = f"{max_rows} of {frame.height:,} rows"
+    return t
+
+
+def cell(v: Any) -> str:
+    if v is None:
+        return "·"
+    if isinstance(v, float):
+        return f"{v:,.3f}".rstrip("0").rstrip(".") if abs(v) < 1e15 else f"{v:.3e}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def fail(exc: Exception) -> None:
+    console.print(f"[bold red]error:[/] {exc}", highlight=False)
+    sys.exit(2)
+
+
+def load_with_progress(lab: Any, files: tuple[str, ...], **kw: Any) -> Any:
+    with Progress(
+        TextColumn("[bold]loading[/] {task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("", total=None)
+
+        def progress(source: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, description=Path(source).name)
+
+        return lab.load(*files, progress=progress, **kw)
+
+
+def print_load(result: Any, seconds: float) -> None:
+    t = Table(title=f"Loaded in {seconds:.2f} s", title_justify="left", header_style="bold")
+    t.add_column("table")
+    t.add_column("rows added", justify="right")
+    for k, v in result.counts.items():
+        if v:
+            t.add_row(k, f"{v:,}")
+    console.print(t)
+    for f in result.files:
+        if f.status != "loaded":
+            console.print(
+                f"[yellow]{f.status}:[/] {f.source}" + (f" ({f.error})" if f.error else ""), highlight=False
+            )
+    for s in result.skipped[:20]:
+        console.print(f"[yellow]skipped:[/] {s}", highlight=False)
+    if len(result.skipped) > 20:
+        console.print(f"[yellow]... and {len(result.skipped) - 20} more skipped requests[/]")
