@@ -100,31 +100,9 @@ def trace_diff(lab: Lab, trace_a: str, trace_b: str) -> pl.DataFrame:
         if spans.is_empty():
             raise ConfigError(f"trace {tid!r} is not in the database. Pick one from lab.traces().")
         rows = {r["span_id"]: r for r in spans.to_dicts()}
-        paths: dict[str, tuple[str, int]] = {}
-
-        def path_of(sid: str) -> tuple[str, int]:
-            chain = []
-            cur: str | None = sid
-            seen = set()
-            while cur is not None and cur in rows and cur not in seen:
-                if cur in paths:
-                    p, d = paths[cur]
-                    break
-                seen.add(cur)
-                chain.append(cur)
-                parent = rows[cur]["parent_span_id"]
-                cur = parent if parent != cur else None
-            else:
-                p, d = "", -1
-            for c in reversed(chain):
-                r = rows[c]
-                p = f"{p} > {r['service_name']}:{r['name']}" if p else f"{r['service_name']}:{r['name']}"
-                d += 1
-                paths[c] = (p, d)
-            return paths[sid]
-
+        paths = _call_paths(rows)
         for sid, r in rows.items():
-            path, depth = path_of(sid)
+            path, depth = paths[sid]
             node = nodes.setdefault(
                 path,
                 {
@@ -165,3 +143,28 @@ def trace_diff(lab: Lab, trace_a: str, trace_b: str) -> pl.DataFrame:
         .otherwise(pl.lit("same"))
         .alias("status"),
     ).sort("path")
+
+
+def _call_paths(rows: dict[str, dict]) -> dict[str, tuple[str, int]]:
+    """Per span: its call path (``service:operation`` from its root down) and depth."""
+    paths: dict[str, tuple[str, int]] = {}
+    for sid in rows:
+        chain: list[str] = []
+        cur: str | None = sid
+        seen: set[str] = set()
+        p, d = "", -1
+        while cur is not None and cur in rows and cur not in seen:
+            if cur in paths:
+                p, d = paths[cur]
+                break
+            seen.add(cur)
+            chain.append(cur)
+            parent = rows[cur]["parent_span_id"]
+            cur = parent if parent != cur else None
+        for c in reversed(chain):
+            r = rows[c]
+            step = f"{r['service_name']}:{r['name']}"
+            p = f"{p} > {step}" if p else step
+            d += 1
+            paths[c] = (p, d)
+    return paths
