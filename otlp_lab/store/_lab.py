@@ -122,6 +122,14 @@ class Lab:
             self._con.execute(m)
         if not read_only:
             self._create_schema()
+        else:
+            # A file written by an older otlp_lab may lack (or hold older) analysis views:
+            # this version's views shadow them for this connection, without writing.
+            for name, sql in VIEWS.items():
+                try:
+                    self._con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
+                except duckdb.Error:
+                    pass  # not an otlp_lab database (no spans table): nothing to analyse
 
     # ------------------------------------------------------------------ plumbing
     @property
