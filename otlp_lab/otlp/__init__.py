@@ -20,6 +20,7 @@ from otlp_lab.otlp._encode import (
     to_otlp_json,
     write_requests,
 )
+from otlp_lab.otlp._messages import parse_rpc_status, request_class, response_class, rpc_status
 from otlp_lab.otlp._source import SIGNALS, Signal, expand_paths
 
 __all__ = [
@@ -38,7 +39,11 @@ __all__ = [
     "iter_file_batches",
     "iter_stream_batches",
     "json_line",
+    "parse_rpc_status",
     "protobuf_frame",
+    "request_class",
+    "response_class",
+    "rpc_status",
     "to_otlp_json",
     "write_requests",
 ]
