@@ -593,6 +593,33 @@ class Lab:
             + (f" WHERE {where}" if where else "")
         )
 
+    def traceql(self, query: str, *, limit: int | None = None) -> pl.DataFrame:
+        """Spans matching a TraceQL query (a subset of Tempo's TraceQL, compiled to DuckDB SQL).
+
+        Parameters
+        ----------
+        query : str
+            E.g. ``'{ resource.service.name = "cart" && duration > 500ms } >> { status = error }'``
+            or ``'{ status = error } | by(resource.service.name) | count() > 2'``. What is
+            supported is listed in :mod:`otlp_lab.store._traceql`; anything else raises
+            :class:`~otlp_lab.errors.TraceQLError` naming the part.
+        limit : int, optional
+            At most this many spans.
+
+        Returns
+        -------
+        polars.DataFrame
+            One row per matching span (``trace_id``, ``span_id``, ``parent_span_id``,
+            ``service_name``, ``name``, ``kind``, ``start_time``, ``duration_ns``,
+            ``status_code``), plus one column per ``by()``, ``select()`` and aggregate stage.
+        """
+        from otlp_lab.store._traceql import compile_traceql
+
+        sql = compile_traceql(query)
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return self.sql(sql)
+
     def info(self) -> dict[str, Any]:
         """Tables with row counts, the time range and the services seen."""
         c = self.counts()
