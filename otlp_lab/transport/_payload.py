@@ -38,7 +38,7 @@ from otlp_lab.otlp import (
     response_class,
     rpc_status,
 )
-from otlp_lab.otlp._source import GZIP_MAGIC, ZSTD_MAGIC, decompress_bytes
+from otlp_lab.otlp._inflate import GZIP_MAGIC, ZSTD_MAGIC, decompress_bytes
 
 __all__ = ["Decoded", "Refused", "Reply", "ReplyKind", "decode_request", "item_counts"]
 
