@@ -126,6 +126,14 @@ class Lab:
             self._con.execute(m)
         if not read_only:
             self._create_schema()
+        else:
+            # A file written by an older otlp_lab may lack (or hold older) analysis views:
+            # this version's views shadow them for this connection, without writing.
+            for name, sql in VIEWS.items():
+                try:
+                    self._con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
+                except duckdb.Error:
+                    pass  # not an otlp_lab database (no spans table): nothing to analyse
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -621,6 +629,45 @@ class Lab:
 
         sql = compile_traceql(query)
         return self.sql(sql + limit_sql(limit))
+
+    def compare(self, selection: str, baseline: str | None = None, *, top: int = 10) -> pl.DataFrame:
+        """Which attribute values set a selection of spans apart from a baseline (like Tempo's ``compare()``).
+
+        Parameters
+        ----------
+        selection : str
+            A TraceQL query (``'{ status = error }'``) or a SQL condition on spans
+            (``"duration_ns > 1e9"``).
+        baseline : str, optional
+            The same kinds of query; every span not in the selection by default.
+        top : int, default 10
+            Values kept per attribute (the most frequent over both groups).
+
+        Returns
+        -------
+        polars.DataFrame
+            ``attribute`` (``span.x``, ``resource.x``, ``name``, ``status``, ``kind``), ``value``,
+            span counts ``selection`` and ``baseline``, their ``selection_share`` and
+            ``baseline_share`` of each group's spans, and ``difference`` (selection minus
+            baseline share), largest differences first.
+        """
+        from otlp_lab.store._compare import compare_sql
+
+        if int(top) < 1:
+            raise ConfigError(f"compare(top=...) must be a positive integer. Got {top!r} instead.")
+        return self.sql(compare_sql(selection, baseline, int(top)))
+
+    def trace_diff(self, trace_a: str, trace_b: str) -> pl.DataFrame:
+        """Structural diff of two traces, as Jaeger's trace comparison draws it.
+
+        Both traces are folded into one tree of call paths (``service:operation`` from the
+        root down). Returns per path: ``depth``, ``service_name``, ``name``, ``count_a``,
+        ``count_b``, ``total_ms_a``, ``total_ms_b``, ``count_delta``, ``ms_delta`` and
+        ``status`` (``same``, ``changed``, ``only in a``, ``only in b``).
+        """
+        from otlp_lab.store._compare import trace_diff
+
+        return trace_diff(self, _hex(trace_a), _hex(trace_b))
 
     def info(self) -> dict[str, Any]:
         """Tables with row counts, the time range and the services seen."""
