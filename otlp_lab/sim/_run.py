@@ -68,7 +68,9 @@ class RunResult:
     per_service : polars.DataFrame
         One row per service: server side (arrivals, errors, rejected, utilisation, latency) and
         the client side of calls into it (calls, attempts, retries, amplification, failed attempts
-        (timeouts included), breaker opens, ejections).
+        (timeouts included), breaker opens, ejections, and Envoy circuit-breaker overflows:
+        ``overflows`` (requests answered with a local 503 ``UO``), ``retry_overflows``
+        (retries not sent over ``max_retries`` or the retry budget)).
     """
 
     run_id: str
@@ -421,6 +423,11 @@ def _per_service(sim: Simulation, sc: Scenario) -> pl.DataFrame:
                     1 for _, _, target, st in sim.breaker_log if target == svc.name and st == "OPEN"
                 ),
                 "ejections": sum(c.ejections for c in clients),
+                # Envoy circuit-breaker overflows of the callers' sidecars (local 503 UO; retries not sent)
+                "overflows": sum(c.pool.overflowed for c in clients if c.pool is not None),
+                "retry_overflows": sum(
+                    c.stack.budget.rejected for c in clients if c.stack.budget is not None
+                ),
             }
         )
     return pl.DataFrame(

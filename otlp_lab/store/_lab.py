@@ -27,7 +27,9 @@ from otlp_lab.otlp import (
     iter_file_batches,
     iter_stream_batches,
 )
+from otlp_lab.store._critical import critical_path, summarize
 from otlp_lab.store._schema import INSERTS, MACROS, METRIC_TABLES, SIGNAL_TABLES, TABLES
+from otlp_lab.store._servicegraph import MODES, service_graph_sql
 from otlp_lab.store._views import VIEWS, red_sql
 
 
@@ -454,13 +456,41 @@ class Lab:
 
     # ------------------------------------------------------------------ analysis
     def span_tree(self, trace_id: str | None = None) -> pl.DataFrame:
-        """Spans with depth, root service/operation and self time (ns), optionally of one trace."""
-        where = f"trace_id = '{_hex(trace_id)}'" if trace_id else None
-        return self.sql(_select("span_tree", where, None, "trace_id, start_time"))
+        """Spans with depth, root service/operation and self time (ns), optionally of one trace.
 
-    def service_graph(self) -> pl.DataFrame:
-        """Caller -> callee service edges: calls, errors, error rate, p50/p95/p99 in ms."""
-        return self.sql("SELECT * FROM service_graph ORDER BY calls DESC")
+        Reads ``unique_spans``: a span loaded twice appears once. One trace takes milliseconds
+        (the trace is selected before the tree is walked).
+        """
+        from otlp_lab.store import _tree
+
+        where = f"WHERE trace_id = '{_hex(trace_id)}'" if trace_id is not None else ""
+        return _tree.span_tree(self.sql(_tree.NARROW_SQL.format(where=where)))
+
+    def service_graph(self, mode: str = "auto") -> pl.DataFrame:
+        """Caller -> callee service edges: calls, errors, error rate, latency quantiles in ms.
+
+        Parameters
+        ----------
+        mode : {"auto", "tempo", "inferred"}, default "auto"
+            ``"tempo"`` pairs spans exactly as Tempo's service-graph processor does (CLIENT or
+            PRODUCER with the SERVER or CONSUMER span under it, database edges, ``user`` and
+            peer virtual nodes); ``"inferred"`` makes an edge wherever a span's parent is in
+            another service, for captures that record no span kinds. ``"auto"`` uses
+            ``"tempo"`` when any span has a CLIENT/SERVER/PRODUCER/CONSUMER kind, else
+            ``"inferred"``. The ``mode`` column says which rules made each row. The rules are
+            spelled out in :mod:`otlp_lab.store._servicegraph`.
+
+        Returns
+        -------
+        polars.DataFrame
+            ``mode``, ``client``, ``server``, ``connection_type`` (``""``, ``messaging_system``,
+            ``database``, ``virtual_node``), ``calls``, ``errors`` (either side ERROR),
+            ``error_rate``, ``p50_ms``/``p95_ms``/``p99_ms`` (server side) and
+            ``client_p50_ms``/``client_p95_ms``/``client_p99_ms``.
+        """
+        if mode not in MODES:
+            raise ConfigError(f"service_graph(mode=...) must be one of {list(MODES)}. Got {mode!r} instead.")
+        return self.sql(service_graph_sql(mode))
 
     def red(
         self, window: str | float = "1m", *, by: Iterable[str] = ("service_name",), entry_only: bool = True
@@ -495,17 +525,89 @@ class Lab:
         )
 
     def critical_path(self, trace_id: str) -> pl.DataFrame:
-        """The critical path of one trace: the segments of spans that determined its end-to-end time."""
-        from otlp_lab.store._critical import critical_path
+        """The critical path of one trace, as Jaeger's trace view computes it.
 
-        spans = self.sql(
-            "SELECT span_id, parent_span_id, service_name, name, epoch_ns(start_time) AS start_ns, epoch_ns(end_time) AS end_ns "
-            "FROM spans WHERE trace_id = ?",
-            [_hex(trace_id)],
-        )
+        Returns one row per segment (``span_id``, ``service_name``, ``name``, ``start_ns``,
+        ``end_ns``, ``self_ms``, ``share`` of the root's duration, ``root_span_id``), in time
+        order. The rules (per root, duplicates once, children clamped to their parent,
+        PRODUCER->CONSUMER children pruned, last-finishing child first) are listed in
+        :mod:`otlp_lab.store._critical`.
+        """
+        spans = self._critical_spans(f"trace_id = '{_hex(trace_id)}'")
         if spans.is_empty():
             raise ConfigError(f"trace {trace_id!r} is not in the database. Pick one from lab.traces().")
-        return critical_path(spans)
+        return critical_path(spans).sort("root_span_id", "start_ns")
+
+    def critical_paths(self, where: str | None = None) -> pl.DataFrame:
+        """Critical-path segments of every trace (or of the traces matching ``where``).
+
+        ``where`` is a SQL condition on the ``traces`` view (``root_service``, ``root_name``,
+        ``start_time``, ``duration_ns``, ``spans``, ``services``, ``errors``), e.g.
+        ``"root_name = 'GET /checkout' AND duration_ns > 500e6"``.
+        """
+        cond = f"trace_id IN (SELECT trace_id FROM traces WHERE {where})" if where else None
+        return critical_path(self._critical_spans(cond))
+
+    def critical_path_summary(
+        self, where: str | None = None, *, by: str | Iterable[str] = "service_name"
+    ) -> pl.DataFrame:
+        """Where critical time goes over many traces (Jaeger shows one trace at a time).
+
+        Parameters
+        ----------
+        where : str, optional
+            Keep the traces matching this SQL condition on the ``traces`` view (see
+            :meth:`critical_paths`); all traces by default.
+        by : str or list of str, default "service_name"
+            ``"service_name"``, ``"name"`` (the operation) or both.
+
+        Returns
+        -------
+        polars.DataFrame
+            Per group: ``critical_ms`` (summed over traces), ``traces`` (with a segment in the
+            group), ``mean_ms_per_trace`` and ``share`` of all critical time, largest first.
+        """
+        cols = [by] if isinstance(by, str) else list(by)
+        bad = [c for c in cols if c not in ("service_name", "name")]
+        if bad or not cols:
+            raise ConfigError(
+                f"critical_path_summary(by=...) must be 'service_name', 'name' or both. Got {by!r} instead."
+            )
+        return summarize(self.critical_paths(where), cols)
+
+    def _critical_spans(self, where: str | None) -> pl.DataFrame:
+        return self.sql(
+            "SELECT trace_id, span_id, parent_span_id, service_name, name, kind, "
+            "epoch_ns(start_time) AS start_ns, epoch_ns(end_time) AS end_ns FROM unique_spans"
+            + (f" WHERE {where}" if where else "")
+        )
+
+    def traceql(self, query: str, *, limit: int | None = None) -> pl.DataFrame:
+        """Spans matching a TraceQL query (a subset of Tempo's TraceQL, compiled to DuckDB SQL).
+
+        Parameters
+        ----------
+        query : str
+            E.g. ``'{ resource.service.name = "cart" && duration > 500ms } >> { status = error }'``
+            or ``'{ status = error } | by(resource.service.name) | count() > 2'``. What is
+            supported is listed in :mod:`otlp_lab.store._traceql`; anything else raises
+            :class:`~otlp_lab.errors.TraceQLError` naming the part.
+        limit : int, optional
+            At most this many spans.
+
+        Returns
+        -------
+        polars.DataFrame
+            One row per matching span (``trace_id``, ``span_id``, ``parent_span_id``,
+            ``service_name``, ``name``, ``kind``, ``start_time``, ``duration_ns``,
+            ``status_code``), plus one column per ``by()``, ``select()`` and aggregate stage.
+        """
+        from otlp_lab.store._traceql import compile_traceql
+
+        sql = compile_traceql(query)
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return self.sql(sql)
 
     def info(self) -> dict[str, Any]:
         """Tables with row counts, the time range and the services seen."""
