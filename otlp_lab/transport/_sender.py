@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 from google.protobuf.message import Message
 
 from otlp_lab.errors import ConfigError, ExportError
-from otlp_lab.otlp import SIGNALS, Signal, encode_requests, to_otlp_json
+from otlp_lab.otlp import SIGNALS, Signal, encode_requests, parse_rpc_status, response_class, to_otlp_json
 from otlp_lab.transport._tls import ClientTls
 
 if TYPE_CHECKING:
@@ -494,18 +494,6 @@ def _partial(msg: Any) -> tuple[int, str]:
     return int(rejected), ps.error_message
 
 
-def _response_class(signal: Signal) -> type[Message]:
-    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
-    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
-
-    return {
-        "traces": ExportTraceServiceResponse,
-        "metrics": ExportMetricsServiceResponse,
-        "logs": ExportLogsServiceResponse,
-    }[signal]
-
-
 class _GrpcTransport:
     def __init__(
         self, target: _Target, headers: dict[str, str], compression: str, tls: ClientTls | None
@@ -547,7 +535,7 @@ class _GrpcTransport:
             ):
                 code = "TLS"
             return _Answer(False, code, details, retry_after_s=retry)
-        rejected, msg = _partial(_response_class(signal).FromString(raw))
+        rejected, msg = _partial(response_class(signal).FromString(raw))
         return _Answer(True, "OK", msg, rejected)
 
     async def close(self) -> None:
@@ -558,17 +546,8 @@ def _retry_info(metadata: Any) -> float | None:
     """The RetryInfo delay in ``grpc-status-details-bin`` trailing metadata, if any."""
     for key, value in metadata or ():
         if key == "grpc-status-details-bin" and isinstance(value, bytes):
-            from google.rpc import error_details_pb2, status_pb2
-
-            try:
-                st = status_pb2.Status.FromString(value)
-            except Exception:
-                return None
-            for detail in st.details:
-                if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-                    info = error_details_pb2.RetryInfo()
-                    detail.Unpack(info)
-                    return info.retry_delay.ToNanoseconds() / 1e9
+            status = parse_rpc_status(value)
+            return status[1] if status is not None else None
     return None
 
 
@@ -635,7 +614,7 @@ class _HttpTransport:
         )
 
     def _parse(self, signal: Signal, r: Any) -> Message:
-        cls = _response_class(signal)
+        cls = response_class(signal)
         if not r.content:
             return cls()
         if "json" in r.headers.get("content-type", ""):
@@ -655,9 +634,8 @@ def _status_text(r: Any) -> str:
     try:
         if "json" in r.headers.get("content-type", ""):
             return str(orjson.loads(r.content).get("message", "")) or r.text[:200]
-        from google.rpc import status_pb2
-
-        return status_pb2.Status.FromString(r.content).message
+        status = parse_rpc_status(r.content)
+        return status[0] if status is not None else ""
     except Exception:
         return r.text[:200] if "text" in r.headers.get("content-type", "") else ""
 
@@ -837,12 +815,6 @@ class Sender:
     async def asend_requests(self, requests: Iterable[Message] | AsyncIterator[Message]) -> SendReport:
         """:meth:`send_requests` inside a running event loop (e.g. alongside a live simulation)."""
         return await self._run(requests, replay=None)
-
-    def send_tables(
-        self, signal: Signal, tables: Iterable[pa.Table], *, replay: Replay | None = None
-    ) -> SendReport:
-        """Send rows in the encoder's export staging form (see :mod:`otlp_lab.otlp._encode`)."""
-        return self._send_streams({signal: list(tables)}, replay)
 
     def send_lab(
         self,
