@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 from urllib.parse import unquote, urlsplit
 
 import orjson
@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from google.protobuf.message import Message
 
+from otlp_lab._config import Protocol, check_int, check_number
 from otlp_lab.errors import ConfigError, ExportError
 from otlp_lab.otlp import SIGNALS, Signal, encode_requests, parse_rpc_status, response_class, to_otlp_json
 from otlp_lab.transport._tls import ClientTls
@@ -57,7 +58,7 @@ __all__ = [
     "signal_of",
 ]
 
-PROTOCOLS = ("grpc", "http/protobuf", "http/json")
+PROTOCOLS: tuple[Protocol, ...] = get_args(Protocol)
 DEFAULT_ENDPOINTS = {
     "grpc": "http://127.0.0.1:4317",
     "http/protobuf": "http://127.0.0.1:4318",
@@ -706,10 +707,8 @@ class Sender:
         if compression not in ("gzip", "none"):
             raise ConfigError(f"compression must be 'gzip' or 'none'. Got {compression!r} instead.")
         for name, v in (("concurrency", concurrency), ("max_items", max_items), ("max_bytes", max_bytes)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"{name} must be a positive integer. Got {v!r} instead.")
-        if not isinstance(timeout_s, (int, float)) or not timeout_s > 0:
-            raise ConfigError(f"timeout_s must be a positive number of seconds. Got {timeout_s!r} instead.")
+            check_int(v, name, minimum=1)
+        check_number(timeout_s, "timeout_s", minimum=0, open_low=True)
         self.protocol = protocol
         self.endpoint = endpoint or DEFAULT_ENDPOINTS[protocol]
         self.tls = tls
