@@ -122,6 +122,7 @@ class Lab:
                 raise ConfigError(
                     f"memory_limit must look like '512MB' or '2GB'. Got {memory_limit!r} instead."
                 ) from exc
+        self._con.execute("SET enable_progress_bar = false")  # a library does not draw on the user's terminal
         for m in MACROS:
             self._con.execute(m)
         if not read_only:
@@ -568,6 +569,7 @@ class Lab:
         ``start_time``, ``duration_ns``, ``spans``, ``services``, ``errors``), e.g.
         ``"root_name = 'GET /checkout' AND duration_ns > 500e6"``.
         """
+        where = where_sql(where, what="critical_paths(where=...)")
         cond = f"trace_id IN (SELECT trace_id FROM traces WHERE {where})" if where else None
         return critical_path(self._critical_spans(cond))
 
