@@ -122,7 +122,6 @@ class Lab:
                 raise ConfigError(
                     f"memory_limit must look like '512MB' or '2GB'. Got {memory_limit!r} instead."
                 ) from exc
-        self._con.execute("SET enable_progress_bar = false")  # a library does not draw on the user's terminal
         for m in MACROS:
             self._con.execute(m)
         if not read_only:
