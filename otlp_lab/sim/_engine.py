@@ -75,7 +75,6 @@ _FAIL: dict[Any, Outcome] = {}
 DURATION_BOUNDS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 
 
-
 class _Choice:
     """A resolved :class:`OneOf`: cumulative weights and the resolved options."""
 
@@ -855,7 +854,9 @@ class Simulation:
         result = OK
         for step in job.steps:
             if type(step) is _Choice:  # one call of several, drawn per request
-                step = step.options[min(bisect_left(step.cum, self.branch_rng.random()), len(step.options) - 1)]
+                step = step.options[
+                    min(bisect_left(step.cum, self.branch_rng.random()), len(step.options) - 1)
+                ]
             if type(step) is list:  # calls with a probability or a count: draw this request's calls
                 step = self._draw(step)
                 if not step:

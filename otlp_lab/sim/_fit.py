@@ -34,7 +34,16 @@ import polars as pl
 
 from otlp_lab.errors import ScenarioError
 
-__all__ = ["FitReport", "Validation", "fit", "invocations", "validate", "compare_invocations"]
+__all__ = [
+    "FitReport",
+    "Rehearsal",
+    "Validation",
+    "compare_invocations",
+    "fit",
+    "invocations",
+    "rehearse",
+    "validate",
+]
 
 #: Resource attributes naming an instance, most specific first.
 INSTANCE_KEYS = ("service.instance.id", "k8s.pod.name", "host.name")
@@ -52,7 +61,9 @@ def _bound(v: Any) -> dt.datetime | None:
         try:
             v = dt.datetime.fromisoformat(v)
         except ValueError as exc:
-            raise ScenarioError(f"window bound {v!r} is not an ISO date-time such as 2023-01-30T11:39:00.") from exc
+            raise ScenarioError(
+                f"window bound {v!r} is not an ISO date-time such as 2023-01-30T11:39:00."
+            ) from exc
     if not isinstance(v, dt.datetime):
         raise ScenarioError(f"window bounds must be datetimes or ISO strings. Got {v!r} instead.")
     return v if v.tzinfo is None else v.astimezone(dt.UTC).replace(tzinfo=None)
@@ -62,7 +73,9 @@ def _windows(window: Any) -> list[tuple[dt.datetime | None, dt.datetime | None]]
     """``(start, end)`` or a list of such pairs, checked."""
     if window is None:
         return []
-    pairs = window if isinstance(window, list) and window and isinstance(window[0], (tuple, list)) else [window]
+    pairs = (
+        window if isinstance(window, list) and window and isinstance(window[0], (tuple, list)) else [window]
+    )
     out = []
     for w in pairs:
         if not (isinstance(w, (tuple, list)) and len(w) == 2):
@@ -104,7 +117,9 @@ def _part_clause(part: Any) -> str:
         or not all(isinstance(x, int) and not isinstance(x, bool) for x in part)
         or not 0 <= part[0] < part[1]
     ):
-        raise ScenarioError(f"part must be (k, n) with 0 <= k < n: the traces whose id hashes to k modulo n. Got {part!r} instead.")
+        raise ScenarioError(
+            f"part must be (k, n) with 0 <= k < n: the traces whose id hashes to k modulo n. Got {part!r} instead."
+        )
     return f"hash(trace_id) % {int(part[1])} = {int(part[0])}"
 
 
@@ -163,17 +178,25 @@ def invocations(lab: Any, *, window: Any = None, part: tuple[int, int] | None = 
         if missing == 0:
             break
         up = s.select("trace_id", pl.col("span_id").alias("parent_span_id"), pl.col("entry").alias("p_entry"))
-        s = s.join(up, on=["trace_id", "parent_span_id"], how="left").with_columns(
-            entry=pl.coalesce("entry", "p_entry")
-        ).drop("p_entry")
+        s = (
+            s.join(up, on=["trace_id", "parent_span_id"], how="left")
+            .with_columns(entry=pl.coalesce("entry", "p_entry"))
+            .drop("p_entry")
+        )
         if s["entry"].null_count() == missing:
             break
     del links
     entries = s.filter("is_entry")
     # the caller's invocation: the entry of the parent span
-    owner = s.select("trace_id", pl.col("span_id").alias("parent_span_id"), pl.col("entry").alias("caller_span"))
+    owner = s.select(
+        "trace_id", pl.col("span_id").alias("parent_span_id"), pl.col("entry").alias("caller_span")
+    )
     e = entries.join(owner, on=["trace_id", "parent_span_id"], how="left")
-    client = pl.col("p_kind").is_in(["CLIENT", "PRODUCER"])
+    # the caller's view of the call: its client span, or (for captures without span kinds) the
+    # caller's own span right above this entry when that span is not the caller's entry itself
+    client = pl.col("p_kind").is_in(["CLIENT", "PRODUCER"]) | (
+        pl.col("caller_span").is_not_null() & (pl.col("caller_span") != pl.col("parent_span_id"))
+    )
     e = e.with_columns(
         call_start_ns=pl.when(client).then("p_start").otherwise("start_ns"),
         call_end_ns=pl.when(client).then("p_end").otherwise("end_ns"),
@@ -252,11 +275,15 @@ def _fit_distribution(samples: np.ndarray) -> tuple[dict[str, Any], str]:
     if len(pos) == n:
         sigma, _, scale = stats.lognorm.fit(x, floc=0)
         p = stats.kstest(x, "lognorm", args=(sigma, 0, scale)).pvalue
-        candidates.append((p, {"kind": "lognormal", "median_s": float(scale), "sigma": float(sigma)}, "lognormal"))
+        candidates.append(
+            (p, {"kind": "lognormal", "median_s": float(scale), "sigma": float(sigma)}, "lognormal")
+        )
         a, _, scale_g = stats.gamma.fit(x, floc=0)
         p = stats.kstest(x, "gamma", args=(a, 0, scale_g)).pvalue
         mean = a * scale_g
-        candidates.append((p, {"kind": "gamma", "mean_s": float(mean), "cv": float(1 / math.sqrt(a))}, "gamma"))
+        candidates.append(
+            (p, {"kind": "gamma", "mean_s": float(mean), "cv": float(1 / math.sqrt(a))}, "gamma")
+        )
     mean = float(x.mean())
     if mean > 0:
         p = stats.kstest(x, "expon", args=(0, mean)).pvalue
@@ -308,7 +335,9 @@ def _workloads(inv: pl.DataFrame, window_s: float, bucket_s: float, t0_ns: int) 
     roots = inv.filter(pl.col("caller_span").is_null())
     client_roots = roots.filter("load_generator")
     under_client = inv.join(
-        client_roots.select("trace_id", pl.col("span_id").alias("caller_span"), pl.col("service").alias("client")),
+        client_roots.select(
+            "trace_id", pl.col("span_id").alias("caller_span"), pl.col("service").alias("client")
+        ),
         on=["trace_id", "caller_span"],
     )
     direct = roots.filter(~pl.col("load_generator")).with_columns(client=pl.lit("loadgen"))
@@ -333,7 +362,11 @@ def _workloads(inv: pl.DataFrame, window_s: float, bucket_s: float, t0_ns: int) 
         last = window_s - (nb - 1) * bucket_s
         rates = [c / (bucket_s if i < nb - 1 else max(last, 1e-9)) for i, c in enumerate(counts)]
         rows.append(
-            {**{k: r[k] for k in ("service", "endpoint", "operation", "client", "n")}, "rps": r["n"] / window_s, "rates": rates}
+            {
+                **{k: r[k] for k in ("service", "endpoint", "operation", "client", "n")},
+                "rps": r["n"] / window_s,
+                "rates": rates,
+            }
         )
     return pl.DataFrame(rows, schema_overrides={"rates": pl.List(pl.Float64)}) if rows else pl.DataFrame()
 
@@ -387,14 +420,17 @@ def fit(
 
     from otlp_lab.sim._scenario import Scenario
 
-    inv, classes = _variants(_self_time(invocations(lab, window=window, part=part)), max_variants=max_variants)
+    inv, classes = _variants(
+        _self_time(invocations(lab, window=window, part=part)), max_variants=max_variants
+    )
     t0_ns, t1_ns = int(inv["start_ns"].min()), int(inv["end_ns"].max())
     window_s = max(_window_seconds(window) or (t1_ns - t0_ns) / 1e9, 1e-3)
     notes: list[str] = []
     # a part of the traces arrives at that share of the rate: count arrivals over a proportionally
     # longer window, so the twin's rates stand for the whole capture
-    workloads = _workloads(inv, window_s * (part[1] if part else 1), bucket_s * (part[1] if part else 1), t0_ns)
-    clients = set(workloads["client"].to_list()) if workloads.height else set()
+    workloads = _workloads(
+        inv, window_s * (part[1] if part else 1), bucket_s * (part[1] if part else 1), t0_ns
+    )
     # a load generator's root client spans are not an endpoint of a service
     served = inv.filter(~pl.col("load_generator"))
 
@@ -455,7 +491,9 @@ def fit(
         resend=pl.col("resend").max(),
     )
     n_inv = endpoints.select(
-        pl.col("service").alias("c_service"), pl.col("endpoint").alias("c_endpoint"), pl.col("n").alias("n_caller")
+        pl.col("service").alias("c_service"),
+        pl.col("endpoint").alias("c_endpoint"),
+        pl.col("n").alias("n_caller"),
     )
     edges = (
         per_inv.group_by("c_service", "c_endpoint", "target")
@@ -476,14 +514,23 @@ def fit(
     )
     # which pairs of callees of one endpoint run side by side
     pairs = per_inv.join(
-        per_inv.select("trace_id", "caller_span", pl.col("target").alias("t2"), pl.col("a").alias("a2"), pl.col("b").alias("b2")),
+        per_inv.select(
+            "trace_id",
+            "caller_span",
+            pl.col("target").alias("t2"),
+            pl.col("a").alias("a2"),
+            pl.col("b").alias("b2"),
+        ),
         on=["trace_id", "caller_span"],
     ).filter(pl.col("target") < pl.col("t2"))
-    overlap = pairs.with_columns(ov=(pl.col("a") < pl.col("b2")) & (pl.col("a2") < pl.col("b"))).group_by(
-        "c_service", "c_endpoint", "target", "t2"
-    ).agg(share=pl.col("ov").mean())
+    overlap = (
+        pairs.with_columns(ov=(pl.col("a") < pl.col("b2")) & (pl.col("a2") < pl.col("b")))
+        .group_by("c_service", "c_endpoint", "target", "t2")
+        .agg(share=pl.col("ov").mean())
+    )
     parallel_pairs = {
-        (r["c_service"], r["c_endpoint"], r["target"], r["t2"]) for r in overlap.filter(pl.col("share") > 0.5).iter_rows(named=True)
+        (r["c_service"], r["c_endpoint"], r["target"], r["t2"])
+        for r in overlap.filter(pl.col("share") > 0.5).iter_rows(named=True)
     }
 
     # instances and concurrency per service
@@ -493,7 +540,9 @@ def fit(
     # retries seen in the spans
     retried = edges.filter(pl.col("max_resend") > 0)
     if retried.height:
-        notes.append(f"{retried.height} edges show retries (http.request.resend_count); a retry policy is set on them")
+        notes.append(
+            f"{retried.height} edges show retries (http.request.resend_count); a retry policy is set on them"
+        )
 
     # ---- the YAML, with comments saying where each number came from
     lines = [
@@ -511,7 +560,9 @@ def fit(
     ]
     if retried.height:
         mx = int(retried["max_resend"].max())
-        lines += [f"    retry: {{max_attempts: {mx + 1}, initial_backoff_s: 10ms}}  # resend_count up to {mx} seen"]
+        lines += [
+            f"    retry: {{max_attempts: {mx + 1}, initial_backoff_s: 10ms}}  # resend_count up to {mx} seen"
+        ]
     lines.append("services:")
     by_service: dict[str, list[dict[str, Any]]] = {}
     for r in endpoints.iter_rows(named=True):
@@ -528,9 +579,13 @@ def fit(
         for r in eps:
             d, why = _fit_distribution(np.asarray(r["self_s"]))
             dist_notes[(svc, r["endpoint"])] = why
-            lines.append(f"      {_q(r['endpoint'])}:  # {r['n']:,} requests, p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms")
+            lines.append(
+                f"      {_q(r['endpoint'])}:  # {r['n']:,} requests, p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms"
+            )
             if r["endpoint"] != r["operation"]:
-                lines.append(f"        operation: {_q(r['operation'])}  # a class of this operation's requests, by the calls it makes")
+                lines.append(
+                    f"        operation: {_q(r['operation'])}  # a class of this operation's requests, by the calls it makes"
+                )
             lines.append(f"        # local work (duration minus time in calls): {why}")
             lines.append(f"        service_time: {_flow(d)}")
             if r["own_errors"]:
@@ -540,9 +595,11 @@ def fit(
             mine = edges.filter((pl.col("c_service") == svc) & (pl.col("c_endpoint") == r["endpoint"]))
             if mine.height:
                 lines.append("        calls:")
-                mine_v = variant_calls.filter((pl.col("c_service") == svc) & (pl.col("c_endpoint") == r["endpoint"]))
+                mine_v = variant_calls.filter(
+                    (pl.col("c_service") == svc) & (pl.col("c_endpoint") == r["endpoint"])
+                )
 
-                def choices(e: dict[str, Any]) -> list[tuple[str, int]]:
+                def choices(e: dict[str, Any], mine_v: pl.DataFrame = mine_v) -> list[tuple[str, int]]:
                     if len(variants_of.get(e["target"], ())) <= 1:
                         return []
                     v = mine_v.filter(pl.col("target") == e["target"]).sort("n", descending=True)
@@ -558,13 +615,17 @@ def fit(
                                 lines.append(f"              - {_flow(_call(e, v))}")
                             lines.append(f"            weights: {_flow([n for _, n in ch])}")
                         else:
-                            lines.append(f"          - {_flow(_call(e, ch[0][0] if ch else None))}  # {_why(e)}")
+                            lines.append(
+                                f"          - {_flow(_call(e, ch[0][0] if ch else None))}  # {_why(e)}"
+                            )
                     else:
                         lines.append("          - parallel:  # these overlap in most requests")
                         for e in step:
                             ch = choices(e)
                             note = " (its most frequent class of request)" if len(ch) > 1 else ""
-                            lines.append(f"              - {_flow(_call(e, ch[0][0] if ch else None))}  # {_why(e)}{note}")
+                            lines.append(
+                                f"              - {_flow(_call(e, ch[0][0] if ch else None))}  # {_why(e)}{note}"
+                            )
     lines.append("workloads:")
     for w in workloads.iter_rows(named=True) if workloads.height else []:
         target = f"{w['service']}/{w['endpoint']}"
@@ -621,12 +682,16 @@ def _variants(
     """
     inv = inv.with_columns(operation=pl.col("endpoint"))
     callees = inv.filter(pl.col("caller_span").is_not_null()).select(
-        "trace_id", pl.col("caller_span").alias("span_id"), (pl.col("service") + "/" + pl.col("endpoint")).alias("op")
+        "trace_id",
+        pl.col("caller_span").alias("span_id"),
+        (pl.col("service") + "/" + pl.col("endpoint")).alias("op"),
     )
     sig = callees.group_by("trace_id", "span_id").agg(sig=pl.col("op").unique().sort().str.join("\n"))
     inv = inv.join(sig, on=["trace_id", "span_id"], how="left").with_columns(pl.col("sig").fill_null(""))
-    counts = inv.group_by("service", "operation", "sig").agg(n=pl.len()).sort(
-        ["service", "operation", "n", "sig"], descending=[False, False, True, False]
+    counts = (
+        inv.group_by("service", "operation", "sig")
+        .agg(n=pl.len())
+        .sort(["service", "operation", "n", "sig"], descending=[False, False, True, False])
     )
     found: dict[tuple[str, str], list[frozenset[str]]] = {}
     mapping: list[dict[str, Any]] = []
@@ -647,9 +712,17 @@ def _variants(
                 else 0
             )
             mapping.append(
-                {"service": svc, "operation": op, "sig": r["sig"], "endpoint": op if best == 0 else f"{op} #{best + 1}"}
+                {
+                    "service": svc,
+                    "operation": op,
+                    "sig": r["sig"],
+                    "endpoint": op if best == 0 else f"{op} #{best + 1}",
+                }
             )
-    m = pl.DataFrame(mapping, schema={"service": pl.String, "operation": pl.String, "sig": pl.String, "endpoint": pl.String})
+    m = pl.DataFrame(
+        mapping,
+        schema={"service": pl.String, "operation": pl.String, "sig": pl.String, "endpoint": pl.String},
+    )
     return inv.drop("endpoint").join(m, on=["service", "operation", "sig"], how="left").drop("sig"), found
 
 
@@ -744,7 +817,11 @@ class Validation:
 
     def __repr__(self) -> str:
         s = self.summary
-        return "Validation(" + ", ".join(f"{k}: {v:.3g}" if isinstance(v, float) else f"{k}: {v}" for k, v in s.items()) + ")"
+        return (
+            "Validation("
+            + ", ".join(f"{k}: {v:.3g}" if isinstance(v, float) else f"{k}: {v}" for k, v in s.items())
+            + ")"
+        )
 
 
 def _requests(inv: pl.DataFrame) -> pl.DataFrame:
@@ -758,7 +835,9 @@ def _requests(inv: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def compare_invocations(captured: pl.DataFrame, simulated: pl.DataFrame, *, min_spans: int = 100) -> Validation:
+def compare_invocations(
+    captured: pl.DataFrame, simulated: pl.DataFrame, *, min_spans: int = 100
+) -> Validation:
     """Compare two sets of invocations (see :func:`invocations`): latency, calls per request, errors."""
     from scipy import stats
 
@@ -775,7 +854,12 @@ def compare_invocations(captured: pl.DataFrame, simulated: pl.DataFrame, *, min_
     for r in a.join(b, on=["service", "endpoint"], how="left", suffix="_sim").iter_rows(named=True):
         x = np.asarray(r["d"], dtype=float)
         y = np.asarray(r["d_sim"] or [], dtype=float)
-        row = {"service": r["service"], "endpoint": r["endpoint"], "n_captured": r["n"], "n_simulated": len(y)}
+        row = {
+            "service": r["service"],
+            "endpoint": r["endpoint"],
+            "n_captured": r["n"],
+            "n_simulated": len(y),
+        }
         for q, tag in ((0.5, "p50"), (0.95, "p95"), (0.99, "p99")):
             cx = float(np.quantile(x, q))
             sy = float(np.quantile(y, q)) if len(y) else float("nan")
@@ -790,7 +874,9 @@ def compare_invocations(captured: pl.DataFrame, simulated: pl.DataFrame, *, min_
     def per_request(inv: pl.DataFrame) -> tuple[pl.DataFrame, int]:
         n_req = _requests(inv).height
         caller = inv.filter(~pl.col("load_generator")).select(
-            "trace_id", pl.col("span_id").alias("caller_span"), (pl.col("service") + "/" + pl.col("endpoint")).alias("caller")
+            "trace_id",
+            pl.col("span_id").alias("caller_span"),
+            (pl.col("service") + "/" + pl.col("endpoint")).alias("caller"),
         )
         e = (
             inv.filter(pl.col("caller_span").is_not_null())
@@ -826,7 +912,14 @@ def compare_invocations(captured: pl.DataFrame, simulated: pl.DataFrame, *, min_
     for q in (0.5, 0.95, 0.99):
         cx = float(np.quantile(x, q)) if len(x) else float("nan")
         sy = float(np.quantile(y, q)) if len(y) else float("nan")
-        e2e_rows.append({"quantile": q, "captured_ms": cx, "simulated_ms": sy, "error": (sy - cx) / cx if cx else float("nan")})
+        e2e_rows.append(
+            {
+                "quantile": q,
+                "captured_ms": cx,
+                "simulated_ms": sy,
+                "error": (sy - cx) / cx if cx else float("nan"),
+            }
+        )
     e2e_frame = pl.DataFrame(e2e_rows)
     return Validation(endpoints=endpoints, edges=edges, end_to_end=e2e_frame, min_spans=min_spans)
 
@@ -865,10 +958,10 @@ def validate(
     keep_lab : bool
         Keep the simulated Lab on the result (``.sim_lab``) for a closer look.
     """
+    import dataclasses
+
     from otlp_lab.sim._run import run
     from otlp_lab.store import Lab
-
-    import dataclasses
 
     held_inv = invocations(lab, window=window, part=part)
     held_window_s = max(
@@ -880,7 +973,9 @@ def validate(
     arrivals = _workloads(held_classes, held_window_s, held_window_s, t0)
     held_rps = {f"{r['service']}/{r['endpoint']}": r["rps"] for r in arrivals.iter_rows(named=True)}
     workloads = [
-        dataclasses.replace(w, rate=held_rps[w.target]) for w in report.scenario.workloads if held_rps.get(w.target)
+        dataclasses.replace(w, rate=held_rps[w.target])
+        for w in report.scenario.workloads
+        if held_rps.get(w.target)
     ]
     if not workloads:
         raise ScenarioError(
@@ -896,3 +991,186 @@ def validate(
     if not keep_lab:
         sim_lab.close()
     return out
+
+
+# ---------------------------------------------------------------- rehearsing a captured fault
+
+
+def _held_workloads(report: FitReport, inv: pl.DataFrame, window_s: float) -> list[Any]:
+    """The twin's workloads at the arrival rates of ``inv``, per class of request the twin knows."""
+    import dataclasses
+
+    classes, _ = _variants(inv, classes=report.classes)
+    t0 = int(inv["start_ns"].min())
+    arrivals = _workloads(classes, window_s, window_s, t0)
+    rps = (
+        {f"{r['service']}/{r['endpoint']}": r["rps"] for r in arrivals.iter_rows(named=True)}
+        if arrivals.height
+        else {}
+    )
+    return [
+        dataclasses.replace(w, rate=rps[w.target]) for w in report.scenario.workloads if rps.get(w.target)
+    ]
+
+
+def _impact(inv: pl.DataFrame) -> pl.DataFrame:
+    return (
+        inv.filter(~pl.col("load_generator"))
+        .group_by("service")
+        .agg(
+            n=pl.len(),
+            p50_ms=((pl.col("end_ns") - pl.col("start_ns")) / 1e6).median(),
+            p95_ms=((pl.col("end_ns") - pl.col("start_ns")) / 1e6).quantile(0.95),
+            errors=pl.col("error").mean(),
+        )
+    )
+
+
+@dataclass
+class Rehearsal:
+    """A captured fault replayed on a twin: per service, the latency change seen vs simulated."""
+
+    services: pl.DataFrame
+    fault: Any
+    calibration: str
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        s = self.services.drop_nans().drop_nulls(["ratio_p50", "ratio_p50_sim"])
+        if s.height < 2:
+            return {"services": s.height}
+        rho = s.select(pl.corr("ratio_p50", "ratio_p50_sim", method="spearman")).item()
+        hit = s["ratio_p50"] >= IMPACTED
+        hit_sim = s["ratio_p50_sim"] >= IMPACTED
+        both = int((hit & hit_sim).sum())
+        return {
+            "services": s.height,
+            "impacted (captured)": int(hit.sum()),
+            "impacted (twin)": int(hit_sim.sum()),
+            "impacted in both": both,
+            "agreement": float((hit == hit_sim).mean()),
+            "spearman rho of p50 ratios": float(rho) if rho is not None else float("nan"),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"Rehearsal({self.fault!r}, {self.calibration}; "
+            + ", ".join(
+                f"{k}: {v:.2f}" if isinstance(v, float) else f"{k}: {v}" for k, v in self.summary.items()
+            )
+            + ")"
+        )
+
+
+#: A service counts as impacted when its median latency grows by this factor.
+IMPACTED = 1.25
+
+
+def rehearse(
+    report: FitReport,
+    lab: Any,
+    *,
+    service: str,
+    kind: str,
+    at: Any,
+    baseline_s: float = 60.0,
+    during_s: float = 120.0,
+    seed: int = 1,
+    repeat: int = 5,
+) -> Rehearsal:
+    """Replay a fault of a capture on a twin and compare its impact per service with the capture.
+
+    The fault's size is calibrated on the faulty service alone (its median latency during the
+    fault against the ``baseline_s`` before it: a delay for ``network_delay``, a slow-down factor
+    of its local work for ``cpu_contention``); what the comparison tests is how the twin spreads
+    it to the other services. Both sides are steady states at the baseline's arrival rates.
+
+    Parameters
+    ----------
+    report : FitReport
+        The twin (fitted on fault-free traffic).
+    lab : Lab
+        Holds the captured fault.
+    service, kind : str
+        The faulty service, and ``"network_delay"``, ``"latency"``, ``"cpu_contention"`` or ``"cpu"``.
+    at : datetime, ISO string or Unix seconds
+        When the fault was injected.
+    """
+    from otlp_lab.sim._faults import CpuContention, Latency
+    from otlp_lab.sim._run import run
+    from otlp_lab.store import Lab
+
+    if isinstance(at, (int, float)) and not isinstance(at, bool):
+        at = dt.datetime.fromtimestamp(float(at), dt.UTC).replace(tzinfo=None)
+    at = _bound(at)
+    if service not in {s.name for s in report.scenario.services}:
+        raise ScenarioError(f"the twin has no service {service!r}: the fault cannot be replayed on it.")
+    base = invocations(lab, window=(at - dt.timedelta(seconds=baseline_s), at))
+    during = invocations(lab, window=(at, at + dt.timedelta(seconds=during_s)))
+    b, d = _impact(base), _impact(during)
+    captured = b.join(d, on="service", suffix="_during")
+    tgt = captured.filter(pl.col("service") == service)
+    if tgt.is_empty():
+        raise ScenarioError(
+            f"the capture has no spans of {service!r} both before and during the fault at {at}."
+        )
+    if kind in ("network_delay", "latency"):
+        # as its callers see it: the calls to the service (their client spans) slow down by the delay
+        def seen(inv: pl.DataFrame) -> float:
+            c = inv.filter((pl.col("service") == service) & pl.col("caller_span").is_not_null())
+            if c.is_empty():
+                c = inv.filter(pl.col("service") == service)
+            return float(((c["call_end_ns"] - c["call_start_ns"]) / 1e9).median() or 0.0)
+
+        delay = max(0.0, seen(during) - seen(base))
+        fault: Any = Latency(service=service, at_s=0.0, delay_s=delay)
+        calibration = (
+            f"delay {delay * 1e3:.1f} ms: the rise of the median call to {service} as its callers see it"
+        )
+    elif kind in ("cpu_contention", "cpu"):
+        sb = _self_time(base).filter(pl.col("service") == service)["self_s"].median() or 0.0
+        sd = _self_time(during).filter(pl.col("service") == service)["self_s"].median() or 0.0
+        factor = max(1.0, sd / sb) if sb else 1.0
+        fault = CpuContention(service=service, at_s=0.0, factor=factor)
+        calibration = f"work x{factor:.2f}: the rise of {service}'s median local work"
+    else:
+        raise ScenarioError(
+            f"fault kind must be 'network_delay', 'latency', 'cpu_contention' or 'cpu'. Got {kind!r} instead."
+        )
+    workloads = _held_workloads(report, base, baseline_s)
+    if not workloads:
+        raise ScenarioError(
+            "none of the twin's entry operations arrives in the baseline window before the fault."
+        )
+    duration = during_s * repeat
+    sims = {}
+    for tag, faults in (("base", ()), ("fault", (fault,))):
+        scen = report.scenario.replace(workloads=tuple(workloads), duration_s=duration, faults=faults)
+        with Lab() as sim_lab:
+            run(scen, lab=sim_lab, seed=seed, duration_s=duration)
+            sims[tag] = _impact(invocations(sim_lab))
+    sim = sims["base"].join(sims["fault"], on="service", suffix="_during")
+    out = (
+        captured.select(
+            "service",
+            "n",
+            "n_during",
+            "p50_ms",
+            "p50_ms_during",
+            ratio_p50=pl.col("p50_ms_during") / pl.col("p50_ms"),
+            ratio_p95=pl.col("p95_ms_during") / pl.col("p95_ms"),
+            errors_during=pl.col("errors_during"),
+        )
+        .join(
+            sim.select(
+                "service",
+                ratio_p50_sim=pl.col("p50_ms_during") / pl.col("p50_ms"),
+                ratio_p95_sim=pl.col("p95_ms_during") / pl.col("p95_ms"),
+                errors_during_sim=pl.col("errors_during"),
+            ),
+            on="service",
+            how="left",
+        )
+        .sort("ratio_p50", descending=True)
+    )
+    return Rehearsal(services=out, fault=fault, calibration=calibration)

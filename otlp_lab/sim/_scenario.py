@@ -508,7 +508,8 @@ def _step(c: Any, key: str) -> Call | Parallel | OneOf:
         weights = c.get("weights") or ()
         if not isinstance(weights, (list, tuple)):
             raise ScenarioError(
-                f"scenario key '{key}.weights' must be a list of numbers. Got {weights!r} instead.", key=f"{key}.weights"
+                f"scenario key '{key}.weights' must be a list of numbers. Got {weights!r} instead.",
+                key=f"{key}.weights",
             )
         return OneOf(tuple(_call(x, f"{key}.one_of[{m}]") for m, x in enumerate(calls)), tuple(weights))
     if isinstance(c, Mapping) and "parallel" in c:
