@@ -676,8 +676,9 @@ def _variants(
 
     ``operation`` keeps the span name; ``endpoint`` becomes ``name`` for the most frequent class
     and ``name #2``, ``name #3``... for the others (each at least ``min_share`` of the operation's
-    requests and ``min_n`` of them). Rarer call sets join the kept class they share most callees
-    with (Jaccard). Given ``classes`` (from an earlier fit), requests are assigned to those instead.
+    requests and ``min_n`` of them), unless its call sets look like independent branches (see
+    :func:`_dependent`). Rarer call sets join the kept class they share most callees with (Jaccard).
+    Given ``classes`` (from an earlier fit), requests are assigned to those instead.
     Returns the invocations and the classes per (service, operation).
     """
     inv = inv.with_columns(operation=pl.col("endpoint"))
@@ -700,9 +701,11 @@ def _variants(
         rows = list(grp.iter_rows(named=True))
         kept = list((classes or {}).get((svc, op), []))
         if classes is None:
-            for r in rows:
-                if not kept or (len(kept) < max_variants and r["n"] >= max(min_n, min_share * total)):
-                    kept.append(frozenset(filter(None, r["sig"].split("\n"))))
+            sets = [(frozenset(filter(None, r["sig"].split("\n"))), r["n"]) for r in rows]
+            split = max_variants > 1 and _dependent(sets, total)
+            for sig_set, n in sets:
+                if not kept or (split and len(kept) < max_variants and n >= max(min_n, min_share * total)):
+                    kept.append(sig_set)
         found[(svc, op)] = kept
         for r in rows:
             ops = set(filter(None, r["sig"].split("\n")))
@@ -724,6 +727,34 @@ def _variants(
         schema={"service": pl.String, "operation": pl.String, "sig": pl.String, "endpoint": pl.String},
     )
     return inv.drop("endpoint").join(m, on=["service", "operation", "sig"], how="left").drop("sig"), found
+
+
+#: Above this total-variation distance from independent calls, an operation's call sets are classes.
+DEPENDENCE_TV = 0.15
+
+
+def _dependent(sets: list[tuple[frozenset[str], int]], total: int) -> bool:
+    """Whether the calls an operation makes are far from independent branches.
+
+    Independent branches (each callee called with its own probability) predict how often each set
+    of callees occurs; classes of request (a gateway sending each request to exactly one of its
+    routes) do not. The total-variation distance between the observed sets and that prediction
+    tells them apart.
+    """
+    if len(sets) <= 1 or total == 0:
+        return False
+    callees = sorted(set().union(*(s for s, _ in sets)))
+    p = {c: sum(n for s, n in sets if c in s) / total for c in callees}
+    seen_mass = 0.0
+    tv = 0.0
+    for s, n in sets:
+        ind = 1.0
+        for c in callees:
+            ind *= p[c] if c in s else 1.0 - p[c]
+        seen_mass += ind
+        tv += abs(n / total - ind)
+    tv = 0.5 * (tv + max(0.0, 1.0 - seen_mass))
+    return tv > DEPENDENCE_TV
 
 
 def _max_concurrency(inv: pl.DataFrame) -> dict[str, int]:
