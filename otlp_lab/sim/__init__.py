@@ -30,6 +30,7 @@ from otlp_lab.sim._live import StreamResult, stream
 from otlp_lab.sim._model import Call, Endpoint, OneOf, Parallel, Policy, Service
 from otlp_lab.sim._run import RunResult, compare, lab_timeline, run, run_many, timelines
 from otlp_lab.sim._scenario import Scenario, scenario_path, shipped_scenarios
+from otlp_lab.sim._sweep import SweepResult, parse_grid, set_path, sweep
 from otlp_lab.sim._workload import Burst, ClosedLoop, Diurnal, OpenLoop, Rate, Steady, Steps
 
 __all__ = [
@@ -83,6 +84,11 @@ __all__ = [
     "FitReport",
     "Validation",
     "Rehearsal",
+    # sweeps
+    "sweep",
+    "SweepResult",
+    "set_path",
+    "parse_grid",
     # live
     "stream",
     "StreamResult",

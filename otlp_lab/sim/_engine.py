@@ -38,12 +38,14 @@ from otlp_lab.errors import NoHealthyUpstreamError
 from otlp_lab.resilience import (
     CircuitBreaker,
     CircuitState,
+    ConnectionPool,
     Deadline,
     HealthChecker,
     Outcome,
     OutlierAction,
     OutlierDetector,
     PolicyStack,
+    RetryBudget,
     RetryPolicy,
     simpy_call,
     with_health,
@@ -51,6 +53,7 @@ from otlp_lab.resilience import (
 from otlp_lab.resilience import (
     Endpoint as LbEndpoint,
 )
+from otlp_lab.resilience._pool import PoolConnection
 from otlp_lab.sim._emit import (
     KIND_CLIENT,
     KIND_INTERNAL,
@@ -71,6 +74,9 @@ INF = math.inf
 NO_DEADLINE = Deadline()
 SERVER_SPAN = 1 << 62  # server span numbers: the client span's number with this bit set
 OK = Outcome.success()
+# Envoy's local reply when a circuit breaker overflows: 503, flag UO, never retried by the same proxy
+# (a negative pushback: "do not retry"), and never counted against the host
+OVERFLOW = Outcome.failure(503, retry_after_s=-1.0, local=True)
 _FAIL: dict[Any, Outcome] = {}
 DURATION_BOUNDS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 
@@ -283,6 +289,8 @@ class Client:
         "resend_attrs",
         "sidecar_s",
         "no_policy",
+        "pool",
+        "uo_attrs",
     )
 
     def __init__(
@@ -308,6 +316,17 @@ class Client:
             self.breaker = CircuitBreaker(
                 policy.breaker, name=f"{caller}->{target}", listener=self._on_breaker
             )
+        # the sidecar's connection pool to this cluster with Envoy's circuit breakers (None: not modelled)
+        self.pool = ConnectionPool(policy.connection_pool) if policy.connection_pool is not None else None
+        stateful = {
+            k: (cls.from_dict(getattr(policy, k)) if getattr(policy, k) is not None else None)
+            for k, cls in STATEFUL.items()
+        }
+        if self.pool is not None and stateful["budget"] is None:
+            # Envoy's max_retries: retries in flight at once (a retry budget, when set, replaces it)
+            stateful["budget"] = RetryBudget(
+                budget_percent=0.0, min_retry_concurrency=self.pool.config.max_retries
+            )
         # one stack per caller instance and upstream, as in Envoy: its breaker, limits, budget and throttle are
         # shared by every call it runs, and each call gets its own machine from stack.start()
         self.stack = PolicyStack(
@@ -315,10 +334,7 @@ class Client:
             breaker=self.breaker,
             timeout_s=policy.timeout_s,
             rng=rng,
-            **{
-                k: (cls.from_dict(getattr(policy, k)) if getattr(policy, k) is not None else None)
-                for k, cls in STATEFUL.items()
-            },
+            **stateful,
         )
         self.per_try_s = getattr(policy.retry, "per_try_timeout_s", None) or INF
         self.balancer = policy.balancer.build(rng)
@@ -347,6 +363,7 @@ class Client:
         self.inst_attrs = {i.id: pool("server.address", i.id) for i in self.instances}
         self.state_attrs = {s: pool("sim.breaker.state", s.name.lower()) for s in CircuitState}
         self.resend_attrs = [()] + [(pool("http.request.resend_count", n),) for n in range(1, 32)]
+        self.uo_attrs = (pool("envoy.response_flags", "UO"),)
 
     # -- balancing -----------------------------------------------------------------------
     def pick(self, now: float, key: Any) -> Instance:
@@ -709,6 +726,30 @@ class Simulation:
         lb = inst.lb
         balancer = cl.balancer
         balancer.on_start(now, lb)
+        stream = None
+        if cl.pool is not None:
+            stream, effects = cl.pool.request(inst.id)
+            if effects:
+                self._pool_effects(cl, inst, effects)
+            if stream.state == "pending":
+                stream.waiter = Event(env)
+                try:
+                    yield stream.waiter
+                except simpy.Interrupt:
+                    self._pool_effects(cl, inst, cl.pool.cancel(stream))
+                    timed_out = env.now >= deadline - 1e-9
+                    out = failure("DEADLINE_EXCEEDED" if timed_out else "CANCELLED")
+                    cl.failures += timed_out
+                    balancer.on_finish(env.now, lb)
+                    self._client_span(cl, inst, trace, span, parent, ep, now, env.now, n, out)
+                    return out
+            if stream.state == "overflow":
+                # Envoy answers at once with a local 503 (response flag UO); the host never sees it
+                out = OVERFLOW
+                cl.failures += 1
+                balancer.on_finish(env.now, lb)
+                self._client_span(cl, None, trace, span, parent, ep, now, env.now, n, out, cl.uo_attrs)
+                return out
         reply = Event(env)
         if self.partitions and self.partitioned(cl.caller, cl.target):
             part = self.partitions[frozenset((cl.caller, cl.target))][-1]
@@ -731,6 +772,8 @@ class Simulation:
             out = failure("DEADLINE_EXCEEDED" if timed_out else "CANCELLED")
             cl.failures += timed_out
             balancer.on_finish(env.now, lb)
+            if stream is not None:
+                self._pool_effects(cl, inst, cl.pool.cancel(stream))  # type: ignore[union-attr]
             if (
                 cl.outlier is not None and timed_out
             ):  # a timeout counts against the host (504); a lost hedge does not
@@ -738,6 +781,10 @@ class Simulation:
             self._client_span(cl, inst, trace, span, parent, ep, now, env.now, n, out)
             return out
         balancer.on_finish(env.now, lb)
+        if stream is not None:  # a connection-level failure closes the connection
+            effects = cl.pool.finish(stream, reset=out.status == "UNAVAILABLE")  # type: ignore[union-attr]
+            if effects:
+                self._pool_effects(cl, inst, effects)
         if cl.outlier is not None:
             cl.outlier.record(inst.id, env.now, out)
         if not out.ok:
@@ -757,10 +804,11 @@ class Simulation:
         t1: float,
         n: int,
         out: Outcome,
+        extra: tuple[int, ...] = (),
     ) -> None:
         if self._spans is None:
             return
-        attrs = cl.base_attrs
+        attrs = cl.base_attrs + extra
         if inst is not None:
             attrs = (*attrs, cl.inst_attrs[inst.id], *inst.fault_attr)
         if n > 1:
@@ -786,6 +834,20 @@ class Simulation:
                 attrs,
             )
         )
+
+    def _pool_effects(self, cl: Client, inst: Instance, effects: list) -> None:
+        """Act on what the connection pool asks: open connections, wake requests that got one (or overflowed)."""
+        for fx in effects:
+            if isinstance(fx, PoolConnection):
+                # a TCP connect takes one round trip between the two sidecars
+                self._later(2.0 * self.network_s, self._pool_connected, (cl, inst, fx))
+            elif fx.waiter is not None and not fx.waiter.triggered:
+                fx.waiter.succeed()
+
+    def _pool_connected(self, ev: Event) -> None:
+        cl, inst, conn = ev._value
+        if conn in cl.pool.hosts[conn.host].conns:  # type: ignore[union-attr]
+            self._pool_effects(cl, inst, cl.pool.connected(conn))  # type: ignore[union-attr]
 
     # ---------------------------------------------------------------- scheduling helpers
     def _later(self, delay: float, fn: Callable[[Any], None], arg: Any) -> None:
@@ -1221,6 +1283,19 @@ class Simulation:
                     True,
                 )
             )
+            if cl.pool is not None:
+                em.sums.append(
+                    (
+                        "sim.client.overflows",
+                        "{request}",
+                        "Requests answered with a local 503 UO by the sidecar's circuit breakers",
+                        t,
+                        cl.pool.overflowed,
+                        ctx,
+                        a,
+                        True,
+                    )
+                )
             if cl.breaker is not None:
                 st = cl.breaker.poll(t)
                 em.gauges.append(

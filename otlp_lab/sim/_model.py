@@ -16,6 +16,7 @@ from otlp_lab.errors import ConfigError, ScenarioError
 from otlp_lab.resilience import (
     Bulkhead,
     CircuitBreakerConfig,
+    ConnectionPoolConfig,
     HealthCheckConfig,
     HedgingPolicy,
     LoadBalancerConfig,
@@ -329,6 +330,7 @@ _CONFIGS: dict[str, tuple[tuple[type, ...], Any]] = {
     "balancer": ((LoadBalancerConfig,), _balancer),
     "outlier_detection": ((OutlierDetectionConfig,), OutlierDetectionConfig.from_dict),
     "health_check": ((HealthCheckConfig,), HealthCheckConfig.from_dict),
+    "connection_pool": ((ConnectionPoolConfig,), ConnectionPoolConfig.from_dict),
 }
 STATEFUL: dict[str, type] = {
     "budget": RetryBudget,
@@ -372,6 +374,12 @@ class Policy:
         Envoy outlier ejection (``consecutive_5xx``, ``interval_s``, ``base_ejection_time_s``, ...).
     health_check : HealthCheckConfig or dict, optional
         Active health checks of every upstream instance (``interval_s``, ``timeout_s``, thresholds).
+    connection_pool : ConnectionPoolConfig or dict, optional
+        The caller's sidecar connection pool with Envoy's circuit breakers, enforced as Envoy
+        does (``max_connections``, ``max_pending_requests``, ``max_requests``, ``max_retries``,
+        ``max_requests_per_connection``, ``http2``): an overflow is answered at once with a
+        local 503 (response flag ``UO`` on the span), a new connection takes one network
+        round trip. None: connections are not modelled.
 
     Examples
     --------
@@ -390,6 +398,7 @@ class Policy:
     balancer: Any = "round_robin"
     outlier_detection: Any = None
     health_check: Any = None
+    connection_pool: Any = None
 
     def __post_init__(self) -> None:
         # settings given as a dict or a name become config objects; a bad one is kept for check() to report

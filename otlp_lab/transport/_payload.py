@@ -18,6 +18,7 @@ Decoding rules (OTLP specification, "OTLP/gRPC" and "OTLP/HTTP"):
 from __future__ import annotations
 
 import enum
+import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,8 +28,17 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from otlp_lab.errors import BodyTooLargeError, DecodeError
-from otlp_lab.otlp import Batch, Signal, decode_bytes
-from otlp_lab.otlp._source import GZIP_MAGIC, ZSTD_MAGIC, decompress_bytes
+from otlp_lab.otlp import (
+    Batch,
+    DecodeReport,
+    Signal,
+    decode_bytes,
+    iter_stream_batches,
+    request_class,
+    response_class,
+    rpc_status,
+)
+from otlp_lab.otlp._inflate import GZIP_MAGIC, ZSTD_MAGIC, decompress_bytes
 
 __all__ = ["Decoded", "Refused", "Reply", "ReplyKind", "decode_request", "item_counts"]
 
@@ -60,6 +70,9 @@ class ReplyKind(enum.Enum):
     INTERNAL = "internal"  # the database refused the data
     NOT_FOUND = "not_found"  # HTTP only: unknown path
     METHOD = "method"  # HTTP only: not POST
+    TIMEOUT = "timeout"  # HTTP only: the request did not arrive within request_timeout_s
+    URI_TOO_LONG = "uri_too_long"  # HTTP only
+    HEADERS_TOO_LARGE = "headers_too_large"  # HTTP only: head over 64 KiB or over 100 fields
 
 
 # kind -> (gRPC status name, HTTP status)
@@ -74,10 +87,14 @@ REPLY_CODES: dict[ReplyKind, tuple[str, int]] = {
     ReplyKind.INTERNAL: ("INTERNAL", 500),
     ReplyKind.NOT_FOUND: ("UNIMPLEMENTED", 404),
     ReplyKind.METHOD: ("UNIMPLEMENTED", 405),
+    ReplyKind.TIMEOUT: ("DEADLINE_EXCEEDED", 408),
+    ReplyKind.URI_TOO_LONG: ("INVALID_ARGUMENT", 414),
+    ReplyKind.HEADERS_TOO_LARGE: ("INVALID_ARGUMENT", 431),
 }
 
 _GRPC_CODE_NUMBERS = {
     "OK": 0,
+    "DEADLINE_EXCEEDED": 4,
     "INVALID_ARGUMENT": 3,
     "RESOURCE_EXHAUSTED": 8,
     "UNIMPLEMENTED": 12,
@@ -192,13 +209,26 @@ def decode_request(signal: Signal, data: bytes, *, fmt: str) -> Decoded:
         return out  # an empty protobuf message is a valid, empty request
     _check_shape(data, fmt)
     try:
-        out.batches = list(decode_bytes(data, signal=signal))
+        out.batches = _decode_one(signal, data)
     except DecodeError as exc:
         _salvage(signal, data, fmt, exc, out)
     except Exception as exc:  # a codec bug must not take the server down: refuse this request
         raise Refused(ReplyKind.INVALID, f"cannot decode the request ({type(exc).__name__}: {exc})") from None
     out.counts = item_counts(out.batches)
     return out
+
+
+def _decode_one(signal: Signal, data: bytes) -> list[Batch]:
+    """The batches of a body holding exactly one export request (not JSON lines, not frames)."""
+    report = DecodeReport("<request body>")
+    batches = list(iter_stream_batches(io.BufferedReader(io.BytesIO(data)), report, signal=signal))
+    if report.requests > 1:
+        raise Refused(
+            ReplyKind.INVALID,
+            f"the body holds {report.requests} {signal} requests (JSON lines, concatenated documents or "
+            "frames); an OTLP export body is exactly one request: send them one per request",
+        )
+    return batches
 
 
 # ---------------------------------------------------------------- partial success
@@ -230,21 +260,9 @@ _JSON_NAMES = {
 _JSON_METRIC_DATA = ("gauge", "sum", "histogram", "exponentialHistogram", "exponential_histogram", "summary")
 
 
-def _request_class(signal: Signal) -> type[Message]:
-    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-    return {
-        "traces": ExportTraceServiceRequest,
-        "metrics": ExportMetricsServiceRequest,
-        "logs": ExportLogsServiceRequest,
-    }[signal]
-
-
 def _pb_tree(signal: Signal) -> _Tree:
     rname, sname, iname = _PB_NAMES[signal]
-    cls = _request_class(signal)
+    cls = request_class(signal)
 
     def split(req: Message) -> list[tuple[int, int, Any]]:
         return [
@@ -346,7 +364,7 @@ def _salvage(signal: Signal, data: bytes, fmt: str, first: DecodeError, out: Dec
                 raise invalid
             tree = _json_tree(signal)
         else:
-            req = _request_class(signal).FromString(data)
+            req = request_class(signal).FromString(data)
             tree = _pb_tree(signal)
         items = tree.split(req)
     except Refused:
@@ -394,38 +412,21 @@ def _salvage(signal: Signal, data: bytes, fmt: str, first: DecodeError, out: Dec
 
 def response_message(signal: Signal, reply: Reply) -> Message:
     """The Export*ServiceResponse of a successful (possibly partial) export."""
-    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
-    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
-
-    msg: Message
-    if signal == "traces":
-        msg = ExportTraceServiceResponse()
-        if reply.rejected or reply.message:
-            msg.partial_success.rejected_spans = reply.rejected
-    elif signal == "metrics":
-        msg = ExportMetricsServiceResponse()
-        if reply.rejected or reply.message:
-            msg.partial_success.rejected_data_points = reply.rejected
-    else:
-        msg = ExportLogsServiceResponse()
-        if reply.rejected or reply.message:
-            msg.partial_success.rejected_log_records = reply.rejected
+    msg = response_class(signal)()
     if reply.rejected or reply.message:
-        msg.partial_success.error_message = reply.message
+        counter = {
+            "traces": "rejected_spans",
+            "metrics": "rejected_data_points",
+            "logs": "rejected_log_records",
+        }
+        setattr(msg.partial_success, counter[signal], reply.rejected)  # type: ignore[attr-defined]
+        msg.partial_success.error_message = reply.message  # type: ignore[attr-defined]
     return msg
 
 
 def status_message(reply: Reply) -> Message:
     """The google.rpc.Status of a refusal, with a RetryInfo detail when there is pushback."""
-    from google.rpc import error_details_pb2, status_pb2
-
-    st = status_pb2.Status(code=_GRPC_CODE_NUMBERS[reply.grpc_code], message=reply.message)
-    if reply.retry_after_s is not None:
-        info = error_details_pb2.RetryInfo()
-        info.retry_delay.FromNanoseconds(int(reply.retry_after_s * 1e9))
-        st.details.add().Pack(info)
-    return st
+    return rpc_status(_GRPC_CODE_NUMBERS[reply.grpc_code], reply.message, retry_delay_s=reply.retry_after_s)
 
 
 def encode_body(msg: Message, fmt: str) -> bytes:

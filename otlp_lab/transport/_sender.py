@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 from urllib.parse import unquote, urlsplit
 
 import orjson
@@ -39,8 +39,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from google.protobuf.message import Message
 
+from otlp_lab._config import Protocol, check_int, check_number
 from otlp_lab.errors import ConfigError, ExportError
-from otlp_lab.otlp import SIGNALS, Signal, encode_requests, to_otlp_json
+from otlp_lab.otlp import SIGNALS, Signal, encode_requests, parse_rpc_status, response_class, to_otlp_json
 from otlp_lab.transport._tls import ClientTls
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ __all__ = [
     "signal_of",
 ]
 
-PROTOCOLS = ("grpc", "http/protobuf", "http/json")
+PROTOCOLS: tuple[Protocol, ...] = get_args(Protocol)
 DEFAULT_ENDPOINTS = {
     "grpc": "http://127.0.0.1:4317",
     "http/protobuf": "http://127.0.0.1:4318",
@@ -494,18 +495,6 @@ def _partial(msg: Any) -> tuple[int, str]:
     return int(rejected), ps.error_message
 
 
-def _response_class(signal: Signal) -> type[Message]:
-    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
-    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
-
-    return {
-        "traces": ExportTraceServiceResponse,
-        "metrics": ExportMetricsServiceResponse,
-        "logs": ExportLogsServiceResponse,
-    }[signal]
-
-
 class _GrpcTransport:
     def __init__(
         self, target: _Target, headers: dict[str, str], compression: str, tls: ClientTls | None
@@ -547,7 +536,7 @@ class _GrpcTransport:
             ):
                 code = "TLS"
             return _Answer(False, code, details, retry_after_s=retry)
-        rejected, msg = _partial(_response_class(signal).FromString(raw))
+        rejected, msg = _partial(response_class(signal).FromString(raw))
         return _Answer(True, "OK", msg, rejected)
 
     async def close(self) -> None:
@@ -558,17 +547,8 @@ def _retry_info(metadata: Any) -> float | None:
     """The RetryInfo delay in ``grpc-status-details-bin`` trailing metadata, if any."""
     for key, value in metadata or ():
         if key == "grpc-status-details-bin" and isinstance(value, bytes):
-            from google.rpc import error_details_pb2, status_pb2
-
-            try:
-                st = status_pb2.Status.FromString(value)
-            except Exception:
-                return None
-            for detail in st.details:
-                if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-                    info = error_details_pb2.RetryInfo()
-                    detail.Unpack(info)
-                    return info.retry_delay.ToNanoseconds() / 1e9
+            status = parse_rpc_status(value)
+            return status[1] if status is not None else None
     return None
 
 
@@ -635,7 +615,7 @@ class _HttpTransport:
         )
 
     def _parse(self, signal: Signal, r: Any) -> Message:
-        cls = _response_class(signal)
+        cls = response_class(signal)
         if not r.content:
             return cls()
         if "json" in r.headers.get("content-type", ""):
@@ -655,9 +635,8 @@ def _status_text(r: Any) -> str:
     try:
         if "json" in r.headers.get("content-type", ""):
             return str(orjson.loads(r.content).get("message", "")) or r.text[:200]
-        from google.rpc import status_pb2
-
-        return status_pb2.Status.FromString(r.content).message
+        status = parse_rpc_status(r.content)
+        return status[0] if status is not None else ""
     except Exception:
         return r.text[:200] if "text" in r.headers.get("content-type", "") else ""
 
@@ -728,10 +707,8 @@ class Sender:
         if compression not in ("gzip", "none"):
             raise ConfigError(f"compression must be 'gzip' or 'none'. Got {compression!r} instead.")
         for name, v in (("concurrency", concurrency), ("max_items", max_items), ("max_bytes", max_bytes)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"{name} must be a positive integer. Got {v!r} instead.")
-        if not isinstance(timeout_s, (int, float)) or not timeout_s > 0:
-            raise ConfigError(f"timeout_s must be a positive number of seconds. Got {timeout_s!r} instead.")
+            check_int(v, name, minimum=1)
+        check_number(timeout_s, "timeout_s", minimum=0, open_low=True)
         self.protocol = protocol
         self.endpoint = endpoint or DEFAULT_ENDPOINTS[protocol]
         self.tls = tls
@@ -837,12 +814,6 @@ class Sender:
     async def asend_requests(self, requests: Iterable[Message] | AsyncIterator[Message]) -> SendReport:
         """:meth:`send_requests` inside a running event loop (e.g. alongside a live simulation)."""
         return await self._run(requests, replay=None)
-
-    def send_tables(
-        self, signal: Signal, tables: Iterable[pa.Table], *, replay: Replay | None = None
-    ) -> SendReport:
-        """Send rows in the encoder's export staging form (see :mod:`otlp_lab.otlp._encode`)."""
-        return self._send_streams({signal: list(tables)}, replay)
 
     def send_lab(
         self,
