@@ -138,7 +138,13 @@ def demo(db: str, report: str, seed: int) -> None:
             )
             _print_info(lab)
             console.print(
-                table("Busiest service-graph edges", lab.service_graph().drop("error_rate"), max_rows=5)
+                table(
+                    "Busiest service-graph edges",
+                    lab.service_graph().select(
+                        "mode", "client", "server", "calls", "errors", "p50_ms", "p95_ms"
+                    ),
+                    max_rows=5,
+                )
             )
             slow = lab.traces(limit=3).select("trace_id", "root_service", "spans", "services", "duration_ms")
             console.print(table("Slowest traces", slow, max_rows=3, max_width=34))

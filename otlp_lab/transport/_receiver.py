@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from otlp_lab._config import check_int, check_number
 from otlp_lab.errors import ConfigError, OtlpLabError, TransportError
 from otlp_lab.otlp import Batch, Signal
 from otlp_lab.transport._payload import Decoded, Refused, decode_request, inflate
@@ -177,18 +178,14 @@ class ReceiverConfig:
             "decode_workers",
             "max_concurrent_requests",
         ):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"{name} must be a positive integer. Got {v!r} instead.")
+            check_int(getattr(self, name), name, minimum=1)
         if self.max_queue_bytes < self.max_request_bytes:
             raise ConfigError(
                 f"max_queue_bytes ({self.max_queue_bytes:,}) must be at least max_request_bytes "
                 f"({self.max_request_bytes:,}), or the largest request could never be admitted."
             )
         for name in ("retry_after_s", "read_timeout_s", "request_timeout_s", "grace_s"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
-                raise ConfigError(f"{name} must be a non-negative number of seconds. Got {v!r} instead.")
+            check_number(getattr(self, name), name, minimum=0)
         object.__setattr__(self, "headers", {str(k).lower(): str(v) for k, v in dict(self.headers).items()})
 
     @classmethod

@@ -29,12 +29,13 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 from urllib.parse import unquote
 
 import pyarrow as pa
 from google.protobuf.message import Message
 
+from otlp_lab._config import Protocol, check_int, check_number
 from otlp_lab.errors import ConfigError, ExportError
 from otlp_lab.otlp import SIGNALS, Signal, encode_requests
 from otlp_lab.transport._clients import Answer, make_transport, parse_endpoint
@@ -65,7 +66,7 @@ __all__ = [
     "signal_of",
 ]
 
-PROTOCOLS = ("grpc", "http/protobuf", "http/json")
+PROTOCOLS: tuple[Protocol, ...] = get_args(Protocol)
 DEFAULT_ENDPOINTS = {
     "grpc": "http://127.0.0.1:4317",
     "http/protobuf": "http://127.0.0.1:4318",
@@ -333,10 +334,8 @@ class Sender:
         if compression not in ("gzip", "none"):
             raise ConfigError(f"compression must be 'gzip' or 'none'. Got {compression!r} instead.")
         for name, v in (("concurrency", concurrency), ("max_items", max_items), ("max_bytes", max_bytes)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"{name} must be a positive integer. Got {v!r} instead.")
-        if not isinstance(timeout_s, (int, float)) or not timeout_s > 0:
-            raise ConfigError(f"timeout_s must be a positive number of seconds. Got {timeout_s!r} instead.")
+            check_int(v, name, minimum=1)
+        check_number(timeout_s, "timeout_s", minimum=0, open_low=True)
         self.protocol = protocol
         self.endpoint = endpoint or DEFAULT_ENDPOINTS[protocol]
         self.tls = tls
