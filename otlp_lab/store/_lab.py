@@ -670,7 +670,11 @@ class Lab:
         return trace_diff(self, _hex(trace_a), _hex(trace_b))
 
     def info(self) -> dict[str, Any]:
-        """Tables with row counts, the time range and the services seen."""
+        """Tables with row counts, the time range, the services seen, and ``duplicate_spans``.
+
+        ``duplicate_spans`` counts extra copies of a ``(trace_id, span_id)`` (overlapping captures
+        loaded twice): the ``spans`` table keeps them, every analysis view counts each span once.
+        """
         c = self.counts()
         with self._lock:
             rng = self._con.execute("SELECT min(start_time), max(end_time) FROM spans").fetchall()[0]
@@ -683,10 +687,14 @@ class Lab:
                 ).fetchall()
             ]
             loads = self._con.execute("SELECT count(*) FROM loads").fetchall()[0][0]
+            dup = self._con.execute(
+                "SELECT count(*) - count(DISTINCT (trace_id, span_id)) FROM spans"
+            ).fetchall()[0][0]
         return {
             "path": str(self.path) if self.path else ":memory:",
             "tables": c,
             "loads": loads,
+            "duplicate_spans": dup,
             "time_range": rng,
             "services": services,
         }
