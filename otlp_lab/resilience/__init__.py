@@ -139,6 +139,7 @@ from otlp_lab.resilience._core import (
 from otlp_lab.resilience._degrade import DegradationConfig, Degrader, Fallback, FallbackCache, FallbackResult
 from otlp_lab.resilience._drivers import drive_async, simpy_call
 from otlp_lab.resilience._limits import Bulkhead, LimitKind, LoadShedder, LoadShedderConfig, TokenBucket
+from otlp_lab.resilience._pool import ConnectionPool, ConnectionPoolConfig
 from otlp_lab.resilience._retry import (
     Admission,
     Cancel,
@@ -188,6 +189,8 @@ __all__ = [
     "SlidingWindowType",
     # limits and deadlines
     "Bulkhead",
+    "ConnectionPool",
+    "ConnectionPoolConfig",
     "Deadline",
     "LimitKind",
     "LoadShedder",

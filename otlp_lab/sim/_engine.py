@@ -17,6 +17,7 @@ The hot path is kept small:
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from bisect import bisect_left
@@ -37,12 +38,14 @@ from otlp_lab.errors import NoHealthyUpstreamError
 from otlp_lab.resilience import (
     CircuitBreaker,
     CircuitState,
+    ConnectionPool,
     Deadline,
     HealthChecker,
     Outcome,
     OutlierAction,
     OutlierDetector,
     PolicyStack,
+    RetryBudget,
     RetryPolicy,
     simpy_call,
     with_health,
@@ -50,6 +53,7 @@ from otlp_lab.resilience import (
 from otlp_lab.resilience import (
     Endpoint as LbEndpoint,
 )
+from otlp_lab.resilience._pool import PoolConnection
 from otlp_lab.sim._emit import (
     KIND_CLIENT,
     KIND_INTERNAL,
@@ -60,7 +64,7 @@ from otlp_lab.sim._emit import (
     Emitter,
 )
 from otlp_lab.sim._faults import Effect, Fault, Partition
-from otlp_lab.sim._model import STATEFUL, Call, Endpoint, Parallel, Policy, Service, split_target
+from otlp_lab.sim._model import STATEFUL, Call, Endpoint, OneOf, Parallel, Policy, Service, split_target
 from otlp_lab.sim._scenario import Scenario
 from otlp_lab.sim._workload import ClosedLoop, OpenLoop
 
@@ -70,8 +74,20 @@ INF = math.inf
 NO_DEADLINE = Deadline()
 SERVER_SPAN = 1 << 62  # server span numbers: the client span's number with this bit set
 OK = Outcome.success()
+# Envoy's local reply when a circuit breaker overflows: 503, flag UO, never retried by the same proxy
+# (a negative pushback: "do not retry"), and never counted against the host
+OVERFLOW = Outcome.failure(503, retry_after_s=-1.0, local=True)
 _FAIL: dict[Any, Outcome] = {}
 DURATION_BOUNDS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+
+
+class _Choice:
+    """A resolved :class:`OneOf`: cumulative weights and the resolved options."""
+
+    __slots__ = ("cum", "options")
+
+    def __init__(self, cum: list[float], options: list[Any]) -> None:
+        self.cum, self.options = cum, options
 
 
 def failure(status: str | int) -> Outcome:
@@ -273,6 +289,8 @@ class Client:
         "resend_attrs",
         "sidecar_s",
         "no_policy",
+        "pool",
+        "uo_attrs",
     )
 
     def __init__(
@@ -298,6 +316,17 @@ class Client:
             self.breaker = CircuitBreaker(
                 policy.breaker, name=f"{caller}->{target}", listener=self._on_breaker
             )
+        # the sidecar's connection pool to this cluster with Envoy's circuit breakers (None: not modelled)
+        self.pool = ConnectionPool(policy.connection_pool) if policy.connection_pool is not None else None
+        stateful = {
+            k: (cls.from_dict(getattr(policy, k)) if getattr(policy, k) is not None else None)
+            for k, cls in STATEFUL.items()
+        }
+        if self.pool is not None and stateful["budget"] is None:
+            # Envoy's max_retries: retries in flight at once (a retry budget, when set, replaces it)
+            stateful["budget"] = RetryBudget(
+                budget_percent=0.0, min_retry_concurrency=self.pool.config.max_retries
+            )
         # one stack per caller instance and upstream, as in Envoy: its breaker, limits, budget and throttle are
         # shared by every call it runs, and each call gets its own machine from stack.start()
         self.stack = PolicyStack(
@@ -305,10 +334,7 @@ class Client:
             breaker=self.breaker,
             timeout_s=policy.timeout_s,
             rng=rng,
-            **{
-                k: (cls.from_dict(getattr(policy, k)) if getattr(policy, k) is not None else None)
-                for k, cls in STATEFUL.items()
-            },
+            **stateful,
         )
         self.per_try_s = getattr(policy.retry, "per_try_timeout_s", None) or INF
         self.balancer = policy.balancer.build(rng)
@@ -337,6 +363,7 @@ class Client:
         self.inst_attrs = {i.id: pool("server.address", i.id) for i in self.instances}
         self.state_attrs = {s: pool("sim.breaker.state", s.name.lower()) for s in CircuitState}
         self.resend_attrs = [()] + [(pool("http.request.resend_count", n),) for n in range(1, 32)]
+        self.uo_attrs = (pool("envoy.response_flags", "UO"),)
 
     # -- balancing -----------------------------------------------------------------------
     def pick(self, now: float, key: Any) -> Instance:
@@ -451,10 +478,16 @@ class Simulation:
         # independent random streams per purpose, all from the seed: changing a policy does not change
         # the arrivals or the faults (common random numbers across the runs of a comparison)
         seq = np.random.SeedSequence(seed)
-        streams = [random.Random(int(s.generate_state(1, np.uint64)[0])) for s in seq.spawn(6)]
-        self.arrival_rng, self.service_rng, self.policy_rng, self.fault_rng, self.key_rng, self.think_rng = (
-            streams
-        )
+        streams = [random.Random(int(s.generate_state(1, np.uint64)[0])) for s in seq.spawn(7)]
+        (
+            self.arrival_rng,
+            self.service_rng,
+            self.policy_rng,
+            self.fault_rng,
+            self.key_rng,
+            self.think_rng,
+            self.branch_rng,  # call probabilities, fan-out counts and endpoint errors (fitted twins)
+        ) = streams
         self.network_s = scenario.network_latency_s
         # fleet
         contexts: list[dict[str, Any]] = []
@@ -516,9 +549,16 @@ class Simulation:
         r["sim.policy"] = label
         return r
 
-    def _resolve_step(self, step: Call | Parallel) -> Any:
+    def _resolve_step(self, step: Call | Parallel | OneOf) -> Any:
+        if isinstance(step, OneOf):
+            w = step.weights or (1.0,) * len(step.calls)
+            total = float(sum(w))
+            cum = list(itertools.accumulate(x / total for x in w))
+            return _Choice(cum, [self._resolve_step(c) for c in step.calls])
         if isinstance(step, Parallel):
             return tuple(self._resolve_call(c) for c in step.calls)
+        if not step.plain:
+            return [self._resolve_call(step)]  # a list marks a call drawn per request (probability, count)
         return self._resolve_call(step)
 
     def _resolve_call(self, c: Call) -> tuple[Call, str, Endpoint, str | None]:
@@ -686,6 +726,30 @@ class Simulation:
         lb = inst.lb
         balancer = cl.balancer
         balancer.on_start(now, lb)
+        stream = None
+        if cl.pool is not None:
+            stream, effects = cl.pool.request(inst.id)
+            if effects:
+                self._pool_effects(cl, inst, effects)
+            if stream.state == "pending":
+                stream.waiter = Event(env)
+                try:
+                    yield stream.waiter
+                except simpy.Interrupt:
+                    self._pool_effects(cl, inst, cl.pool.cancel(stream))
+                    timed_out = env.now >= deadline - 1e-9
+                    out = failure("DEADLINE_EXCEEDED" if timed_out else "CANCELLED")
+                    cl.failures += timed_out
+                    balancer.on_finish(env.now, lb)
+                    self._client_span(cl, inst, trace, span, parent, ep, now, env.now, n, out)
+                    return out
+            if stream.state == "overflow":
+                # Envoy answers at once with a local 503 (response flag UO); the host never sees it
+                out = OVERFLOW
+                cl.failures += 1
+                balancer.on_finish(env.now, lb)
+                self._client_span(cl, None, trace, span, parent, ep, now, env.now, n, out, cl.uo_attrs)
+                return out
         reply = Event(env)
         if self.partitions and self.partitioned(cl.caller, cl.target):
             part = self.partitions[frozenset((cl.caller, cl.target))][-1]
@@ -708,6 +772,8 @@ class Simulation:
             out = failure("DEADLINE_EXCEEDED" if timed_out else "CANCELLED")
             cl.failures += timed_out
             balancer.on_finish(env.now, lb)
+            if stream is not None:
+                self._pool_effects(cl, inst, cl.pool.cancel(stream))  # type: ignore[union-attr]
             if (
                 cl.outlier is not None and timed_out
             ):  # a timeout counts against the host (504); a lost hedge does not
@@ -715,6 +781,10 @@ class Simulation:
             self._client_span(cl, inst, trace, span, parent, ep, now, env.now, n, out)
             return out
         balancer.on_finish(env.now, lb)
+        if stream is not None:  # a connection-level failure closes the connection
+            effects = cl.pool.finish(stream, reset=out.status == "UNAVAILABLE")  # type: ignore[union-attr]
+            if effects:
+                self._pool_effects(cl, inst, effects)
         if cl.outlier is not None:
             cl.outlier.record(inst.id, env.now, out)
         if not out.ok:
@@ -734,10 +804,11 @@ class Simulation:
         t1: float,
         n: int,
         out: Outcome,
+        extra: tuple[int, ...] = (),
     ) -> None:
         if self._spans is None:
             return
-        attrs = cl.base_attrs
+        attrs = cl.base_attrs + extra
         if inst is not None:
             attrs = (*attrs, cl.inst_attrs[inst.id], *inst.fault_attr)
         if n > 1:
@@ -763,6 +834,20 @@ class Simulation:
                 attrs,
             )
         )
+
+    def _pool_effects(self, cl: Client, inst: Instance, effects: list) -> None:
+        """Act on what the connection pool asks: open connections, wake requests that got one (or overflowed)."""
+        for fx in effects:
+            if isinstance(fx, PoolConnection):
+                # a TCP connect takes one round trip between the two sidecars
+                self._later(2.0 * self.network_s, self._pool_connected, (cl, inst, fx))
+            elif fx.waiter is not None and not fx.waiter.triggered:
+                fx.waiter.succeed()
+
+    def _pool_connected(self, ev: Event) -> None:
+        cl, inst, conn = ev._value
+        if conn in cl.pool.hosts[conn.host].conns:  # type: ignore[union-attr]
+            self._pool_effects(cl, inst, cl.pool.connected(conn))  # type: ignore[union-attr]
 
     # ---------------------------------------------------------------- scheduling helpers
     def _later(self, delay: float, fn: Callable[[Any], None], arg: Any) -> None:
@@ -817,6 +902,8 @@ class Simulation:
             return  # the instance crashed meanwhile; the job has been failed already
         if inst.err_p and not inst.err_before and self.fault_rng.random() < inst.err_p:
             self._finish(job, failure(inst.err_status))
+        elif job.ep.error_rate and self.branch_rng.random() < job.ep.error_rate:
+            self._finish(job, failure("INTERNAL"))
         elif job.steps:
             self.env.process(self._handle(job))
         else:
@@ -828,6 +915,30 @@ class Simulation:
         inst = job.inst
         result = OK
         for step in job.steps:
+            if type(step) is _Choice:  # one call of several, drawn per request
+                step = step.options[
+                    min(bisect_left(step.cum, self.branch_rng.random()), len(step.options) - 1)
+                ]
+            if type(step) is list:  # calls with a probability or a count: draw this request's calls
+                step = self._draw(step)
+                if not step:
+                    continue
+                if len(step) > 1:
+                    for one in step:  # repeated sequential calls
+                        out = yield from self._call_step(job, one)
+                        if not out.ok and one[0].critical:
+                            result = failure(out.status)
+                            break
+                    if result is not OK:
+                        break
+                    continue
+                step = step[0]
+            elif type(step) is tuple and type(step[0]) is tuple and not all(c[0].plain for c in step):
+                step = self._draw_parallel(step)
+                if not step:
+                    continue
+                if len(step) == 1:
+                    step = step[0]
             if type(step) is tuple and type(step[0]) is tuple:  # Parallel
                 # the first call runs in this process, the others each in their own (started first, so
                 # they still begin in order once this one waits); then wait for whichever are still out
@@ -848,6 +959,25 @@ class Simulation:
                 break
         if job.epoch == inst.epoch:
             self._finish(job, result)
+
+    def _count(self, call: Call) -> int:
+        """This request's calls of ``call``: 0 when its branch is not taken, else its count drawn."""
+        rng = self.branch_rng
+        if call.probability < 1.0 and rng.random() >= call.probability:
+            return 0
+        n = int(call.count)
+        return n + (1 if rng.random() < call.count - n else 0)
+
+    def _draw(self, step: list) -> list:
+        """A sequential call with a probability or a count, as this request's list of calls."""
+        return [step[0]] * self._count(step[0][0])
+
+    def _draw_parallel(self, step: tuple) -> tuple:
+        """A parallel step whose calls have probabilities or counts, as this request's fan-out."""
+        out: list = []
+        for c in step:
+            out.extend([c] * (1 if c[0].plain else self._count(c[0])))
+        return tuple(out)
 
     def _downstream(self, job: Job, step: tuple) -> Generator[Any, Any, Outcome]:
         """Process body: one call of a parallel step."""
@@ -886,7 +1016,7 @@ class Simulation:
                     job.trace,
                     job.span,
                     job.parent,
-                    job.ep.name,
+                    job.ep.operation or job.ep.name,
                     KIND_SERVER,
                     job.t_arrive,
                     now,
@@ -1153,6 +1283,19 @@ class Simulation:
                     True,
                 )
             )
+            if cl.pool is not None:
+                em.sums.append(
+                    (
+                        "sim.client.overflows",
+                        "{request}",
+                        "Requests answered with a local 503 UO by the sidecar's circuit breakers",
+                        t,
+                        cl.pool.overflowed,
+                        ctx,
+                        a,
+                        True,
+                    )
+                )
             if cl.breaker is not None:
                 st = cl.breaker.poll(t)
                 em.gauges.append(

@@ -15,19 +15,25 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from otlp_lab._config import parse_duration_s
 from otlp_lab.errors import ConfigError, StoreError, UnsupportedFormatError
 from otlp_lab.otlp import (
     DEFAULT_BATCH_ROWS,
+    DEFAULT_MAX_REQUEST_BYTES,
     Batch,
     DecodeReport,
     Signal,
     Skipped,
+    check_load_options,
     expand_paths,
     file_sha256,
     iter_file_batches,
     iter_stream_batches,
 )
+from otlp_lab.store._critical import critical_path, summarize
+from otlp_lab.store._guard import limit_sql, where_sql
 from otlp_lab.store._schema import INSERTS, MACROS, METRIC_TABLES, SIGNAL_TABLES, TABLES
+from otlp_lab.store._servicegraph import MODES, service_graph_sql
 from otlp_lab.store._views import VIEWS, red_sql
 
 
@@ -120,6 +126,14 @@ class Lab:
             self._con.execute(m)
         if not read_only:
             self._create_schema()
+        else:
+            # A file written by an older otlp_lab may lack (or hold older) analysis views:
+            # this version's views shadow them for this connection, without writing.
+            for name, sql in VIEWS.items():
+                try:
+                    self._con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
+                except duckdb.Error:
+                    pass  # not an otlp_lab database (no spans table): nothing to analyse
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -161,6 +175,7 @@ class Lab:
         duplicates: bool = False,
         batch_rows: int = DEFAULT_BATCH_ROWS,
         progress: Callable[[str, int, int], None] | None = None,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     ) -> LoadResult:
         """Load OTLP files, directories or globs; return rows added per table.
 
@@ -183,12 +198,17 @@ class Lab:
         progress : callable, optional
             Called as ``progress(source, bytes_done, bytes_total)`` as the files are read
             (after each batch of rows and after each file).
+        max_request_bytes : int, default 256 MiB
+            The largest single request (a JSON document or line, a protobuf message) read,
+            after decompression; a larger one is refused with ``BodyTooLargeError`` before
+            it is read into memory.
 
         Raises
         ------
         DecodeError
             A file is not valid OTLP (the message names the file and where).
         """
+        check_load_options(signal=signal, on_error=on_error, max_request_bytes=max_request_bytes)
         files = expand_paths(paths)
         result = LoadResult(counts=dict.fromkeys(SIGNAL_TABLES, 0))
         total = sum(f.stat().st_size for f, _ in files)
@@ -205,6 +225,7 @@ class Lab:
                     duplicates=duplicates,
                     batch_rows=batch_rows,
                     on_progress=tick,
+                    max_request_bytes=max_request_bytes,
                 )
             except UnsupportedFormatError as exc:
                 if named:
@@ -227,6 +248,7 @@ class Lab:
         duplicates: bool,
         batch_rows: int,
         on_progress: Callable[[int], None] | None = None,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     ) -> FileResult:
         sha, nbytes = file_sha256(path)
         fr = FileResult(str(path), "loaded", nbytes=nbytes)
@@ -245,6 +267,7 @@ class Lab:
                     on_error=on_error,
                     batch_rows=batch_rows,
                     on_progress=on_progress,
+                    max_request_bytes=max_request_bytes,
                 )
 
             fr.counts = self._ingest_retrying(batches, report)
@@ -454,13 +477,41 @@ class Lab:
 
     # ------------------------------------------------------------------ analysis
     def span_tree(self, trace_id: str | None = None) -> pl.DataFrame:
-        """Spans with depth, root service/operation and self time (ns), optionally of one trace."""
-        where = f"trace_id = '{_hex(trace_id)}'" if trace_id else None
-        return self.sql(_select("span_tree", where, None, "trace_id, start_time"))
+        """Spans with depth, root service/operation and self time (ns), optionally of one trace.
 
-    def service_graph(self) -> pl.DataFrame:
-        """Caller -> callee service edges: calls, errors, error rate, p50/p95/p99 in ms."""
-        return self.sql("SELECT * FROM service_graph ORDER BY calls DESC")
+        Reads ``unique_spans``: a span loaded twice appears once. One trace takes milliseconds
+        (the trace is selected before the tree is walked).
+        """
+        from otlp_lab.store import _tree
+
+        where = f"WHERE trace_id = '{_hex(trace_id)}'" if trace_id is not None else ""
+        return _tree.span_tree(self.sql(_tree.NARROW_SQL.format(where=where)))
+
+    def service_graph(self, mode: str = "auto") -> pl.DataFrame:
+        """Caller -> callee service edges: calls, errors, error rate, latency quantiles in ms.
+
+        Parameters
+        ----------
+        mode : {"auto", "tempo", "inferred"}, default "auto"
+            ``"tempo"`` pairs spans exactly as Tempo's service-graph processor does (CLIENT or
+            PRODUCER with the SERVER or CONSUMER span under it, database edges, ``user`` and
+            peer virtual nodes); ``"inferred"`` makes an edge wherever a span's parent is in
+            another service, for captures that record no span kinds. ``"auto"`` uses
+            ``"tempo"`` when any span has a CLIENT/SERVER/PRODUCER/CONSUMER kind, else
+            ``"inferred"``. The ``mode`` column says which rules made each row. The rules are
+            spelled out in :mod:`otlp_lab.store._servicegraph`.
+
+        Returns
+        -------
+        polars.DataFrame
+            ``mode``, ``client``, ``server``, ``connection_type`` (``""``, ``messaging_system``,
+            ``database``, ``virtual_node``), ``calls``, ``errors`` (either side ERROR),
+            ``error_rate``, ``p50_ms``/``p95_ms``/``p99_ms`` (server side) and
+            ``client_p50_ms``/``client_p95_ms``/``client_p99_ms``.
+        """
+        if mode not in MODES:
+            raise ConfigError(f"service_graph(mode=...) must be one of {list(MODES)}. Got {mode!r} instead.")
+        return self.sql(service_graph_sql(mode))
 
     def red(
         self, window: str | float = "1m", *, by: Iterable[str] = ("service_name",), entry_only: bool = True
@@ -475,7 +526,9 @@ class Lab:
         bad = [c for c in by if c not in allowed]
         if bad:
             raise ConfigError(f"red(by=...) columns must be among {sorted(allowed)}. Got {bad} instead.")
-        return self.sql(red_sql(parse_duration_s(window), by, entry_only))
+        return self.sql(
+            red_sql(parse_duration_s(window, key="red(window=...)", positive=True), by, entry_only)
+        )
 
     def traces(
         self, *, order: str = "duration", limit: int | None = 20, errors_only: bool = False
@@ -489,26 +542,139 @@ class Lab:
         if order not in order_sql:
             raise ConfigError(f"order must be one of {sorted(order_sql)}. Got {order!r} instead.")
         where = "WHERE errors > 0" if errors_only else ""
-        lim = f"LIMIT {int(limit)}" if limit else ""
+        lim = limit_sql(limit or None, what="traces(limit=...)")
         return self.sql(
             f"SELECT *, round(duration_ns / 1e6, 3) AS duration_ms FROM traces {where} ORDER BY {order_sql[order]} {lim}"
         )
 
     def critical_path(self, trace_id: str) -> pl.DataFrame:
-        """The critical path of one trace: the segments of spans that determined its end-to-end time."""
-        from otlp_lab.store._critical import critical_path
+        """The critical path of one trace, as Jaeger's trace view computes it.
 
-        spans = self.sql(
-            "SELECT span_id, parent_span_id, service_name, name, epoch_ns(start_time) AS start_ns, epoch_ns(end_time) AS end_ns "
-            "FROM spans WHERE trace_id = ?",
-            [_hex(trace_id)],
-        )
+        Returns one row per segment (``span_id``, ``service_name``, ``name``, ``start_ns``,
+        ``end_ns``, ``self_ms``, ``share`` of the root's duration, ``root_span_id``), in time
+        order. The rules (per root, duplicates once, children clamped to their parent,
+        PRODUCER->CONSUMER children pruned, last-finishing child first) are listed in
+        :mod:`otlp_lab.store._critical`.
+        """
+        spans = self._critical_spans(f"trace_id = '{_hex(trace_id)}'")
         if spans.is_empty():
             raise ConfigError(f"trace {trace_id!r} is not in the database. Pick one from lab.traces().")
-        return critical_path(spans)
+        return critical_path(spans).sort("root_span_id", "start_ns")
+
+    def critical_paths(self, where: str | None = None) -> pl.DataFrame:
+        """Critical-path segments of every trace (or of the traces matching ``where``).
+
+        ``where`` is a SQL condition on the ``traces`` view (``root_service``, ``root_name``,
+        ``start_time``, ``duration_ns``, ``spans``, ``services``, ``errors``), e.g.
+        ``"root_name = 'GET /checkout' AND duration_ns > 500e6"``.
+        """
+        cond = f"trace_id IN (SELECT trace_id FROM traces WHERE {where})" if where else None
+        return critical_path(self._critical_spans(cond))
+
+    def critical_path_summary(
+        self, where: str | None = None, *, by: str | Iterable[str] = "service_name"
+    ) -> pl.DataFrame:
+        """Where critical time goes over many traces (Jaeger shows one trace at a time).
+
+        Parameters
+        ----------
+        where : str, optional
+            Keep the traces matching this SQL condition on the ``traces`` view (see
+            :meth:`critical_paths`); all traces by default.
+        by : str or list of str, default "service_name"
+            ``"service_name"``, ``"name"`` (the operation) or both.
+
+        Returns
+        -------
+        polars.DataFrame
+            Per group: ``critical_ms`` (summed over traces), ``traces`` (with a segment in the
+            group), ``mean_ms_per_trace`` and ``share`` of all critical time, largest first.
+        """
+        cols = [by] if isinstance(by, str) else list(by)
+        bad = [c for c in cols if c not in ("service_name", "name")]
+        if bad or not cols:
+            raise ConfigError(
+                f"critical_path_summary(by=...) must be 'service_name', 'name' or both. Got {by!r} instead."
+            )
+        return summarize(self.critical_paths(where), cols)
+
+    def _critical_spans(self, where: str | None) -> pl.DataFrame:
+        return self.sql(
+            "SELECT trace_id, span_id, parent_span_id, service_name, name, kind, "
+            "epoch_ns(start_time) AS start_ns, epoch_ns(end_time) AS end_ns FROM unique_spans"
+            + (f" WHERE {where}" if where else "")
+        )
+
+    def traceql(self, query: str, *, limit: int | None = None) -> pl.DataFrame:
+        """Spans matching a TraceQL query (a subset of Tempo's TraceQL, compiled to DuckDB SQL).
+
+        Parameters
+        ----------
+        query : str
+            E.g. ``'{ resource.service.name = "cart" && duration > 500ms } >> { status = error }'``
+            or ``'{ status = error } | by(resource.service.name) | count() > 2'``. What is
+            supported is listed in :mod:`otlp_lab.store._traceql`; anything else raises
+            :class:`~otlp_lab.errors.TraceQLError` naming the part.
+        limit : int, optional
+            At most this many spans.
+
+        Returns
+        -------
+        polars.DataFrame
+            One row per matching span (``trace_id``, ``span_id``, ``parent_span_id``,
+            ``service_name``, ``name``, ``kind``, ``start_time``, ``duration_ns``,
+            ``status_code``), plus one column per ``by()``, ``select()`` and aggregate stage.
+        """
+        from otlp_lab.store._traceql import compile_traceql
+
+        sql = compile_traceql(query)
+        return self.sql(sql + limit_sql(limit))
+
+    def compare(self, selection: str, baseline: str | None = None, *, top: int = 10) -> pl.DataFrame:
+        """Which attribute values set a selection of spans apart from a baseline (like Tempo's ``compare()``).
+
+        Parameters
+        ----------
+        selection : str
+            A TraceQL query (``'{ status = error }'``) or a SQL condition on spans
+            (``"duration_ns > 1e9"``).
+        baseline : str, optional
+            The same kinds of query; every span not in the selection by default.
+        top : int, default 10
+            Values kept per attribute (the most frequent over both groups).
+
+        Returns
+        -------
+        polars.DataFrame
+            ``attribute`` (``span.x``, ``resource.x``, ``name``, ``status``, ``kind``), ``value``,
+            span counts ``selection`` and ``baseline``, their ``selection_share`` and
+            ``baseline_share`` of each group's spans, and ``difference`` (selection minus
+            baseline share), largest differences first.
+        """
+        from otlp_lab.store._compare import compare_sql
+
+        if int(top) < 1:
+            raise ConfigError(f"compare(top=...) must be a positive integer. Got {top!r} instead.")
+        return self.sql(compare_sql(selection, baseline, int(top)))
+
+    def trace_diff(self, trace_a: str, trace_b: str) -> pl.DataFrame:
+        """Structural diff of two traces, as Jaeger's trace comparison draws it.
+
+        Both traces are folded into one tree of call paths (``service:operation`` from the
+        root down). Returns per path: ``depth``, ``service_name``, ``name``, ``count_a``,
+        ``count_b``, ``total_ms_a``, ``total_ms_b``, ``count_delta``, ``ms_delta`` and
+        ``status`` (``same``, ``changed``, ``only in a``, ``only in b``).
+        """
+        from otlp_lab.store._compare import trace_diff
+
+        return trace_diff(self, _hex(trace_a), _hex(trace_b))
 
     def info(self) -> dict[str, Any]:
-        """Tables with row counts, the time range and the services seen."""
+        """Tables with row counts, the time range, the services seen, and ``duplicate_spans``.
+
+        ``duplicate_spans`` counts extra copies of a ``(trace_id, span_id)`` (overlapping captures
+        loaded twice): the ``spans`` table keeps them, every analysis view counts each span once.
+        """
         c = self.counts()
         with self._lock:
             rng = self._con.execute("SELECT min(start_time), max(end_time) FROM spans").fetchall()[0]
@@ -521,10 +687,14 @@ class Lab:
                 ).fetchall()
             ]
             loads = self._con.execute("SELECT count(*) FROM loads").fetchall()[0][0]
+            dup = self._con.execute(
+                "SELECT count(*) - count(DISTINCT (trace_id, span_id)) FROM spans"
+            ).fetchall()[0][0]
         return {
             "path": str(self.path) if self.path else ":memory:",
             "tables": c,
             "loads": loads,
+            "duplicate_spans": dup,
             "time_range": rng,
             "services": services,
         }
@@ -575,40 +745,16 @@ def prefetch(items: Iterator[Any], depth: int = 1) -> Iterator[Any]:
 
 def _select(table: str, where: str | None, limit: int | None, order: str) -> str:
     q = f"SELECT * FROM {table}"
-    if where:
-        q += f" WHERE {where}"
-    q += f" ORDER BY {order}"
-    if limit is not None:
-        q += f" LIMIT {int(limit)}"
-    return q
+    cond = where_sql(where)
+    if cond:
+        q += f" WHERE ({cond})"
+    return q + f" ORDER BY {order}" + limit_sql(limit)
 
 
 def _hex(trace_id: str) -> str:
     s = str(trace_id).strip().lower()
     if len(s) != 32 or any(ch not in "0123456789abcdef" for ch in s):
         raise ConfigError(f"trace_id must be 32 hex characters. Got {trace_id!r} instead.")
-    return s
-
-
-_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration_s(value: str | float) -> float:
-    """``"500ms"``, ``"10s"``, ``"1m"``, ``"2h"`` or a number of seconds -> seconds."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        s = float(value)
-    else:
-        text = str(value).strip()
-        num = text.rstrip("abcdefghijklmnopqrstuvwxyz")
-        unit = text[len(num) :] or "s"
-        try:
-            s = float(num) * _UNITS[unit]
-        except (ValueError, KeyError):
-            raise ConfigError(
-                f"duration must look like '500ms', '10s', '1m' or '2h'. Got {value!r} instead."
-            ) from None
-    if s <= 0:
-        raise ConfigError(f"duration must be positive. Got {value!r} instead.")
     return s
 
 
@@ -638,4 +784,4 @@ def _dedupe_keys(staged: pa.Table) -> pa.Table:
     return staged
 
 
-__all__ = ["FileResult", "Lab", "LoadResult", "parse_duration_s"]
+__all__ = ["FileResult", "Lab", "LoadResult"]

@@ -449,15 +449,18 @@ def policy_from_imported(imported: ImportedPolicies, *, timeout_s: float | None 
         raise ConfigError(
             f"imported must be an ImportedPolicies (import_yaml(...)). Got {type(imported).__name__} instead."
         )
-    bulkhead = None
+    bulkhead = pool = None
     if imported.limits is not None:
         lim = imported.limits.limits
-        bulkhead = {
-            "max_connections": lim["connections"],
-            "max_pending_requests": lim["pending_requests"],
-            "max_requests": lim["requests"],
-            "max_retries": lim["retries"],
-        }
+        if imported.source in ("istio", "envoy"):  # the sidecar's circuit breakers, enforced as Envoy does
+            pool = {
+                "max_connections": lim["connections"],
+                "max_pending_requests": lim["pending_requests"],
+                "max_requests": lim["requests"],
+                "max_retries": lim["retries"],
+            }
+        else:  # resilience4j's semaphore bulkhead: concurrent calls
+            bulkhead = {"max_requests": lim["requests"]}
     budget = None
     if imported.retry_budget is not None:
         b = imported.retry_budget
@@ -474,6 +477,7 @@ def policy_from_imported(imported: ImportedPolicies, *, timeout_s: float | None 
         "retry": imported.retry,
         "breaker": imported.breaker,
         "bulkhead": bulkhead,
+        "connection_pool": pool,
         "budget": budget,
         "throttle": throttle,
         "outlier_detection": imported.outlier,

@@ -294,13 +294,14 @@ def test_policy_from_imported_carries_the_istio_settings_into_a_run() -> None:
     assert pol.retry == imported.retry and pol.retry.max_attempts == 4
     assert pol.balancer.policy == "least_request"
     assert pol.outlier_detection.consecutive_gateway_failure == 3
-    assert pol.bulkhead == {
-        "max_connections": 100,
-        "max_pending_requests": 64,
-        "max_requests": 256,
-        "max_retries": 8,
-    }
-    assert pol.budget is None and pol.breaker is None
+    pool = pol.connection_pool  # the sidecar's circuit breakers, enforced in the run
+    assert (pool.max_connections, pool.max_pending_requests, pool.max_requests, pool.max_retries) == (
+        100,
+        64,
+        256,
+        8,
+    )
+    assert pol.bulkhead is None and pol.budget is None and pol.breaker is None
     assert policy_from_imported(imported, timeout_s=1.0).timeout_s == 1.0
     r = run("slow_instance", policy_overrides={"backend": pol}, seed=1, duration_s=6, label="istio")
     assert r.label == "istio" and r.requests > 500 and r.error_rate < 0.05
@@ -309,7 +310,7 @@ def test_policy_from_imported_carries_the_istio_settings_into_a_run() -> None:
 def test_policy_from_imported_envoy_budget_and_health_checks() -> None:
     pol = policy_from_imported(import_yaml(EXAMPLES_DIR / "envoy-cart-cluster.yaml"))
     assert pol.budget == {"budget_percent": 20.0, "min_retry_concurrency": 3}
-    assert pol.bulkhead["max_retries"] == 3
+    assert pol.connection_pool.max_retries == 3
     assert pol.health_check.interval_s == 5.0
     assert pol.balancer.panic_threshold_percent == 50.0
     with pytest.raises(ConfigError, match="ImportedPolicies"):
