@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from otlp_lab.errors import ConfigError, TransportError
 from otlp_lab.otlp import Signal
-from otlp_lab.transport._payload import Reply, ReplyKind, encode_body, response_message, status_message
+from otlp_lab.transport._replies import Reply, ReplyKind, encode_body, response_message, status_message
 
 if TYPE_CHECKING:
     from otlp_lab.transport._receiver import IngestCore

@@ -56,7 +56,8 @@ import pyarrow.compute as pc
 from otlp_lab._config import check_int, check_number
 from otlp_lab.errors import ConfigError, OtlpLabError, TransportError
 from otlp_lab.otlp import Batch, Signal
-from otlp_lab.transport._payload import Decoded, Refused, Reply, ReplyKind, decode_request, inflate
+from otlp_lab.transport._payload import Decoded, Refused, decode_request, inflate
+from otlp_lab.transport._replies import Reply, ReplyKind
 from otlp_lab.transport._tls import ServerTls
 
 if TYPE_CHECKING:
