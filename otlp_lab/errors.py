@@ -13,6 +13,9 @@ that already catches ``ValueError`` keeps working::
     │   └── SchemaError (ValueError)    a frame or table does not have the columns asked for
     ├── ConfigError (ValueError)        a setting or argument has a bad value
     │   └── ImportConfigError           an Istio/Envoy/resilience4j/gRPC config key we cannot import
+    │       ├── ConfigFileNotFoundError  the config file does not exist (also a FileNotFoundError)
+    │       ├── ConfigSyntaxError        neither JSON nor YAML
+    │       └── ConfigKindError          no kind of config otlp_lab imports
     ├── ScenarioError (ValueError)      a simulation scenario is invalid: names the key path and the bad value
     ├── TransportError                  OTLP over the network failed (otlp_lab.transport); carries a ``hint``
     │   └── ExportError                 a peer refused or failed an export; ``retryable``, ``status``, ``hint``
@@ -41,6 +44,9 @@ __all__ = [
     "RetryExhaustedError",
     "DeadlineExceededError",
     "ImportConfigError",
+    "ConfigFileNotFoundError",
+    "ConfigSyntaxError",
+    "ConfigKindError",
     "NoHealthyUpstreamError",
     "TransportError",
     "ExportError",
@@ -197,6 +203,18 @@ class ImportConfigError(ConfigError):
         self.path = path
         self.value = value
         super().__init__(message)
+
+
+class ConfigFileNotFoundError(ImportConfigError, FileNotFoundError):
+    """The config file to import does not exist (or is not a file)."""
+
+
+class ConfigSyntaxError(ImportConfigError):
+    """The config text is neither valid JSON nor valid YAML (the message gives line and column)."""
+
+
+class ConfigKindError(ImportConfigError):
+    """The file parses but holds no kind of config otlp_lab imports (e.g. a Kubernetes Deployment)."""
 
 
 class NoHealthyUpstreamError(ResilienceError):
