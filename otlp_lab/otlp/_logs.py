@@ -9,7 +9,6 @@ import pyarrow as pa
 from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 
 from otlp_lab.errors import DecodeError
-from otlp_lab.otlp._anyvalue import json_int
 from otlp_lab.otlp._batches import (
     AttrLists,
     Builder,
@@ -22,6 +21,7 @@ from otlp_lab.otlp._batches import (
     json_u32,
     times,
 )
+from otlp_lab.otlp._json import json_time
 from otlp_lab.otlp._traces import enum_value, hex_id
 
 _SEVERITY_BY_NAME = dict(SeverityNumber.items())
@@ -67,12 +67,10 @@ class LogBuilder(Builder):
             p = f"{path}[{k}]"
             if not isinstance(r, dict):
                 raise DecodeError(f"{p} must be a log record object. Got {type(r).__name__} instead.")
-            self.time.append(
-                json_int(json_get(r, "timeUnixNano", "time_unix_nano") or 0, f"{p}.timeUnixNano")
-            )
+            self.time.append(json_time(json_get(r, "timeUnixNano", "time_unix_nano"), f"{p}.timeUnixNano"))
             self.observed.append(
-                json_int(
-                    json_get(r, "observedTimeUnixNano", "observed_time_unix_nano") or 0,
+                json_time(
+                    json_get(r, "observedTimeUnixNano", "observed_time_unix_nano"),
                     f"{p}.observedTimeUnixNano",
                 )
             )

@@ -575,13 +575,44 @@ def run_many(
     seed: int = 0,
     duration_s: float | None = None,
     progress: bool = False,
+    workers: int = 1,
+    scheduler: Any = None,
 ) -> dict[str, RunResult]:
-    """:func:`run` once per policy variant (same seed: the same arrivals), keyed by label."""
+    """:func:`run` once per policy variant (same seed: the same arrivals), keyed by label.
+
+    Parameters
+    ----------
+    workers : int, default 1
+        Without a Lab, run the variants in this many processes (the results are the same).
+    scheduler : str or distributed.Client, optional
+        Without a Lab, run them on a Dask cluster instead (see :func:`sweep`).
+    """
     sc = load_scenario(scenario)
     if not isinstance(policies, Mapping) or not policies:
         raise ScenarioError(
             f"policies must be a non-empty mapping of labels to policy overrides. Got {policies!r} instead."
         )
+    if lab is not None and (workers != 1 or scheduler is not None):
+        raise ScenarioError(
+            "run_many(workers=..., scheduler=...) run without a Lab (only this process writes to it). "
+            f"Got lab={lab!r} with workers={workers!r}, scheduler={scheduler!r}: drop one."
+        )
+    if lab is None and (workers != 1 or scheduler is not None):
+        from otlp_lab.sim._sweep import execute
+
+        for ov in policies.values():
+            sc.with_policies(ov)  # bad overrides fail here, named, not in a worker
+        specs = [(sc, seed, duration_s, ov or None, label) for label, ov in policies.items()]
+        results, _ = execute(
+            _run_spec,
+            specs,
+            workers=workers,
+            scheduler=scheduler,
+            progress=progress,
+            name=sc.name,
+            caller="run_many",
+        )
+        return dict(zip(policies, results, strict=True))
     return {
         label: run(
             sc,
@@ -594,6 +625,11 @@ def run_many(
         )
         for label, ov in policies.items()
     }
+
+
+def _run_spec(spec: tuple[Scenario, int, float | None, Mapping[str, Any] | None, str]) -> RunResult:
+    sc, seed, duration_s, overrides, label = spec
+    return run(sc, seed=seed, duration_s=duration_s, policy_overrides=overrides, label=label)
 
 
 def compare(

@@ -18,10 +18,12 @@ import pyarrow as pa
 from otlp_lab.errors import ConfigError, StoreError, UnsupportedFormatError
 from otlp_lab.otlp import (
     DEFAULT_BATCH_ROWS,
+    DEFAULT_MAX_REQUEST_BYTES,
     Batch,
     DecodeReport,
     Signal,
     Skipped,
+    check_load_options,
     expand_paths,
     file_sha256,
     iter_file_batches,
@@ -163,6 +165,7 @@ class Lab:
         duplicates: bool = False,
         batch_rows: int = DEFAULT_BATCH_ROWS,
         progress: Callable[[str, int, int], None] | None = None,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     ) -> LoadResult:
         """Load OTLP files, directories or globs; return rows added per table.
 
@@ -185,12 +188,17 @@ class Lab:
         progress : callable, optional
             Called as ``progress(source, bytes_done, bytes_total)`` as the files are read
             (after each batch of rows and after each file).
+        max_request_bytes : int, default 256 MiB
+            The largest single request (a JSON document or line, a protobuf message) read,
+            after decompression; a larger one is refused with ``BodyTooLargeError`` before
+            it is read into memory.
 
         Raises
         ------
         DecodeError
             A file is not valid OTLP (the message names the file and where).
         """
+        check_load_options(signal=signal, on_error=on_error, max_request_bytes=max_request_bytes)
         files = expand_paths(paths)
         result = LoadResult(counts=dict.fromkeys(SIGNAL_TABLES, 0))
         total = sum(f.stat().st_size for f, _ in files)
@@ -207,6 +215,7 @@ class Lab:
                     duplicates=duplicates,
                     batch_rows=batch_rows,
                     on_progress=tick,
+                    max_request_bytes=max_request_bytes,
                 )
             except UnsupportedFormatError as exc:
                 if named:
@@ -229,6 +238,7 @@ class Lab:
         duplicates: bool,
         batch_rows: int,
         on_progress: Callable[[int], None] | None = None,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     ) -> FileResult:
         sha, nbytes = file_sha256(path)
         fr = FileResult(str(path), "loaded", nbytes=nbytes)
@@ -247,6 +257,7 @@ class Lab:
                     on_error=on_error,
                     batch_rows=batch_rows,
                     on_progress=on_progress,
+                    max_request_bytes=max_request_bytes,
                 )
 
             fr.counts = self._ingest_retrying(batches, report)
@@ -581,6 +592,33 @@ class Lab:
             "epoch_ns(start_time) AS start_ns, epoch_ns(end_time) AS end_ns FROM unique_spans"
             + (f" WHERE {where}" if where else "")
         )
+
+    def traceql(self, query: str, *, limit: int | None = None) -> pl.DataFrame:
+        """Spans matching a TraceQL query (a subset of Tempo's TraceQL, compiled to DuckDB SQL).
+
+        Parameters
+        ----------
+        query : str
+            E.g. ``'{ resource.service.name = "cart" && duration > 500ms } >> { status = error }'``
+            or ``'{ status = error } | by(resource.service.name) | count() > 2'``. What is
+            supported is listed in :mod:`otlp_lab.store._traceql`; anything else raises
+            :class:`~otlp_lab.errors.TraceQLError` naming the part.
+        limit : int, optional
+            At most this many spans.
+
+        Returns
+        -------
+        polars.DataFrame
+            One row per matching span (``trace_id``, ``span_id``, ``parent_span_id``,
+            ``service_name``, ``name``, ``kind``, ``start_time``, ``duration_ns``,
+            ``status_code``), plus one column per ``by()``, ``select()`` and aggregate stage.
+        """
+        from otlp_lab.store._traceql import compile_traceql
+
+        sql = compile_traceql(query)
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return self.sql(sql)
 
     def info(self) -> dict[str, Any]:
         """Tables with row counts, the time range and the services seen."""

@@ -1,0 +1,56 @@
+"""Anomaly detection and root-cause ranking on OpenTelemetry data, scored against ground truth.
+
+* Features (:func:`span_frame`, :func:`window_features`, :func:`log_features`,
+  :func:`metric_features`, :func:`trace_features`, :func:`normal_stats`): Polars frames from any
+  Lab (simulated, loaded or live), per time window x service / operation / pod.
+* Detectors with the scikit-learn contract (:class:`NSigma`, :class:`MedianIQR`,
+  :class:`LatencyModel`, :func:`isolation_forest`, :func:`local_outlier_factor`) on the matrix
+  :class:`WindowMatrix` builds; :class:`StreamingScorer` scores new windows of a growing Lab.
+
+>>> from otlp_lab import Lab
+>>> from otlp_lab.sim import run
+>>> from otlp_lab.ml import window_features, WindowMatrix, LatencyModel
+>>> lab = Lab(); _ = run("shop", lab=lab, seed=1, duration_s=60)           # doctest: +SKIP
+>>> w = window_features(lab, window_s=5)                                     # doctest: +SKIP
+>>> wm = WindowMatrix().fit(w.filter(w["window_start"] < w["window_start"].min() + ...))  # doctest: +SKIP
+"""
+
+from otlp_lab.ml._detectors import (
+    DEFAULT_FEATURES,
+    LatencyModel,
+    MedianIQR,
+    NSigma,
+    WindowMatrix,
+    isolation_forest,
+    local_outlier_factor,
+)
+from otlp_lab.ml._features import (
+    LogTemplates,
+    log_features,
+    metric_features,
+    normal_stats,
+    span_frame,
+    trace_features,
+    window_features,
+)
+from otlp_lab.ml._streaming import StreamingScorer
+
+__all__ = [
+    # features
+    "span_frame",
+    "window_features",
+    "log_features",
+    "metric_features",
+    "trace_features",
+    "normal_stats",
+    "LogTemplates",
+    # detectors
+    "DEFAULT_FEATURES",
+    "NSigma",
+    "MedianIQR",
+    "LatencyModel",
+    "isolation_forest",
+    "local_outlier_factor",
+    "WindowMatrix",
+    "StreamingScorer",
+]
