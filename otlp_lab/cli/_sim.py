@@ -68,8 +68,9 @@ def simulate(
     `otlp-lab receive`), paced on the wall clock with timestamps from now; exit status 1 when
     some were not delivered.
     """
+    from otlp_lab._config import parse_duration_s
     from otlp_lab.errors import OtlpLabError
-    from otlp_lab.store import Lab, parse_duration_s
+    from otlp_lab.store import Lab
 
     if send_url is None and (realtime is not None or speed is not None):
         raise click.UsageError("--realtime and --speed pace a live run: give --send URL too.")
@@ -77,7 +78,7 @@ def simulate(
     try:
         from otlp_lab.sim import run
 
-        duration_s = parse_duration_s(duration) if duration else None
+        duration_s = parse_duration_s(duration, key="--duration", positive=True) if duration else None
         if send_url:
             from otlp_lab.sim import stream
             from otlp_lab.transport import Sender

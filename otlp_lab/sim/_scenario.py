@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from otlp_lab._config import parse_duration_s
 from otlp_lab.errors import ScenarioError
 from otlp_lab.sim._dist import Distribution, distribution_from_dict
 from otlp_lab.sim._faults import FAULT_KINDS, Fault
@@ -32,25 +31,10 @@ __all__ = ["Scenario", "scenario_path", "shipped_scenarios", "DEFAULT_START"]
 
 DEFAULT_START = "2025-01-01T00:00:00Z"
 
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zµ]*)\s*$")
-
 
 def seconds(v: Any, key: str) -> float:
     """A duration given as seconds or as text with a unit (``"250ms"``, ``"10m"``), named by ``key`` on error."""
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        if not (math.isfinite(v) and v >= 0):
-            raise ScenarioError(
-                f"scenario key '{key}' must be a non-negative number of seconds. Got {v!r} instead.", key=key
-            )
-        return float(v)
-    m = _DURATION.match(v) if isinstance(v, str) else None
-    if m is None or (m.group(2) or "s") not in _UNITS:
-        raise ScenarioError(
-            f"scenario key '{key}' must be seconds or a duration such as '250ms', '10s', '5m'. Got {v!r} instead.",
-            key=key,
-        )
-    return float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    return parse_duration_s(v, key=key, error=ScenarioError)
 
 
 # ---------------------------------------------------------------- the scenario

@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import gzip
 import heapq
 import itertools
-import math
 import os
 import random
 import statistics
@@ -31,16 +29,27 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from typing import TYPE_CHECKING, Any, get_args
+from urllib.parse import unquote
 
-import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 from google.protobuf.message import Message
 
+from otlp_lab._config import Protocol, check_int, check_number
 from otlp_lab.errors import ConfigError, ExportError
-from otlp_lab.otlp import SIGNALS, Signal, encode_requests, to_otlp_json
+from otlp_lab.otlp import SIGNALS, Signal, encode_requests
+from otlp_lab.transport._clients import Answer, make_transport, parse_endpoint
+from otlp_lab.transport._replay import (
+    EXPORT_TIMES,
+    PACING_WINDOW_S,
+    Replay,
+    first_time_ns,
+    first_time_of,
+    retime_table,
+    signal_of,
+    time_sorted,
+    windows,
+)
 from otlp_lab.transport._tls import ClientTls
 
 if TYPE_CHECKING:
@@ -57,7 +66,7 @@ __all__ = [
     "signal_of",
 ]
 
-PROTOCOLS = ("grpc", "http/protobuf", "http/json")
+PROTOCOLS: tuple[Protocol, ...] = get_args(Protocol)
 DEFAULT_ENDPOINTS = {
     "grpc": "http://127.0.0.1:4317",
     "http/protobuf": "http://127.0.0.1:4318",
@@ -98,8 +107,6 @@ FINAL_REFUSALS = frozenset(
 # policies as this status: flow control from a live peer, retried after the delay it asked for
 # and ignored by the breaker (sustained backpressure slows the sender down, it does not trip it).
 BACKPRESSURE = "BACKPRESSURE"
-_GZIP_LEVEL = 5
-PACING_WINDOW_S = 0.2  # paced replay: items due within this much wall time may share a request
 
 # ---------------------------------------------------------------- error classification
 
@@ -149,40 +156,6 @@ def _hint(status: str | int | None, endpoint: str) -> str | None:
 # ---------------------------------------------------------------- endpoints
 
 
-@dataclass(frozen=True, slots=True)
-class _Target:
-    """A parsed endpoint: where to connect and whether with TLS."""
-
-    url: str  # normalised, with scheme
-    host: str
-    port: int
-    secure: bool
-    path: str
-
-
-def _parse_endpoint(endpoint: str, protocol: str, tls: ClientTls | None) -> _Target:
-    text = endpoint.strip()
-    if "://" not in text:
-        secure = protocol == "grpc" and tls is not None and not tls.insecure
-        text = ("https://" if secure else "http://") + text
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(
-            f"endpoint must look like 'http://127.0.0.1:4318' or '127.0.0.1:4317'. Got {endpoint!r} instead."
-        )
-    default_port = 4317 if protocol == "grpc" else 4318
-    try:
-        port = parts.port or default_port
-    except ValueError:
-        raise ConfigError(f"endpoint {endpoint!r} has an invalid port.") from None
-    host = parts.hostname
-    secure = parts.scheme == "https"
-    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return _Target(
-        f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}", host, port, secure, parts.path.rstrip("/")
-    )
-
-
 def parse_headers(value: str | Mapping[str, str] | Sequence[str] | None) -> dict[str, str]:
     """Headers from a mapping, ``["k=v", ...]`` or the ``OTEL_EXPORTER_OTLP_HEADERS`` form ``"k1=v1,k2=v2"``."""
     if value is None:
@@ -203,138 +176,6 @@ def parse_headers(value: str | Mapping[str, str] | Sequence[str] | None) -> dict
     return out
 
 
-# ---------------------------------------------------------------- replay
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Replay:
-    """How to replay recorded telemetry.
-
-    Parameters
-    ----------
-    shift_to_now : bool, default True
-        Rewrite timestamps so the capture starts now: ``t' = now + (t - t0) / speed`` for each
-        span start, log record time and metric point time (``t0`` = the capture's first such
-        time). Span end and event times keep their offset from the span start, so durations
-        are unchanged; exemplar times follow their point.
-    speed : float, default 1
-        Time scaling of the shifted timestamps and of the pacing.
-    paced : bool, default False
-        Send each request when the wall clock reaches its first item's (replayed) time,
-        ``speed`` times faster than it was recorded; otherwise send as fast as possible.
-
-    Examples
-    --------
-    >>> Replay(speed=10, paced=True)   # ten times faster than recorded, timestamps from now
-    Replay(shift_to_now=True, speed=10, paced=True)
-    """
-
-    shift_to_now: bool = True
-    speed: float = 1.0
-    paced: bool = False
-
-    def __post_init__(self) -> None:
-        if (
-            not isinstance(self.speed, (int, float))
-            or isinstance(self.speed, bool)
-            or not self.speed > 0
-            or math.isinf(self.speed)
-        ):
-            raise ConfigError(f"replay speed must be a positive number. Got {self.speed!r} instead.")
-
-
-# Time columns of the export staging form, per signal: (anchor, columns that keep their offset
-# from the anchor, list-of-struct columns whose "time" keeps its offset, columns mapped like the anchor).
-_TIME_COLUMNS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
-    "traces": ("start_time", ("end_time",), ("events",), ()),
-    "logs": ("time", (), (), ("observed_time",)),
-    "metrics": ("time", (), ("exemplars",), ("start_time",)),
-}
-
-
-def _ns(col: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
-    """Timestamps (any unit) or integers as int64 nanoseconds."""
-    if pa.types.is_timestamp(col.type):
-        return pc.cast(col.cast(pa.timestamp("ns")), pa.int64())
-    return pc.cast(col, pa.int64())
-
-
-def _anchor_ns(signal: str, table: pa.Table) -> pa.ChunkedArray | None:
-    anchor = _TIME_COLUMNS[signal][0]
-    if anchor not in table.column_names:
-        return None
-    col = _ns(table.column(anchor))
-    if signal == "logs" and "observed_time" in table.column_names:
-        col = pc.coalesce(col, _ns(table.column("observed_time")))
-    return col
-
-
-def _first_time_ns(signal: str, tables: Iterable[pa.Table]) -> int | None:
-    lows = [pc.min(a).as_py() for t in tables if t.num_rows and (a := _anchor_ns(signal, t)) is not None]
-    lows = [x for x in lows if x]
-    return min(lows) if lows else None
-
-
-def _shift_table(signal: str, table: pa.Table, t0: int, now: int, speed: float) -> pa.Table:
-    """The replay mapping of one table in the export staging form (see :class:`Replay`)."""
-    anchor_name, offset_cols, nested, mapped = _TIME_COLUMNS[signal]
-    if anchor_name not in table.column_names or not table.num_rows:
-        return table
-
-    def remap(col: Any) -> Any:
-        x = _ns(col)
-        scaled = pc.floor(pc.divide(pc.cast(pc.subtract(x, t0), pa.float64()), speed))
-        return pc.add(pc.cast(scaled, pa.int64()), now)
-
-    anchor = _ns(table.column(anchor_name))
-    new_anchor = remap(table.column(anchor_name))
-    delta = pc.subtract(new_anchor, anchor)  # per row: how far this row's anchor moved
-    if signal == "logs" and "observed_time" in table.column_names:
-        # a record with no time is anchored on its observed time
-        obs = _ns(table.column("observed_time"))
-        delta = pc.coalesce(delta, pc.subtract(remap(table.column("observed_time")), obs))
-    out = table
-    ts = pa.timestamp("ns")
-
-    def put(name: str, values: Any) -> None:
-        nonlocal out
-        out = out.set_column(out.schema.get_field_index(name), name, pc.cast(values, ts))
-
-    put(anchor_name, new_anchor)
-    for name in offset_cols:
-        if name in out.column_names:
-            put(name, pc.add(_ns(out.column(name)), delta))
-    for name in mapped:
-        if name in out.column_names:
-            put(name, remap(out.column(name)) if signal != "logs" else pc.add(_ns(out.column(name)), delta))
-    for name in nested:
-        if name in out.column_names:
-            out = out.set_column(
-                out.schema.get_field_index(name), name, _shift_nested(out.column(name), delta)
-            )
-    return out
-
-
-def _shift_nested(col: pa.ChunkedArray, delta: Any) -> pa.Array:
-    """Move the ``time`` field of each struct in a list-of-structs column by its row's delta."""
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    if not pa.types.is_list(arr.type) or not len(arr):
-        return arr
-    structs = arr.flatten()
-    if "time" not in [f.name for f in structs.type]:
-        return arr
-    d = delta.combine_chunks() if isinstance(delta, pa.ChunkedArray) else delta
-    rows = pc.list_parent_indices(arr)
-    moved = pc.add(_ns(structs.field("time")), pc.take(d, rows))
-    time_type = structs.type.field("time").type
-    new_fields = [
-        pc.cast(moved, pa.timestamp("ns")).cast(time_type) if f.name == "time" else structs.field(f.name)
-        for f in structs.type
-    ]
-    new_structs = pa.StructArray.from_arrays(new_fields, fields=list(structs.type), mask=structs.is_null())
-    return pa.ListArray.from_arrays(arr.offsets, new_structs, mask=arr.is_null())
-
-
 # ---------------------------------------------------------------- requests
 
 
@@ -344,22 +185,6 @@ class _Request:
     body: bytes
     items: int
     at_s: float | None = None  # pacing: seconds after the start at which to send
-
-
-_SIGNAL_OF = {
-    "ExportTraceServiceRequest": "traces",
-    "ExportMetricsServiceRequest": "metrics",
-    "ExportLogsServiceRequest": "logs",
-}
-
-
-def signal_of(message: Message) -> Signal:
-    sig = _SIGNAL_OF.get(type(message).__name__)
-    if sig is None:
-        raise ConfigError(
-            f"expected an Export{{Trace,Metrics,Logs}}ServiceRequest. Got a {type(message).__name__} instead."
-        )
-    return sig  # type: ignore[return-value]
 
 
 def count_items(message: Message) -> int:
@@ -376,33 +201,6 @@ def count_items(message: Message) -> int:
                 kind = m.WhichOneof("data")
                 n += len(getattr(m, kind).data_points) if kind else 0
     return n
-
-
-def _first_time_of(message: Message) -> int:
-    """The earliest span start / record time / point time in a request (0 if none)."""
-    sig = signal_of(message)
-    times: Iterable[int]
-    if sig == "traces":
-        times = (
-            s.start_time_unix_nano for rs in message.resource_spans for ss in rs.scope_spans for s in ss.spans
-        )  # type: ignore[attr-defined]
-    elif sig == "logs":
-        times = (
-            r.time_unix_nano or r.observed_time_unix_nano
-            for rl in message.resource_logs
-            for sl in rl.scope_logs
-            for r in sl.log_records
-        )  # type: ignore[attr-defined]
-    else:
-        times = (
-            p.time_unix_nano
-            for rm in message.resource_metrics  # type: ignore[attr-defined]
-            for sm in rm.scope_metrics
-            for m in sm.metrics
-            if m.WhichOneof("data")
-            for p in getattr(m, m.WhichOneof("data")).data_points
-        )
-    return min((t for t in times if t), default=0)
 
 
 # ---------------------------------------------------------------- report
@@ -468,198 +266,6 @@ class SendReport:
             f"SendReport(sent={self.sent:,}, rejected={self.rejected:,}, failed={self.failed:,}, "
             f"requests={self.requests:,}, retries={self.retries:,}, {self.items_per_s:,.0f} items/s{lat})"
         )
-
-
-# ---------------------------------------------------------------- transports
-
-
-@dataclass(slots=True)
-class _Answer:
-    """A peer's answer to one attempt, before the policies see it."""
-
-    ok: bool
-    status: str | int
-    message: str = ""
-    rejected: int = 0
-    retry_after_s: float | None = None
-
-
-def _partial(msg: Any) -> tuple[int, str]:
-    ps = msg.partial_success
-    rejected = (
-        getattr(ps, "rejected_spans", 0)
-        or getattr(ps, "rejected_data_points", 0)
-        or getattr(ps, "rejected_log_records", 0)
-    )
-    return int(rejected), ps.error_message
-
-
-def _response_class(signal: Signal) -> type[Message]:
-    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
-    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
-
-    return {
-        "traces": ExportTraceServiceResponse,
-        "metrics": ExportMetricsServiceResponse,
-        "logs": ExportLogsServiceResponse,
-    }[signal]
-
-
-class _GrpcTransport:
-    def __init__(
-        self, target: _Target, headers: dict[str, str], compression: str, tls: ClientTls | None
-    ) -> None:
-        from otlp_lab.transport._grpc import GRPC_METHODS, import_grpc
-
-        grpc = self._grpc = import_grpc()
-        options = [
-            ("grpc.max_send_message_length", -1),
-            ("grpc.max_receive_message_length", -1),
-            ("grpc.enable_retries", 0),  # the policy stack retries, not grpcio
-        ]
-        comp = grpc.Compression.Gzip if compression == "gzip" else grpc.Compression.NoCompression
-        netloc = f"[{target.host}]:{target.port}" if ":" in target.host else f"{target.host}:{target.port}"
-        if target.secure:
-            creds = (tls or ClientTls()).grpc_credentials()
-            self._channel = grpc.aio.secure_channel(netloc, creds, options=options, compression=comp)
-        else:
-            self._channel = grpc.aio.insecure_channel(netloc, options=options, compression=comp)
-        self._metadata = tuple(headers.items())
-        self._calls = {
-            sig: self._channel.unary_unary(f"/{svc}/{m}") for sig, (svc, m) in GRPC_METHODS.items()
-        }
-
-    @staticmethod
-    def encode(message: Message) -> bytes:
-        return message.SerializeToString()
-
-    async def export(self, signal: Signal, body: bytes, timeout_s: float) -> _Answer:
-        grpc = self._grpc
-        try:
-            raw = await self._calls[signal](body, timeout=timeout_s, metadata=self._metadata)
-        except grpc.aio.AioRpcError as exc:
-            code = exc.code().name
-            retry = _retry_info(exc.trailing_metadata())
-            details = exc.details() or ""
-            if code == "UNAVAILABLE" and (
-                "handshake" in details.lower() or "ssl" in details.lower() or "certificate" in details.lower()
-            ):
-                code = "TLS"
-            return _Answer(False, code, details, retry_after_s=retry)
-        rejected, msg = _partial(_response_class(signal).FromString(raw))
-        return _Answer(True, "OK", msg, rejected)
-
-    async def close(self) -> None:
-        await self._channel.close()
-
-
-def _retry_info(metadata: Any) -> float | None:
-    """The RetryInfo delay in ``grpc-status-details-bin`` trailing metadata, if any."""
-    for key, value in metadata or ():
-        if key == "grpc-status-details-bin" and isinstance(value, bytes):
-            from google.rpc import error_details_pb2, status_pb2
-
-            try:
-                st = status_pb2.Status.FromString(value)
-            except Exception:
-                return None
-            for detail in st.details:
-                if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-                    info = error_details_pb2.RetryInfo()
-                    detail.Unpack(info)
-                    return info.retry_delay.ToNanoseconds() / 1e9
-    return None
-
-
-class _HttpTransport:
-    def __init__(
-        self,
-        target: _Target,
-        fmt: str,
-        headers: dict[str, str],
-        compression: str,
-        tls: ClientTls | None,
-        concurrency: int,
-        signal_urls: Mapping[str, str],
-    ) -> None:
-        try:
-            import httpx
-        except ImportError:  # pragma: no cover - depends on the environment
-            raise ConfigError("OTLP/HTTP sending needs httpx: pip install httpx") from None
-        self._httpx = httpx
-        self.fmt = fmt
-        self.gzip = compression == "gzip"
-        verify: Any = tls.ssl_context() if tls is not None and target.secure else True
-        self._client = httpx.AsyncClient(
-            verify=verify,
-            headers={
-                **headers,
-                "content-type": "application/json" if fmt == "json" else "application/x-protobuf",
-            }
-            | ({"content-encoding": "gzip"} if self.gzip else {}),
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-            trust_env=False,
-        )
-        self._urls = {sig: signal_urls.get(sig) or f"{target.url}/v1/{sig}" for sig in SIGNALS}
-
-    def encode(self, message: Message) -> bytes:
-        body = orjson.dumps(to_otlp_json(message)) if self.fmt == "json" else message.SerializeToString()
-        return gzip.compress(body, _GZIP_LEVEL) if self.gzip else body
-
-    async def export(self, signal: Signal, body: bytes, timeout_s: float) -> _Answer:
-        httpx = self._httpx
-        from otlp_lab.resilience import parse_retry_after
-
-        try:
-            r = await self._client.post(self._urls[signal], content=body, timeout=timeout_s)
-        except httpx.TimeoutException as exc:
-            return _Answer(False, "DEADLINE_EXCEEDED", f"no answer in {timeout_s:g} s ({type(exc).__name__})")
-        except httpx.ConnectError as exc:
-            text = str(exc)
-            tls = "CERTIFICATE" in text.upper() or "SSL" in text.upper() or "TLS" in text.upper()
-            return _Answer(False, "TLS" if tls else "CONNECT", text or type(exc).__name__)
-        except httpx.TransportError as exc:
-            return _Answer(False, "UNAVAILABLE", f"{type(exc).__name__}: {exc}")
-        if r.status_code == 200:
-            try:
-                rejected, msg = _partial(self._parse(signal, r))
-            except Exception:
-                rejected, msg = 0, ""
-            return _Answer(True, 200, msg, rejected)
-        return _Answer(
-            False,
-            r.status_code,
-            _status_text(r),
-            retry_after_s=parse_retry_after(r.headers.get("retry-after"), now_unix_s=time.time()),
-        )
-
-    def _parse(self, signal: Signal, r: Any) -> Message:
-        cls = _response_class(signal)
-        if not r.content:
-            return cls()
-        if "json" in r.headers.get("content-type", ""):
-            from google.protobuf import json_format
-
-            return json_format.Parse(r.content, cls(), ignore_unknown_fields=True)
-        return cls.FromString(r.content)
-
-    async def close(self) -> None:
-        await self._client.aclose()
-
-
-def _status_text(r: Any) -> str:
-    """The message of a google.rpc.Status reply body (protobuf or JSON), else the text."""
-    if not r.content:
-        return r.reason_phrase or ""
-    try:
-        if "json" in r.headers.get("content-type", ""):
-            return str(orjson.loads(r.content).get("message", "")) or r.text[:200]
-        from google.rpc import status_pb2
-
-        return status_pb2.Status.FromString(r.content).message
-    except Exception:
-        return r.text[:200] if "text" in r.headers.get("content-type", "") else ""
 
 
 # ---------------------------------------------------------------- the sender
@@ -728,14 +334,12 @@ class Sender:
         if compression not in ("gzip", "none"):
             raise ConfigError(f"compression must be 'gzip' or 'none'. Got {compression!r} instead.")
         for name, v in (("concurrency", concurrency), ("max_items", max_items), ("max_bytes", max_bytes)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"{name} must be a positive integer. Got {v!r} instead.")
-        if not isinstance(timeout_s, (int, float)) or not timeout_s > 0:
-            raise ConfigError(f"timeout_s must be a positive number of seconds. Got {timeout_s!r} instead.")
+            check_int(v, name, minimum=1)
+        check_number(timeout_s, "timeout_s", minimum=0, open_low=True)
         self.protocol = protocol
         self.endpoint = endpoint or DEFAULT_ENDPOINTS[protocol]
         self.tls = tls
-        self.target = _parse_endpoint(self.endpoint, protocol, tls)
+        self.target = parse_endpoint(self.endpoint, protocol, tls)
         self.headers = parse_headers(headers)
         self.compression = compression
         self.timeout_s = float(timeout_s)
@@ -838,12 +442,6 @@ class Sender:
         """:meth:`send_requests` inside a running event loop (e.g. alongside a live simulation)."""
         return await self._run(requests, replay=None)
 
-    def send_tables(
-        self, signal: Signal, tables: Iterable[pa.Table], *, replay: Replay | None = None
-    ) -> SendReport:
-        """Send rows in the encoder's export staging form (see :mod:`otlp_lab.otlp._encode`)."""
-        return self._send_streams({signal: list(tables)}, replay)
-
     def send_lab(
         self,
         lab: Lab,
@@ -883,11 +481,14 @@ class Sender:
         speed = replay.speed if replay else 1.0
         t0 = None
         if replay is not None:
-            lows = [x for sig, ts in tables.items() if (x := _first_time_ns(sig, ts)) is not None]
+            lows = [x for sig, ts in tables.items() if (x := first_time_ns(sig, ts)) is not None]
             t0 = min(lows) if lows else None
         if replay is not None and replay.shift_to_now and t0 is not None:
             now = time.time_ns()
-            tables = {sig: [_shift_table(sig, t, t0, now, speed) for t in ts] for sig, ts in tables.items()}
+            tables = {
+                sig: [retime_table(t, EXPORT_TIMES[sig], t0, now, speed) for t in ts]
+                for sig, ts in tables.items()
+            }
             t0 = now
         encode = _Encoder(self.max_items, self.max_bytes)
         if replay is None or not replay.paced or t0 is None:
@@ -899,9 +500,9 @@ class Sender:
         window_ns = int(PACING_WINDOW_S * scale * 1e9)
         streams = []
         for sig, ts in tables.items():
-            for group in _time_sorted(sig, ts):
-                windows = _windows(sig, group, t0, window_ns)
-                streams.append((_first_time_of(r), r) for w in windows for r in encode(sig, [w]))
+            for group in time_sorted(sig, ts):
+                slices = windows(sig, group, t0, window_ns)
+                streams.append((first_time_of(r), r) for w in slices for r in encode(sig, [w]))
         for first_ns, req in heapq.merge(*streams, key=lambda x: x[0]):
             yield (max(0.0, (first_ns - t0) / 1e9 / scale), req)
 
@@ -952,17 +553,14 @@ class Sender:
         return report
 
     def _transport(self) -> Any:
-        if self.protocol == "grpc":
-            return _GrpcTransport(self.target, self.headers, self.compression, self.tls)
-        fmt = "json" if self.protocol == "http/json" else "protobuf"
-        return _HttpTransport(
+        return make_transport(
+            self.protocol,
             self.target,
-            fmt,
-            self.headers,
-            self.compression,
-            self.tls,
-            self.concurrency,
-            self.signal_endpoints,
+            headers=self.headers,
+            compression=self.compression,
+            tls=self.tls,
+            concurrency=self.concurrency,
+            signal_urls=self.signal_endpoints,
         )
 
     @staticmethod
@@ -993,7 +591,7 @@ class Sender:
         from otlp_lab.resilience import Outcome, drive_async
 
         loop = asyncio.get_running_loop()
-        answers: list[_Answer] = []
+        answers: list[Answer] = []
 
         async def attempt(n: int) -> Outcome:
             ans = await transport.export(item.signal, item.body, self.timeout_s)
@@ -1028,7 +626,7 @@ class Sender:
             report.errors.append(error)  # the first of each status, then up to the cap
         report.error_counts[key] = report.error_counts.get(key, 0) + 1
 
-    def _error(self, item: _Request, last: _Answer | None, outcome: Any, final: Any) -> ExportError:
+    def _error(self, item: _Request, last: Answer | None, outcome: Any, final: Any) -> ExportError:
         if outcome is not None and outcome.local:
             status: str | int = outcome.status or "CIRCUIT_OPEN"
             what = f"{outcome.error}" if outcome.error else f"refused locally ({status})"
@@ -1091,40 +689,3 @@ class _Encoder:
 
     def __call__(self, signal: Signal, tables: Iterable[pa.Table]) -> Iterator[Message]:
         return encode_requests(signal, tables, max_bytes=self.max_bytes, max_items=self.max_items)
-
-
-def _windows(signal: Signal, table: pa.Table, t0: int, window_ns: int) -> Iterator[pa.Table]:
-    """Slices of a time-sorted table, one per window of ``window_ns`` of replayed time."""
-    anchor = _anchor_ns(signal, table)
-    if anchor is None or not table.num_rows:
-        yield table
-        return
-    import numpy as np
-
-    idx = pc.fill_null(pc.divide(pc.subtract(anchor, t0), window_ns), 0).to_numpy()
-    cuts = [0, *(np.flatnonzero(np.diff(idx)) + 1).tolist(), len(idx)]
-    for start, end in itertools.pairwise(cuts):
-        yield table.slice(start, end - start)
-
-
-def _time_sorted(signal: Signal, tables: list[pa.Table]) -> list[pa.Table]:
-    """One table per stream (per metric kind for metrics), sorted by the replay anchor time."""
-    tables = [t for t in tables if t.num_rows]
-    if not tables:
-        return []
-    groups: dict[Any, list[pa.Table]] = {}
-    for t in tables:
-        key = (
-            t.column("metric_kind")[0].as_py()
-            if signal == "metrics" and "metric_kind" in t.column_names
-            else None
-        )
-        groups.setdefault(key, []).append(t)
-    out = []
-    for ts in groups.values():
-        t = pa.concat_tables(ts, promote_options="permissive")
-        anchor = _anchor_ns(signal, t)
-        if anchor is not None:
-            t = t.take(pc.sort_indices(anchor))
-        out.append(t)
-    return out

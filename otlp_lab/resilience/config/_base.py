@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+from otlp_lab._config import parse_duration_s as _parse_duration_s
 from otlp_lab.errors import ConfigError, ImportConfigError
 from otlp_lab.resilience._balancers import Endpoint, LoadBalancerConfig
 from otlp_lab.resilience._breaker import CircuitBreakerConfig
-from otlp_lab.resilience._core import parse_duration_s
 from otlp_lab.resilience._health import HealthCheckConfig
 from otlp_lab.resilience._limits import Bulkhead, TokenBucket
 from otlp_lab.resilience._outlier import OutlierDetectionConfig
@@ -393,13 +392,6 @@ class _Node:
 # Durations
 # --------------------------------------------------------------------------------------------
 
-_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h|d)")
-_ISO_DURATION = re.compile(
-    r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$",
-    re.IGNORECASE,
-)
-
-
 def parse_config_duration_s(value: Any, *, bare_unit_s: float | None = None) -> float:
     """A duration from any of the config dialects, in seconds.
 
@@ -422,25 +414,4 @@ def parse_config_duration_s(value: Any, *, bare_unit_s: float | None = None) -> 
     >>> parse_config_duration_s(250, bare_unit_s=1e-3)
     0.25
     """
-    if isinstance(value, Mapping) and value and set(value) <= {"seconds", "nanos"}:
-        seconds, nanos = value.get("seconds", 0), value.get("nanos", 0)
-        if all(
-            isinstance(v, (int, str)) and not isinstance(v, bool) and str(v).lstrip("-").isdigit()
-            for v in (seconds, nanos)
-        ):
-            total = int(seconds) + int(nanos) / 1e9
-            if total >= 0:
-                return total
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        if bare_unit_s is not None and value >= 0:
-            return float(value) * bare_unit_s
-    elif isinstance(value, str):
-        text = value.strip()
-        iso = _ISO_DURATION.match(text)
-        if iso and text.upper() not in {"P", "PT"}:
-            d, h, m, s = (float(iso.group(k) or 0) for k in "dhms")
-            return d * 86400 + h * 3600 + m * 60 + s
-        parts = _GO_DURATION.findall(text)
-        if parts and "".join(n + u for n, u in parts) == text.replace(" ", ""):
-            return sum(float(n) * 86400 if u == "d" else parse_duration_s(n + u) for n, u in parts)
-    raise ConfigError(f"a duration must look like '1.5s', '100ms', '1m' or 'PT1S'. Got {value!r} instead.")
+    return _parse_duration_s(value, key="duration", bare_unit_s=bare_unit_s)
