@@ -601,6 +601,7 @@ class Lab:
         ``start_time``, ``duration_ns``, ``spans``, ``services``, ``errors``), e.g.
         ``"root_name = 'GET /checkout' AND duration_ns > 500e6"``.
         """
+        where = where_sql(where, what="critical_paths(where=...)")
         cond = f"trace_id IN (SELECT trace_id FROM traces WHERE {where})" if where else None
         return critical_path(self._critical_spans(cond))
 
