@@ -20,6 +20,7 @@ Examples
 ...     Lab("capture.duckdb"), "traces", replay=Replay(speed=10, paced=True))
 """
 
+from otlp_lab.transport._queue import PersistentQueue, QueueStats
 from otlp_lab.transport._receiver import Receiver, ReceiverConfig, ReceiverStats
 from otlp_lab.transport._sender import PROTOCOLS, Replay, Sender, SendReport
 from otlp_lab.transport._tls import ClientTls, ServerTls, TestCertificates, generate_certificates
@@ -27,6 +28,8 @@ from otlp_lab.transport._tls import ClientTls, ServerTls, TestCertificates, gene
 __all__ = [
     "PROTOCOLS",
     "ClientTls",
+    "PersistentQueue",
+    "QueueStats",
     "Receiver",
     "ReceiverConfig",
     "ReceiverStats",

@@ -16,6 +16,7 @@ from otlp_lab.otlp import Signal, parse_rpc_status, response_class, rpc_status
 
 __all__ = [
     "REPLY_CODES",
+    "REQUEST_ID_HEADER",
     "Reply",
     "ReplyKind",
     "encode_body",
@@ -26,6 +27,11 @@ __all__ = [
     "status_message",
     "status_text",
 ]
+
+
+# Idempotency key of an export request (gRPC metadata / HTTP header), sent by a sender with a
+# persistent queue; otlp_lab's receiver stores a request id once (see Receiver, PersistentQueue).
+REQUEST_ID_HEADER = "otlp-lab-request-id"
 
 
 class ReplyKind(enum.Enum):
