@@ -399,6 +399,7 @@ _SERVICE_KEYS = (
     "zones",
     "sidecar_latency_s",
     "drop_expired",
+    "autoscaler",
 )
 _ENDPOINT_KEYS = ("service_time", "calls")
 _CALL_KEYS = ("to", "policy", "critical")
