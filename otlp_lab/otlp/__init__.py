@@ -22,6 +22,7 @@ from otlp_lab.otlp._encode import (
     write_requests,
 )
 from otlp_lab.otlp._inflate import decompress_bytes
+from otlp_lab.otlp._messages import parse_rpc_status, request_class, response_class, rpc_status
 from otlp_lab.otlp._source import DEFAULT_MAX_REQUEST_BYTES, SIGNALS, Signal, expand_paths
 
 __all__ = [
@@ -43,7 +44,11 @@ __all__ = [
     "iter_file_batches",
     "iter_stream_batches",
     "json_line",
+    "parse_rpc_status",
     "protobuf_frame",
+    "request_class",
+    "response_class",
+    "rpc_status",
     "to_otlp_json",
     "write_requests",
 ]

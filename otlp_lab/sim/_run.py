@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 
 from otlp_lab import __version__
+from otlp_lab._config import check_number
 from otlp_lab.errors import ScenarioError
 from otlp_lab.sim._emit import Emitter
 from otlp_lab.sim._engine import LogHist, Simulation
@@ -705,8 +706,7 @@ def lab_timeline(lab: Any, run_id: str, *, window_s: float = 1.0) -> pl.DataFram
     window_s : float
         Window width in seconds.
     """
-    if not window_s > 0:
-        raise ScenarioError(f"lab_timeline(window_s=...) must be positive. Got {window_s!r} instead.")
+    window_s = check_number(window_s, "lab_timeline(window_s=...)", minimum=1e-6, maximum=10 * 365 * 86400)
     us = int(window_s * 1e6)
     return lab.sql(
         f"""
