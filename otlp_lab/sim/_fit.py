@@ -229,10 +229,20 @@ def invocations(lab: Any, *, window: Any = None, part: tuple[int, int] | None = 
 
 
 def _self_time(inv: pl.DataFrame) -> pl.DataFrame:
-    """Per invocation: duration minus the union of its calls' intervals (clamped to it), in seconds."""
+    """Per invocation: duration minus the union of its calls' intervals (clamped to it), in seconds.
+
+    The calls' intervals are the callees' own (server) spans: the time between a client span and
+    its server span (network, sidecars, serialisation) stays in the caller's local work, since the
+    twin has no network of its own (``network_latency_s: 0``).
+    """
     calls = (
         inv.filter(pl.col("caller_span").is_not_null())
-        .select("trace_id", pl.col("caller_span").alias("span_id"), "call_start_ns", "call_end_ns")
+        .select(
+            "trace_id",
+            pl.col("caller_span").alias("span_id"),
+            pl.col("start_ns").alias("call_start_ns"),
+            pl.col("end_ns").alias("call_end_ns"),
+        )
         .join(inv.select("trace_id", "span_id", "start_ns", "end_ns"), on=["trace_id", "span_id"])
         .with_columns(
             a=pl.max_horizontal("call_start_ns", "start_ns"),
@@ -569,11 +579,11 @@ def fit(
         by_service.setdefault(r["service"], []).append(r)
     dist_notes: dict[tuple[str, str], str] = {}
     for svc, eps in by_service.items():
-        c = max(8, 2 * conc.get(svc, 1))
+        c = max(32, 4 * conc.get(svc, 1))
         lines += [
             f"  {_q(svc)}:",
             f"    instances: {instances.get(svc, 1)}  # distinct {'/'.join(INSTANCE_KEYS)} seen",
-            f"    concurrency: {c}  # 2x the most requests seen in progress at once on one instance ({conc.get(svc, 1)})",
+            f"    concurrency: {c}  # no queueing is visible in spans: 4x the most requests seen in progress on one instance ({conc.get(svc, 1)}), at least 32",
             "    endpoints:",
         ]
         for r in eps:
