@@ -35,6 +35,7 @@ from otlp_lab.sim._fit import (
     validate,
     windows_before,
 )
+from otlp_lab.sim._imported import with_imported
 from otlp_lab.sim._live import StreamResult, stream
 from otlp_lab.sim._model import Call, Endpoint, OneOf, Parallel, Policy, Service
 from otlp_lab.sim._run import RunResult, compare, lab_timeline, run, run_many, timelines
@@ -80,6 +81,7 @@ __all__ = [
     "CpuContention",
     # running
     "run",
+    "with_imported",
     "run_many",
     "compare",
     "timelines",

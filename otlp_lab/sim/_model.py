@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
@@ -438,6 +439,75 @@ class Policy:
                 raise ScenarioError(
                     f"scenario key '{key}.{name}' is not valid: {exc}", key=f"{key}.{name}"
                 ) from None
+
+    @classmethod
+    def from_imported(cls, imported: Any, *, timeout_s: float | None = None) -> Policy:
+        """The policy stack for what a config importer understood (Istio, Envoy, resilience4j, gRPC).
+
+        Parameters
+        ----------
+        imported : ImportedPolicies or str or Path
+            From :func:`otlp_lab.resilience.import_yaml`; or a path ``"FILE"`` /
+            ``"FILE#NAME"`` (imported strictly, ``NAME`` as in :func:`~otlp_lab.resilience.import_all`).
+        timeout_s : float, optional
+            Overrides the imported whole-call timeout.
+
+        Returns
+        -------
+        Policy
+            Retry (or hedging), circuit breaker, Envoy connection pool and circuit breakers
+            (``connection_pool``, enforced as Envoy does), resilience4j bulkhead, retry budget,
+            retry throttle, rate limiter, load balancer, outlier detection, active health checks
+            and timeout. Istio fault injection is not a client policy: the CLI turns it into
+            scenario faults (see :func:`fault_from_imported`).
+
+        Examples
+        --------
+        >>> from otlp_lab.resilience import EXAMPLES_DIR
+        >>> p = Policy.from_imported(f"{EXAMPLES_DIR / 'istio-reviews.yaml'}")
+        >>> p.connection_pool.max_connections, p.retry.max_attempts
+        (100, 4)
+        """
+        from otlp_lab.resilience import ImportedPolicies, import_yaml
+
+        if isinstance(imported, (str, os.PathLike)):
+            path, _, name = str(imported).partition("#")
+            imported = import_yaml(
+                path if not isinstance(imported, os.PathLike) else imported, name=name or None
+            )
+        if not isinstance(imported, ImportedPolicies):
+            raise ConfigError(
+                "imported must be an ImportedPolicies (import_yaml(...)) or a 'FILE[#NAME]' path."
+                f" Got {type(imported).__name__} instead."
+            )
+        bulkhead = None
+        if imported.connection_pool is None and imported.limits is not None:
+            bulkhead = {"max_requests": imported.limits.limits["requests"]}  # resilience4j's concurrent calls
+        budget = None
+        if imported.retry_budget is not None:
+            b = imported.retry_budget
+            budget = {"budget_percent": b.budget_percent, "min_retry_concurrency": b.min_retry_concurrency}
+        throttle = None
+        if imported.retry_throttle is not None:
+            t = imported.retry_throttle
+            throttle = {"max_tokens": t.max_tokens, "token_ratio": t.token_ratio}
+        limiter = None
+        if imported.rate_limiter is not None:
+            limiter = {"rate_per_s": imported.rate_limiter.rate_per_s, "burst": imported.rate_limiter.burst}
+        kw: dict[str, Any] = {
+            "retry": imported.retry,
+            "breaker": imported.breaker,
+            "bulkhead": bulkhead,
+            "connection_pool": imported.connection_pool,
+            "budget": budget,
+            "throttle": throttle,
+            "rate_limiter": limiter,
+            "outlier_detection": imported.outlier,
+            "health_check": imported.health_check,
+        }
+        if imported.balancer is not None:
+            kw["balancer"] = imported.balancer
+        return cls(imported.timeout_s if timeout_s is None else timeout_s, **kw)
 
     def replace(self, **changes: Any) -> Policy:
         """A copy with some fields changed (``None`` turns a piece off)."""

@@ -20,7 +20,13 @@ from google.protobuf.message import Message
 
 from otlp_lab.errors import ConfigError
 from otlp_lab.otlp import SIGNALS, Signal, to_otlp_json
-from otlp_lab.transport._replies import parse_response, partial_success, retry_delay, status_text
+from otlp_lab.transport._replies import (
+    REQUEST_ID_HEADER,
+    parse_response,
+    partial_success,
+    retry_delay,
+    status_text,
+)
 from otlp_lab.transport._tls import ClientTls
 
 __all__ = ["Answer", "GrpcTransport", "HttpTransport", "Target", "make_transport", "parse_endpoint"]
@@ -101,10 +107,13 @@ class GrpcTransport:
     def encode(message: Message) -> bytes:
         return message.SerializeToString()
 
-    async def export(self, signal: Signal, body: bytes, timeout_s: float) -> Answer:
+    async def export(
+        self, signal: Signal, body: bytes, timeout_s: float, *, request_id: str | None = None
+    ) -> Answer:
         grpc = self._grpc
+        metadata = self._metadata + (((REQUEST_ID_HEADER, request_id),) if request_id else ())
         try:
-            raw = await self._calls[signal](body, timeout=timeout_s, metadata=self._metadata)
+            raw = await self._calls[signal](body, timeout=timeout_s, metadata=metadata)
         except grpc.aio.AioRpcError as exc:
             code = exc.code().name
             retry = retry_delay(exc.trailing_metadata())
@@ -156,12 +165,15 @@ class HttpTransport:
         body = orjson.dumps(to_otlp_json(message)) if self.fmt == "json" else message.SerializeToString()
         return gzip.compress(body, _GZIP_LEVEL) if self.gzip else body
 
-    async def export(self, signal: Signal, body: bytes, timeout_s: float) -> Answer:
+    async def export(
+        self, signal: Signal, body: bytes, timeout_s: float, *, request_id: str | None = None
+    ) -> Answer:
         httpx = self._httpx
         from otlp_lab.resilience import parse_retry_after
 
+        headers = {REQUEST_ID_HEADER: request_id} if request_id else None
         try:
-            r = await self._client.post(self._urls[signal], content=body, timeout=timeout_s)
+            r = await self._client.post(self._urls[signal], content=body, timeout=timeout_s, headers=headers)
         except httpx.TimeoutException as exc:
             return Answer(False, "DEADLINE_EXCEEDED", f"no answer in {timeout_s:g} s ({type(exc).__name__})")
         except httpx.ConnectError as exc:

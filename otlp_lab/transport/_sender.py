@@ -37,8 +37,10 @@ from google.protobuf.message import Message
 
 from otlp_lab._config import Protocol, check_int, check_number
 from otlp_lab.errors import ConfigError, ExportError
-from otlp_lab.otlp import SIGNALS, Signal, encode_requests
+from otlp_lab.otlp import SIGNALS, Signal, encode_requests, request_class
 from otlp_lab.transport._clients import Answer, make_transport, parse_endpoint
+from otlp_lab.transport._queue import DEFAULT_MAX_BYTES as DEFAULT_QUEUE_BYTES
+from otlp_lab.transport._queue import PersistentQueue, QueueStats, Record
 from otlp_lab.transport._replay import (
     EXPORT_TIMES,
     PACING_WINDOW_S,
@@ -185,6 +187,8 @@ class _Request:
     body: bytes
     items: int
     at_s: float | None = None  # pacing: seconds after the start at which to send
+    record_id: int | None = None  # in the persistent queue
+    request_id: str | None = None  # idempotency key sent to the receiver
 
 
 def count_items(message: Message) -> int:
@@ -226,6 +230,10 @@ class SendReport:
         Failed requests per status (``"UNAVAILABLE"``, ``503``, ``"CIRCUIT_OPEN"``, ...).
     messages : list of str
         The first partial-success messages from the peer.
+    queued, recovered, dropped : int
+        With a persistent queue (``queue_dir``): items left on disk because the peer was
+        unreachable (sent by a later run), items found there from earlier runs, and items a
+        full queue refused. ``queue`` holds the queue's counters.
     """
 
     sent: int = 0
@@ -238,6 +246,10 @@ class SendReport:
     errors: list[ExportError] = field(default_factory=list)
     error_counts: dict[str | int, int] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
+    queued: int = 0  # items left in the persistent queue (peer unreachable): sent on a later run
+    recovered: int = 0  # items found in the persistent queue from earlier runs (sent in this one)
+    dropped: int = 0  # items refused by a full persistent queue
+    queue: QueueStats | None = None
     latencies_s: list[float] = field(default_factory=list, repr=False)
 
     @property
@@ -264,7 +276,10 @@ class SendReport:
         lat = f", p50={p50:.1f} ms, p99={p99:.1f} ms" if p50 is not None and p99 is not None else ""
         return (
             f"SendReport(sent={self.sent:,}, rejected={self.rejected:,}, failed={self.failed:,}, "
-            f"requests={self.requests:,}, retries={self.retries:,}, {self.items_per_s:,.0f} items/s{lat})"
+            f"requests={self.requests:,}, retries={self.retries:,}, {self.items_per_s:,.0f} items/s{lat}"
+            + (f", queued={self.queued:,}" if self.queued else "")
+            + (f", dropped={self.dropped:,}" if self.dropped else "")
+            + ")"
         )
 
 
@@ -302,6 +317,14 @@ class Sender:
         Per-signal full URLs (``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` and friends), HTTP only.
     seed : int, optional
         Seed of the retry jitter.
+    queue_dir : str or path, optional
+        Store-and-forward: every request is appended (fsynced) to a persistent queue in this
+        directory before it is sent, and removed only once the peer acknowledged it. Requests
+        the peer could not take (down, overloaded) stay there and go first on the next send
+        (:meth:`send_queue` sends only them); each carries a request id, by which otlp_lab's
+        receiver stores it exactly once. See :class:`~otlp_lab.transport.PersistentQueue`.
+    queue_max_bytes : int, default 256 MiB
+        Bytes waiting in the queue beyond which new requests are dropped (counted and logged).
 
     Examples
     --------
@@ -328,6 +351,8 @@ class Sender:
         breaker: Any = _DEFAULT,
         signal_endpoints: Mapping[str, str] | None = None,
         seed: int | None = None,
+        queue_dir: str | os.PathLike[str] | None = None,
+        queue_max_bytes: int = DEFAULT_QUEUE_BYTES,
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ConfigError(f"protocol must be one of {PROTOCOLS}. Got {protocol!r} instead.")
@@ -354,6 +379,9 @@ class Sender:
         self.retry = retry if retry is not None else self.default_retry()
         self.breaker_config = self.default_breaker() if breaker is Sender._DEFAULT else breaker
         self.signal_endpoints = dict(signal_endpoints or {})
+        check_int(queue_max_bytes, "queue_max_bytes", minimum=1)
+        self.queue_dir = queue_dir
+        self.queue_max_bytes = queue_max_bytes
         self._rng = random.Random(seed)
         self._breaker: Any = None  # one breaker per Sender, shared by its requests across sends
         self._policy_stack: Any = None  # one policy stack per Sender, shared by its requests
@@ -432,6 +460,12 @@ class Sender:
         return f"Sender({self.target.url!r}, protocol={self.protocol!r}, concurrency={self.concurrency})"
 
     # ------------------------------------------------------------ sources
+    def send_queue(self) -> SendReport:
+        """Send only what the persistent queue holds from earlier runs (needs ``queue_dir``)."""
+        if self.queue_dir is None:
+            raise ConfigError("send_queue() needs a sender built with queue_dir=...")
+        return self.send_requests([])
+
     def send_requests(self, requests: Iterable[Message]) -> SendReport:
         """Send ready Export*ServiceRequest messages, as they are (no re-batching)."""
         from otlp_lab.transport._loop import run_sync
@@ -510,23 +544,38 @@ class Sender:
     async def _run(
         self, requests: Iterable[Any] | AsyncIterator[Any], *, replay: Replay | None
     ) -> SendReport:
+        pq = self._open_queue()
         transport = self._transport()
         report = SendReport()
-        queue: asyncio.Queue[_Request | None] = asyncio.Queue(maxsize=2 * self.concurrency)
+        # with a persistent queue, requests wait on disk (the asyncio queue holds only their ids),
+        # so a peer that is down does not hold up accepting (and persisting) the rest
+        queue: asyncio.Queue[_Request | None] = asyncio.Queue(
+            maxsize=0 if pq is not None else 2 * self.concurrency
+        )
         loop = asyncio.get_running_loop()
         t_start = time.perf_counter()
         stop = threading.Event()
 
         async def produce() -> None:
             try:
+                if pq is not None:  # first what earlier runs left waiting
+                    for rec in await loop.run_in_executor(None, pq.pending):
+                        report.recovered += rec.items
+                        await queue.put(
+                            _Request(rec.signal, b"", rec.items, None, rec.id, pq.request_id(rec.id))
+                        )  # type: ignore[arg-type]
                 if hasattr(requests, "__aiter__"):
                     async for msg in requests:  # type: ignore[union-attr]
-                        await queue.put(self._prepare(transport, msg))
+                        prepared = await loop.run_in_executor(None, self._prepare, transport, msg, pq, report)
+                        if prepared is not None:
+                            await queue.put(prepared)
                 else:
                     it = iter(requests)  # type: ignore[arg-type]
                     t_mono = time.monotonic()
                     while True:
-                        item = await loop.run_in_executor(None, _next_prepared, it, self, transport, stop)
+                        item = await loop.run_in_executor(
+                            None, _next_prepared, it, self, transport, stop, pq, report
+                        )
                         if item is None:
                             break
                         if item.at_s is not None:
@@ -540,7 +589,7 @@ class Sender:
 
         async def work() -> None:
             while (item := await queue.get()) is not None:
-                await self._deliver(transport, item, report)
+                await self._deliver(transport, item, report, pq)
 
         try:
             producer = asyncio.ensure_future(produce())
@@ -549,8 +598,23 @@ class Sender:
         finally:
             stop.set()
             await transport.close()
+            if pq is not None:
+                report.queue = pq.stats
+                pq.close()
         report.duration_s = time.perf_counter() - t_start
         return report
+
+    def _open_queue(self) -> PersistentQueue | None:
+        if self.queue_dir is None:
+            return None
+        return PersistentQueue(self.queue_dir, max_bytes=self.queue_max_bytes)
+
+    @staticmethod
+    def _load(transport: Any, item: _Request, pq: PersistentQueue) -> bytes:
+        """The body of a queued request, read back from disk and encoded for the transport."""
+        assert item.record_id is not None
+        rec: Record = pq.read(item.record_id)
+        return transport.encode(request_class(rec.signal).FromString(rec.body))  # type: ignore[arg-type]
 
     def _transport(self) -> Any:
         return make_transport(
@@ -564,11 +628,22 @@ class Sender:
         )
 
     @staticmethod
-    def _prepare(transport: Any, msg: Any) -> _Request:
+    def _prepare(
+        transport: Any, msg: Any, pq: PersistentQueue | None = None, report: SendReport | None = None
+    ) -> _Request | None:
+        """The request to send; with a queue, first appended to it (fsynced). None: the queue was full."""
         at_s = None
         if isinstance(msg, tuple):
             at_s, msg = msg
-        return _Request(signal_of(msg), transport.encode(msg), count_items(msg), at_s)
+        signal, items = signal_of(msg), count_items(msg)
+        if pq is None:
+            return _Request(signal, transport.encode(msg), items, at_s)
+        rec = pq.append(signal, msg.SerializeToString(), items=items)
+        if rec is None:  # full: dropped, logged and counted by the queue
+            if report is not None:
+                report.dropped += items
+            return None
+        return _Request(signal, b"", items, at_s, rec.id, pq.request_id(rec.id))  # the body waits on disk
 
     def _stack(self) -> Any:
         """The policy stack of this sender: its retry policy, jitter source and breaker.
@@ -587,14 +662,18 @@ class Sender:
             )
         return self._policy_stack
 
-    async def _deliver(self, transport: Any, item: _Request, report: SendReport) -> None:
+    async def _deliver(
+        self, transport: Any, item: _Request, report: SendReport, pq: PersistentQueue | None = None
+    ) -> None:
         from otlp_lab.resilience import Outcome, drive_async
 
         loop = asyncio.get_running_loop()
         answers: list[Answer] = []
+        if pq is not None and item.record_id is not None and not item.body:
+            item.body = await loop.run_in_executor(None, self._load, transport, item, pq)
 
         async def attempt(n: int) -> Outcome:
-            ans = await transport.export(item.signal, item.body, self.timeout_s)
+            ans = await transport.export(item.signal, item.body, self.timeout_s, request_id=item.request_id)
             answers.append(ans)
             if ans.ok:
                 return Outcome.success(ans, status=ans.status)
@@ -617,10 +696,20 @@ class Sender:
             report.rejected += last.rejected
             if last.message and len(report.messages) < _MAX_ERRORS_KEPT:
                 report.messages.append(last.message)
+            if pq is not None and item.record_id is not None:
+                await loop.run_in_executor(None, pq.ack, item.record_id)  # acknowledged: off the queue
             return
-        report.failed += item.items
-        report.failed_requests += 1
         error = self._error(item, last, outcome, final)
+        if pq is not None and item.record_id is not None:
+            if error.retryable:  # the peer is down or overloaded: kept on disk for the next run
+                report.queued += item.items
+            else:  # the peer refused this data for good: resending cannot help
+                await loop.run_in_executor(None, pq.ack, item.record_id)
+                report.failed += item.items
+                report.failed_requests += 1
+        else:
+            report.failed += item.items
+            report.failed_requests += 1
         key = error.status if error.status is not None else "UNKNOWN"
         if key not in report.error_counts or len(report.errors) < _MAX_ERRORS_KEPT:
             report.errors.append(error)  # the first of each status, then up to the cap
@@ -658,16 +747,24 @@ def _attempt_count(final: Any) -> int:
 
 
 def _next_prepared(
-    it: Iterator[Any], sender: Sender, transport: Any, stop: threading.Event
+    it: Iterator[Any],
+    sender: Sender,
+    transport: Any,
+    stop: threading.Event,
+    pq: PersistentQueue | None,
+    report: SendReport,
 ) -> _Request | None:
     """The next request of ``it``, encoded for the transport (in a worker thread); None at the end."""
     if stop.is_set():
         return None
-    try:
-        msg = next(it)
-    except StopIteration:
-        return None
-    return sender._prepare(transport, msg)
+    while True:
+        try:
+            msg = next(it)
+        except StopIteration:
+            return None
+        item = sender._prepare(transport, msg, pq, report)
+        if item is not None:
+            return item
 
 
 def _signals(signal: Signal | Sequence[Signal] | None) -> list[Signal]:
