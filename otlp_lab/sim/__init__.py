@@ -37,6 +37,7 @@ from otlp_lab.sim._fit import (
 )
 from otlp_lab.sim._imported import with_imported
 from otlp_lab.sim._live import StreamResult, stream
+from otlp_lab.sim._metastable import MetastabilityMap, metastability
 from otlp_lab.sim._model import Call, Endpoint, OneOf, Parallel, Policy, Service
 from otlp_lab.sim._run import RunResult, compare, lab_timeline, run, run_many, timelines
 from otlp_lab.sim._scenario import Scenario, scenario_path, shipped_scenarios
@@ -101,6 +102,8 @@ __all__ = [
     "SweepResult",
     "set_path",
     "parse_grid",
+    "metastability",
+    "MetastabilityMap",
     # live
     "stream",
     "StreamResult",
