@@ -22,7 +22,7 @@ from otlp_lab.otlp._batches import (
     json_u32,
     times,
 )
-from otlp_lab.otlp._json import json_enum, json_hex_id, json_list, json_object, json_time
+from otlp_lab.otlp._json import json_enum, json_hex_id, json_item, json_list, json_object, json_time
 
 SPAN_KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
 STATUS_CODES = ("UNSET", "OK", "ERROR")
@@ -197,7 +197,7 @@ class SpanBuilder(Builder):
                 svc = self.ctx["service_name"][-1]
                 for seq, e in enumerate(events):
                     ep = f"{p}.events[{seq}]"
-                    json_object(e, ep)
+                    json_item(e, ep)
                     ev = self.ev
                     ev["trace_id"].append(tid)
                     ev["span_id"].append(sid)
@@ -216,7 +216,7 @@ class SpanBuilder(Builder):
             if links:
                 for seq, li in enumerate(links):
                     lp = f"{p}.links[{seq}]"
-                    json_object(li, lp)
+                    json_item(li, lp)
                     self._add_link(
                         tid,
                         sid,
