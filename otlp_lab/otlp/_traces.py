@@ -237,8 +237,8 @@ class SpanBuilder(Builder):
         tid = pa.array(self.trace_id, pa.binary())
         sid = pa.array(self.span_id, pa.binary())
         par = pa.array(self.parent, pa.binary())
-        check_id_lengths(tid, "trace_id", (16,))
-        check_id_lengths(sid, "span_id", (8,))
+        check_id_lengths(tid, "trace_id", (0, 16))  # empty: refused or counted by check_required_ids
+        check_id_lengths(sid, "span_id", (0, 8))
         check_id_lengths(par, "parent_span_id", (0, 8))
         ak, av = self.span_attrs.arrays(keys, vals)
         codes, msgs = (list(x) for x in zip(*self.status, strict=True)) if self.status else ([], [])
@@ -282,8 +282,8 @@ class SpanBuilder(Builder):
             ln = self.ln
             lt = pa.array(ln["l_trace"], pa.binary())
             ls = pa.array(ln["l_span"], pa.binary())
-            check_id_lengths(lt, "link trace_id", (16,))
-            check_id_lengths(ls, "link span_id", (8,))
+            check_id_lengths(lt, "link trace_id", (0, 16))
+            check_id_lengths(ls, "link span_id", (0, 8))
             lk, lv = self.ln_attrs.arrays(keys, vals)
             out["span_links"] = pa.table(
                 {

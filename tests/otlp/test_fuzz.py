@@ -7,8 +7,8 @@ database exactly as it was.
 from __future__ import annotations
 
 import copy
-import os
 import gzip
+import os
 from typing import Any
 
 import orjson
@@ -22,7 +22,10 @@ from otlp_lab import Lab, OtlpLabError
 from .test_json_validation import logs_doc, metrics_doc, traces_doc
 
 _SETTINGS = settings(
-    max_examples=int(os.environ.get("OTLP_LAB_FUZZ_EXAMPLES", "40")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture], derandomize=True
+    max_examples=int(os.environ.get("OTLP_LAB_FUZZ_EXAMPLES", "40")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    derandomize=True,
 )
 
 
@@ -43,12 +46,28 @@ _WEIRD = st.one_of(
     st.integers(min_value=-(2**63), max_value=2**64 - 1),  # what JSON encoders write
     st.floats(allow_nan=False),
     st.sampled_from(
-        ["", "NaN", "Infinity", "-1", "١٢", "1_0", " 7", "abc", "zz", "0x10", "18446744073709551616", "AAAA", "="]
+        [
+            "",
+            "NaN",
+            "Infinity",
+            "-1",
+            "١٢",
+            "1_0",
+            " 7",
+            "abc",
+            "zz",
+            "0x10",
+            "18446744073709551616",
+            "AAAA",
+            "=",
+        ]
     ),
     st.text(max_size=8),
     st.lists(st.one_of(st.none(), st.integers(-3, 3), st.text(max_size=3), st.just({})), max_size=3),
     st.dictionaries(
-        st.sampled_from(["stringValue", "intValue", "values", "key", "value", "x", "arrayValue", "kvlistValue"]),
+        st.sampled_from(
+            ["stringValue", "intValue", "values", "key", "value", "x", "arrayValue", "kvlistValue"]
+        ),
         st.one_of(st.none(), st.integers(-3, 3), st.text(max_size=3), st.just([]), st.just({})),
         max_size=2,
     ),
