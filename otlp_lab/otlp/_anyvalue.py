@@ -159,17 +159,41 @@ class _PbKvCache(dict):
     __slots__ = ("table",)
 
     def __missing__(self, raw: bytes) -> int:
-        fast = _scalar_kv(raw)
-        if fast is not None:
-            idx = self.table.add(*fast)
-        else:
-            try:
-                kv = KeyValue.FromString(raw)
-            except Exception as exc:  # protobuf raises its own DecodeError or RuntimeWarning types
-                raise DecodeError(f"attribute is not a valid KeyValue message ({exc})") from None
-            idx = self.table.add_pb_value(kv.key, kv.value)
+        idx = self.table.add(*decode_pb_kv(raw))
         self[raw] = idx
         return idx
+
+
+def decode_pb_kv(raw: bytes) -> tuple[str, int, Any]:
+    """``(key, type tag, value)`` of one ``KeyValue`` wire string (nested values as plain Python)."""
+    fast = _scalar_kv(raw)
+    if fast is not None:
+        return fast
+    try:
+        kv = KeyValue.FromString(raw)
+    except Exception as exc:  # protobuf raises its own DecodeError or RuntimeWarning types
+        raise DecodeError(f"attribute is not a valid KeyValue message ({exc})") from None
+    return (kv.key, *pb_typed(kv.value))
+
+
+def pb_typed(v: AnyValue) -> tuple[int, Any]:
+    """An ``AnyValue`` message as ``(type tag, value)`` (arrays and kvlists as plain Python)."""
+    w = v.WhichOneof("value")
+    if w is None:
+        return T_EMPTY, None
+    if w == "string_value":
+        return T_STR, v.string_value
+    if w == "bool_value":
+        return T_BOOL, v.bool_value
+    if w == "int_value":
+        return T_INT, v.int_value
+    if w == "double_value":
+        return T_DOUBLE, v.double_value
+    if w == "bytes_value":
+        return T_BYTES, v.bytes_value
+    if w == "array_value":
+        return T_ARRAY, [pb_to_plain(e) for e in v.array_value.values]
+    return T_KVLIST, {kv.key: pb_to_plain(kv.value) for kv in v.kvlist_value.values}
 
 
 _unpack_double = struct.Struct("<d").unpack_from
@@ -269,22 +293,7 @@ class AttrTable:
         return len(self.keys) - 1
 
     def add_pb_value(self, key: str, v: AnyValue) -> int:
-        w = v.WhichOneof("value")
-        if w is None:
-            return self.add(key, T_EMPTY, None)
-        if w == "string_value":
-            return self.add(key, T_STR, v.string_value)
-        if w == "bool_value":
-            return self.add(key, T_BOOL, v.bool_value)
-        if w == "int_value":
-            return self.add(key, T_INT, v.int_value)
-        if w == "double_value":
-            return self.add(key, T_DOUBLE, v.double_value)
-        if w == "bytes_value":
-            return self.add(key, T_BYTES, v.bytes_value)
-        if w == "array_value":
-            return self.add(key, T_ARRAY, [pb_to_plain(e) for e in v.array_value.values])
-        return self.add(key, T_KVLIST, {kv.key: pb_to_plain(kv.value) for kv in v.kvlist_value.values})
+        return self.add(key, *pb_typed(v))
 
     def index_pb_objects(self, kvs: Any) -> list[int]:
         """Indices for a repeated ``KeyValue`` field of a parsed message."""

@@ -22,6 +22,7 @@ from otlp_lab.otlp._batches import (
     times,
 )
 from otlp_lab.otlp._json import json_time
+from otlp_lab.otlp._kvbulk import RawKvLists
 from otlp_lab.otlp._traces import enum_value, hex_id
 
 _SEVERITY_BY_NAME = dict(SeverityNumber.items())
@@ -41,11 +42,11 @@ class LogBuilder(Builder):
         self.dropped: list[int] = []
         self.event_name: list[str] = []
         self.la = AttrLists()
+        self.la_raw = RawKvLists()  # the protobuf path's: decoded in bulk by tables()
 
     def add_pb(self, records: Any) -> None:
-        kv = self.attrs.pb.__getitem__
         body = self.attrs.pb_any.__getitem__
-        idx = self.la.idx
+        raws, offsets = self.la_raw.raws, self.la_raw.offsets
         for r in records:
             self.time.append(r.time_unix_nano)
             self.observed.append(r.observed_time_unix_nano)
@@ -57,8 +58,8 @@ class LogBuilder(Builder):
             self.flags.append(r.flags)
             self.dropped.append(r.dropped_attributes_count)
             self.event_name.append(r.event_name)
-            idx.extend(map(kv, r.attributes))
-            self.la.offsets.append(len(idx))
+            raws.extend(r.attributes)
+            offsets.append(len(raws))
         self.n += len(records)
 
     def add_json(self, records: list, path: str, offset: int = 0) -> None:
@@ -96,7 +97,7 @@ class LogBuilder(Builder):
         sid = pa.array(self.span_id, pa.binary())
         check_id_lengths(tid, "trace_id", (0, 16))
         check_id_lengths(sid, "span_id", (0, 8))
-        ak, av = self.la.arrays(keys, vals)
+        ak, av = self.la_raw.arrays() if len(self.la_raw.offsets) > 1 else self.la.arrays(keys, vals)
         cols = {
             "time": times(self.time, "time_unix_nano"),
             "observed_time": times(self.observed, "observed_time_unix_nano"),

@@ -23,6 +23,7 @@ from otlp_lab.otlp._batches import (
     times,
 )
 from otlp_lab.otlp._json import json_enum, json_hex_id, json_item, json_list, json_object, json_time
+from otlp_lab.otlp._kvbulk import RawKvLists
 
 SPAN_KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
 STATUS_CODES = ("UNSET", "OK", "ERROR")
@@ -64,6 +65,7 @@ class SpanBuilder(Builder):
         self.d_events: list[int] = []
         self.d_links: list[int] = []
         self.span_attrs = AttrLists()
+        self.span_raw = RawKvLists()  # the protobuf path's: decoded in bulk by tables()
         self._status = _StatusCache()
         # events and links
         self.ev: dict[str, list[Any]] = {
@@ -82,9 +84,8 @@ class SpanBuilder(Builder):
         ts, nm, kd = self.trace_state.append, self.name.append, self.kind.append
         st, en, stat, fl = self.start.append, self.end.append, self.status.append, self.flags.append
         da, de, dl = self.d_attrs.append, self.d_events.append, self.d_links.append
-        aidx = self.span_attrs.idx
-        aext, aoff = aidx.extend, self.span_attrs.offsets.append
-        kv = self.attrs.pb.__getitem__
+        raws = self.span_raw.raws
+        aext, aoff = raws.extend, self.span_raw.offsets.append
         scache = self._status
         for sp in spans:
             tid(sp.trace_id)
@@ -95,8 +96,8 @@ class SpanBuilder(Builder):
             kd(sp.kind)
             st(sp.start_time_unix_nano)
             en(sp.end_time_unix_nano)
-            aext(map(kv, sp.attributes))
-            aoff(len(aidx))
+            aext(sp.attributes)
+            aoff(len(raws))
             stat(scache[sp.status])
             fl(sp.flags)
             da(sp.dropped_attributes_count)
@@ -240,7 +241,10 @@ class SpanBuilder(Builder):
         check_id_lengths(tid, "trace_id", (0, 16))  # empty: refused or counted by check_required_ids
         check_id_lengths(sid, "span_id", (0, 8))
         check_id_lengths(par, "parent_span_id", (0, 8))
-        ak, av = self.span_attrs.arrays(keys, vals)
+        if len(self.span_raw.offsets) > 1:
+            ak, av = self.span_raw.arrays()
+        else:
+            ak, av = self.span_attrs.arrays(keys, vals)
         codes, msgs = (list(x) for x in zip(*self.status, strict=True)) if self.status else ([], [])
         cols = {
             "trace_id": tid,
