@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,17 @@ def load(files: tuple[str, ...], db: str, signal: str | None, skip_bad: bool, du
         fail(exc)
 
 
+def live_headers() -> dict[str, str]:
+    """Credentials for a receiver's live queries: OTLP_LAB_TOKEN (as `receive` takes it) and
+    OTEL_EXPORTER_OTLP_HEADERS."""
+    from otlp_lab.transport._sender import parse_headers
+
+    headers = parse_headers(os.environ.get("OTEL_EXPORTER_OTLP_HEADERS"))
+    if os.environ.get("OTLP_LAB_TOKEN"):
+        headers["authorization"] = f"Bearer {os.environ['OTLP_LAB_TOKEN']}"
+    return headers
+
+
 def _print_info(lab: Any) -> None:
     info = lab.info()
     rows = ", ".join(f"{k} [bold]{v:,}[/]" for k, v in info["tables"].items() if v) or "no rows yet"
@@ -65,10 +77,10 @@ def _print_info(lab: Any) -> None:
 @click.option("--db", required=True, type=click.Path(exists=True, dir_okay=False), help="DuckDB file.")
 def info(db: str) -> None:
     """Tables, row counts, time range and services of a database."""
-    from otlp_lab import Lab
+    from otlp_lab.transport import open_lab
 
     try:
-        with Lab(db, read_only=True) as lab:
+        with open_lab(db, headers=live_headers()) as lab:  # through the receiver if one writes it
             _print_info(lab)
     except OtlpLabError as exc:
         fail(exc)
@@ -80,11 +92,15 @@ def info(db: str) -> None:
 @click.option("--max-rows", default=40, show_default=True, help="Rows to print.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV instead of a table (all rows).")
 def sql(query: str, db: str, max_rows: int, as_csv: bool) -> None:
-    """Run a SQL QUERY and print the result as a readable table."""
-    from otlp_lab import Lab
+    """Run a SQL QUERY and print the result as a readable table.
+
+    While `otlp-lab receive` writes the database, the query runs through the receiver (one
+    read-only SELECT; credentials from OTLP_LAB_TOKEN or OTEL_EXPORTER_OTLP_HEADERS).
+    """
+    from otlp_lab.transport import open_lab
 
     try:
-        with Lab(db, read_only=True) as lab:
+        with open_lab(db, headers=live_headers()) as lab:  # through the receiver if one writes it
             frame = lab.sql(query)
     except OtlpLabError as exc:
         fail(exc)

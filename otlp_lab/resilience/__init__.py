@@ -129,6 +129,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from otlp_lab.resilience._autoscale import (
+    AutoscalerConfig,
+    HorizontalPodAutoscaler,
+    HpaMetric,
+    HpaScalingPolicy,
+    HpaScalingRules,
+    ScaleDecision,
+)
 from otlp_lab.resilience._balancers import (
     Endpoint,
     LoadBalancer,
@@ -261,6 +269,13 @@ __all__ = [
     "from_resilience4j",
     "import_all",
     "import_yaml",
+    # autoscaling: the Kubernetes HorizontalPodAutoscaler as a state machine
+    "AutoscalerConfig",
+    "HorizontalPodAutoscaler",
+    "HpaMetric",
+    "HpaScalingPolicy",
+    "HpaScalingRules",
+    "ScaleDecision",
 ]
 
 # Building blocks kept importable from here for code written against the older, longer list; their
@@ -308,6 +323,8 @@ _ELSEWHERE = {
     "priority_load": "otlp_lab.resilience._failover",
     "select_hosts": "otlp_lab.resilience._failover",
     "stable_hash64": "otlp_lab.resilience._balancers",
+    "DEFAULT_SCALE_DOWN": "otlp_lab.resilience._autoscale",
+    "DEFAULT_SCALE_UP": "otlp_lab.resilience._autoscale",
     "with_health": "otlp_lab.resilience._failover",
 }
 
