@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_load.py
 	$(PY) benchmarks/bench_sim.py --requests 100000
 	$(PY) benchmarks/bench_receiver.py
+	$(PY) benchmarks/bench_analysis.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check otlp_lab tests benchmarks notebooks datasets

@@ -12,7 +12,11 @@ that already catches ``ValueError`` keeps working::
     ├── StoreError                      the DuckDB database refused an operation
     │   └── SchemaError (ValueError)    a frame or table does not have the columns asked for
     ├── ConfigError (ValueError)        a setting or argument has a bad value
-    │   └── ImportConfigError           an Istio/Envoy/resilience4j/gRPC config key we cannot import
+    │   ├── ImportConfigError           an Istio/Envoy/resilience4j/gRPC config key we cannot import
+    │   │   ├── ConfigFileNotFoundError  the config file does not exist (also a FileNotFoundError)
+    │   │   ├── ConfigSyntaxError        neither JSON nor YAML
+    │   │   └── ConfigKindError          no kind of config otlp_lab imports
+    │   └── TraceQLError                a TraceQL query we cannot parse or do not support: names the part
     ├── ScenarioError (ValueError)      a simulation scenario is invalid: names the key path and the bad value
     ├── TransportError                  OTLP over the network failed (otlp_lab.transport); carries a ``hint``
     │   └── ExportError                 a peer refused or failed an export; ``retryable``, ``status``, ``hint``
@@ -41,6 +45,10 @@ __all__ = [
     "RetryExhaustedError",
     "DeadlineExceededError",
     "ImportConfigError",
+    "ConfigFileNotFoundError",
+    "ConfigSyntaxError",
+    "ConfigKindError",
+    "TraceQLError",
     "NoHealthyUpstreamError",
     "TransportError",
     "ExportError",
@@ -199,6 +207,18 @@ class ImportConfigError(ConfigError):
         super().__init__(message)
 
 
+class ConfigFileNotFoundError(ImportConfigError, FileNotFoundError):
+    """The config file to import does not exist (or is not a file)."""
+
+
+class ConfigSyntaxError(ImportConfigError):
+    """The config text is neither valid JSON nor valid YAML (the message gives line and column)."""
+
+
+class ConfigKindError(ImportConfigError):
+    """The file parses but holds no kind of config otlp_lab imports (e.g. a Kubernetes Deployment)."""
+
+
 class NoHealthyUpstreamError(ResilienceError):
     """A load balancer was given no endpoint it may pick (Envoy answers 503 "no healthy upstream").
 
@@ -270,3 +290,24 @@ class ScenarioError(OtlpLabError, ValueError):
     def __init__(self, message: str, *, key: str | None = None) -> None:
         self.key = key
         super().__init__(message)
+
+
+class TraceQLError(ConfigError):
+    """A TraceQL query that cannot be parsed, or uses a part of TraceQL that otlp_lab does not support.
+
+    Attributes
+    ----------
+    query : str
+        The query.
+    position : int
+        Where in it (0-based character offset).
+    part : str
+        The offending part, e.g. ``"<<"`` or ``"quantile_over_time"``.
+    """
+
+    def __init__(self, message: str, *, query: str, position: int, part: str) -> None:
+        self.query = query
+        self.position = position
+        self.part = part
+        pointer = " " * position + "^"
+        super().__init__(f"{message}\n  {query}\n  {pointer}")

@@ -44,6 +44,12 @@ def _print_info(lab: Any) -> None:
     info = lab.info()
     rows = ", ".join(f"{k} [bold]{v:,}[/]" for k, v in info["tables"].items() if v) or "no rows yet"
     console.print(f"{info['path']} ({info['loads']} loads): {rows}", highlight=False)
+    if info.get("duplicate_spans"):
+        console.print(
+            f"{info['duplicate_spans']:,} spans were loaded more than once (overlapping captures); "
+            "the analysis views count each once",
+            highlight=False,
+        )
     lo, hi = info["time_range"]
     if lo is not None:
         console.print(
@@ -138,7 +144,13 @@ def demo(db: str, report: str, seed: int) -> None:
             )
             _print_info(lab)
             console.print(
-                table("Busiest service-graph edges", lab.service_graph().drop("error_rate"), max_rows=5)
+                table(
+                    "Busiest service-graph edges",
+                    lab.service_graph().select(
+                        "mode", "client", "server", "calls", "errors", "p50_ms", "p95_ms"
+                    ),
+                    max_rows=5,
+                )
             )
             slow = lab.traces(limit=3).select("trace_id", "root_service", "spans", "services", "duration_ms")
             console.print(table("Slowest traces", slow, max_rows=3, max_width=34))

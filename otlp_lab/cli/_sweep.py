@@ -68,8 +68,9 @@ def sweep(
     Results are identical seed for seed whichever executor ran them (this machine's processes or
     a Dask cluster).
     """
+    from otlp_lab._config import parse_duration_s
     from otlp_lab.errors import OtlpLabError
-    from otlp_lab.store import Lab, parse_duration_s
+    from otlp_lab.store import Lab
 
     if workers is not None and scheduler is not None:
         raise click.UsageError(
@@ -80,7 +81,7 @@ def sweep(
         from otlp_lab.sim import sweep as run_sweep
 
         grid = parse_grid(grid_specs)
-        duration_s = parse_duration_s(duration) if duration else None
+        duration_s = parse_duration_s(duration, key="--duration", positive=True) if duration else None
         t0 = time.perf_counter()
         with Lab(db) if db else contextlib.nullcontext() as lab:
             result = run_sweep(

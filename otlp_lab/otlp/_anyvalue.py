@@ -16,8 +16,6 @@ one dict lookup and no decoding at all.
 from __future__ import annotations
 
 import base64
-import binascii
-import math
 import struct
 from typing import Any
 
@@ -27,9 +25,17 @@ import pyarrow as pa
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from otlp_lab.errors import DecodeError
+from otlp_lab.otlp._json import (
+    INT64,
+    MAX_VALUE_DEPTH,
+    json_bytes,
+    json_double,
+    json_int,
+    json_list,
+    json_object,
+)
 
 T_EMPTY, T_STR, T_BOOL, T_INT, T_DOUBLE, T_ARRAY, T_KVLIST, T_BYTES = range(8)
-TYPE_NAMES = ("empty", "string", "bool", "int", "double", "array", "kvlist", "bytes")
 
 VALUE_TYPE = pa.struct(
     [
@@ -43,7 +49,6 @@ VALUE_TYPE = pa.struct(
     ]
 )
 
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _HASHABLE = (str, int, float, bool)
 
 # ---------------------------------------------------------------- protobuf objects -> plain
@@ -87,102 +92,59 @@ _JSON_KEYS = {
 }
 
 
-def json_int(raw: Any, what: str) -> int:
-    """An OTLP/JSON int64 (a number or a decimal string) as ``int``."""
-    if isinstance(raw, bool):
-        raise DecodeError(f"{what} must be an integer. Got {raw!r} instead.")
-    if isinstance(raw, int):
-        v = raw
-    elif isinstance(raw, str):
-        try:
-            v = int(raw)
-        except ValueError:
-            raise DecodeError(f"{what} must be an integer. Got {raw!r} instead.") from None
-    elif isinstance(raw, float) and raw.is_integer():
-        v = int(raw)
-    else:
-        raise DecodeError(f"{what} must be an integer. Got {raw!r} instead.")
-    return v
-
-
-def json_double(raw: Any, what: str) -> float:
-    if isinstance(raw, bool):
-        raise DecodeError(f"{what} must be a number. Got {raw!r} instead.")
-    if isinstance(raw, (int, float)):
-        return float(raw)
-    if isinstance(raw, str):
-        special = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-        if raw in special:
-            return special[raw]
-        try:
-            return float(raw)
-        except ValueError:
-            pass
-    raise DecodeError(f"{what} must be a number. Got {raw!r} instead.")
-
-
-def json_bytes(raw: Any, what: str) -> bytes:
-    if not isinstance(raw, str):
-        raise DecodeError(f"{what} must be base64 text. Got {raw!r} instead.")
-    try:
-        return base64.b64decode(
-            raw.replace("-", "+").replace("_", "/") + "=" * (-len(raw) % 4), validate=True
-        )
-    except (binascii.Error, ValueError):
-        raise DecodeError(f"{what} must be base64 text. Got {raw[:40]!r} instead.") from None
-
-
-def json_to_typed(v: Any, what: str) -> tuple[int, Any]:
+def json_to_typed(v: Any, what: str, depth: int = 0) -> tuple[int, Any]:
     """An OTLP/JSON ``AnyValue`` object as ``(type tag, python value)``.
 
-    Arrays and kvlists come back as plain nested Python values.
+    Arrays and kvlists come back as plain nested Python values, at most
+    :data:`MAX_VALUE_DEPTH` levels deep.
     """
     if v is None:
         return T_EMPTY, None
     if not isinstance(v, dict):
         raise DecodeError(
-            f'{what} must be an AnyValue object such as {{"stringValue": "x"}}. Got {v!r} instead.'
+            f'{what} must be an AnyValue object such as {{"stringValue": "x"}}. Got {v!r:.60} instead.'
         )
     for k, raw in v.items():
         t = _JSON_KEYS.get(k)
-        if t is None:
-            continue  # unknown fields are ignored, per the OTLP/JSON rules
+        if t is None or raw is None:
+            continue  # unknown fields are ignored, per the OTLP/JSON rules; null is absent
         if t == T_STR:
             if not isinstance(raw, str):
-                raise DecodeError(f"{what}: stringValue must be a string. Got {raw!r} instead.")
+                raise DecodeError(f"{what}: stringValue must be a string. Got {raw!r:.60} instead.")
             return t, raw
         if t == T_BOOL:
             if not isinstance(raw, bool):
-                raise DecodeError(f"{what}: boolValue must be true or false. Got {raw!r} instead.")
+                raise DecodeError(f"{what}: boolValue must be true or false. Got {raw!r:.60} instead.")
             return t, raw
         if t == T_INT:
-            i = json_int(raw, f"{what}: intValue")
-            if not _INT64_MIN <= i <= _INT64_MAX:
-                raise DecodeError(f"{what}: intValue {i} is outside the int64 range.")
-            return t, i
+            return t, json_int(raw, f"{what}: intValue", INT64)
         if t == T_DOUBLE:
             return t, json_double(raw, f"{what}: doubleValue")
         if t == T_BYTES:
             return t, json_bytes(raw, f"{what}: bytesValue")
+        if depth >= MAX_VALUE_DEPTH:
+            raise DecodeError(f"{what} nests arrays/kvlists more than {MAX_VALUE_DEPTH} levels deep.")
         if t == T_ARRAY:
-            vals = (raw or {}).get("values") or []
-            return t, [_json_plain(e, f"{what}[{n}]") for n, e in enumerate(vals)]
+            vals = json_list(
+                json_object(raw, f"{what}.arrayValue").get("values"), f"{what}.arrayValue.values"
+            )
+            return t, [_json_plain(e, f"{what}[{n}]", depth + 1) for n, e in enumerate(vals)]
         # kvlist
-        vals = (raw or {}).get("values") or []
+        vals = json_list(json_object(raw, f"{what}.kvlistValue").get("values"), f"{what}.kvlistValue.values")
         out = {}
         for n, kv in enumerate(vals):
             if not isinstance(kv, dict) or not isinstance(kv.get("key", ""), str):
                 raise DecodeError(
-                    f"{what}.values[{n}] must be an object with a string 'key'. Got {kv!r} instead."
+                    f"{what}.values[{n}] must be an object with a string 'key'. Got {kv!r:.60} instead."
                 )
             key = kv.get("key", "")
-            out[key] = _json_plain(kv.get("value"), f"{what}.{key}")
+            out[key] = _json_plain(kv.get("value"), f"{what}.{key}", depth + 1)
         return t, out
     return T_EMPTY, None
 
 
-def _json_plain(v: Any, what: str) -> Any:
-    t, val = json_to_typed(v, what)
+def _json_plain(v: Any, what: str, depth: int) -> Any:
+    t, val = json_to_typed(v, what, depth)
     if t == T_BYTES:
         return base64.b64encode(val).decode("ascii")
     return val
@@ -197,17 +159,41 @@ class _PbKvCache(dict):
     __slots__ = ("table",)
 
     def __missing__(self, raw: bytes) -> int:
-        fast = _scalar_kv(raw)
-        if fast is not None:
-            idx = self.table.add(*fast)
-        else:
-            try:
-                kv = KeyValue.FromString(raw)
-            except Exception as exc:  # protobuf raises its own DecodeError or RuntimeWarning types
-                raise DecodeError(f"attribute is not a valid KeyValue message ({exc})") from None
-            idx = self.table.add_pb_value(kv.key, kv.value)
+        idx = self.table.add(*decode_pb_kv(raw))
         self[raw] = idx
         return idx
+
+
+def decode_pb_kv(raw: bytes) -> tuple[str, int, Any]:
+    """``(key, type tag, value)`` of one ``KeyValue`` wire string (nested values as plain Python)."""
+    fast = _scalar_kv(raw)
+    if fast is not None:
+        return fast
+    try:
+        kv = KeyValue.FromString(raw)
+    except Exception as exc:  # protobuf raises its own DecodeError or RuntimeWarning types
+        raise DecodeError(f"attribute is not a valid KeyValue message ({exc})") from None
+    return (kv.key, *pb_typed(kv.value))
+
+
+def pb_typed(v: AnyValue) -> tuple[int, Any]:
+    """An ``AnyValue`` message as ``(type tag, value)`` (arrays and kvlists as plain Python)."""
+    w = v.WhichOneof("value")
+    if w is None:
+        return T_EMPTY, None
+    if w == "string_value":
+        return T_STR, v.string_value
+    if w == "bool_value":
+        return T_BOOL, v.bool_value
+    if w == "int_value":
+        return T_INT, v.int_value
+    if w == "double_value":
+        return T_DOUBLE, v.double_value
+    if w == "bytes_value":
+        return T_BYTES, v.bytes_value
+    if w == "array_value":
+        return T_ARRAY, [pb_to_plain(e) for e in v.array_value.values]
+    return T_KVLIST, {kv.key: pb_to_plain(kv.value) for kv in v.kvlist_value.values}
 
 
 _unpack_double = struct.Struct("<d").unpack_from
@@ -307,22 +293,7 @@ class AttrTable:
         return len(self.keys) - 1
 
     def add_pb_value(self, key: str, v: AnyValue) -> int:
-        w = v.WhichOneof("value")
-        if w is None:
-            return self.add(key, T_EMPTY, None)
-        if w == "string_value":
-            return self.add(key, T_STR, v.string_value)
-        if w == "bool_value":
-            return self.add(key, T_BOOL, v.bool_value)
-        if w == "int_value":
-            return self.add(key, T_INT, v.int_value)
-        if w == "double_value":
-            return self.add(key, T_DOUBLE, v.double_value)
-        if w == "bytes_value":
-            return self.add(key, T_BYTES, v.bytes_value)
-        if w == "array_value":
-            return self.add(key, T_ARRAY, [pb_to_plain(e) for e in v.array_value.values])
-        return self.add(key, T_KVLIST, {kv.key: pb_to_plain(kv.value) for kv in v.kvlist_value.values})
+        return self.add(key, *pb_typed(v))
 
     def index_pb_objects(self, kvs: Any) -> list[int]:
         """Indices for a repeated ``KeyValue`` field of a parsed message."""
@@ -331,7 +302,7 @@ class AttrTable:
 
     def index_json(self, kvs: Any, what: str) -> list[int]:
         """Indices for an OTLP/JSON attribute list (``[{"key": ..., "value": {...}}, ...]``)."""
-        if not kvs:
+        if kvs is None or kvs == []:
             return []
         if not isinstance(kvs, list):
             raise DecodeError(

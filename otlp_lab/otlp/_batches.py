@@ -20,6 +20,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from otlp_lab.errors import DecodeError
 from otlp_lab.otlp._anyvalue import T_STR, VALUE_TYPE, AttrTable
+from otlp_lab.otlp._json import UINT32, json_int, json_list, json_object
 
 I64 = pa.int64()
 TS = pa.timestamp("ns")
@@ -177,7 +178,7 @@ class Builder:
         )
 
     def open_context_json(self, rs: dict, res_path: str, scope: dict | None, scope_path: str) -> None:
-        res = rs.get("resource") or {}
+        res = json_object(rs.get("resource"), f"{res_path}.resource")
         a = self.attrs
         scope = scope or {}
         self.open_context(
@@ -277,22 +278,21 @@ def iter_json_batches(
     """
     res_key, scope_key, items_key = names
     b = make()
-    for ri, res in enumerate(json_get(doc, res_key, _snake(res_key)) or []):
+    for ri, res in enumerate(json_list(json_get(doc, res_key, _snake(res_key)), res_key)):
         rp = f"{res_key}[{ri}]"
-        if not isinstance(res, dict):
-            raise DecodeError(f"{rp} must be an object. Got {type(res).__name__} instead.")
-        for si, scope in enumerate(json_get(res, scope_key, _snake(scope_key)) or []):
+        json_object(res, rp)
+        for si, scope in enumerate(
+            json_list(json_get(res, scope_key, _snake(scope_key)), f"{rp}.{scope_key}")
+        ):
             sp = f"{rp}.{scope_key}[{si}]"
-            if not isinstance(scope, dict):
-                raise DecodeError(f"{sp} must be an object. Got {type(scope).__name__} instead.")
-            items = json_get(scope, items_key, _snake(items_key)) or []
-            if not isinstance(items, list):
-                raise DecodeError(f"{sp}.{items_key} must be a list. Got {type(items).__name__} instead.")
+            json_object(scope, sp)
+            items = json_list(json_get(scope, items_key, _snake(items_key)), f"{sp}.{items_key}")
+            scope_obj = json_object(scope.get("scope"), f"{sp}.scope")
             for lo in range(0, len(items), batch_rows):
                 if b.n >= batch_rows:
                     yield b.tables()
                     b = make()
-                b.open_context_json(res, rp, scope.get("scope"), f"{sp}.scope")
+                b.open_context_json(res, rp, scope_obj, f"{sp}.scope")
                 b.set_scope_schema_json(scope, sp)
                 add(b, items[lo : lo + batch_rows], f"{sp}.{items_key}", lo)
     if b.n:
@@ -326,12 +326,4 @@ def json_u32(d: dict, camel: str, snake: str, path: str) -> int:
     v = json_get(d, camel, snake)
     if v is None:
         return 0
-    if isinstance(v, bool) or not isinstance(v, (int, str)):
-        raise DecodeError(f"{path}.{camel} must be a non-negative integer. Got {v!r} instead.")
-    try:
-        i = int(v)
-    except ValueError:
-        raise DecodeError(f"{path}.{camel} must be a non-negative integer. Got {v!r} instead.") from None
-    if not 0 <= i < 2**32:
-        raise DecodeError(f"{path}.{camel} must fit in 32 bits. Got {v!r} instead.")
-    return i
+    return json_int(v, f"{path}.{camel}", UINT32)

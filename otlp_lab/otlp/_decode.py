@@ -14,10 +14,11 @@ import pyarrow as pa
 from google.protobuf.message import DecodeError as PbDecodeError
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-from otlp_lab.errors import DecodeError, UnsupportedFormatError
+from otlp_lab.errors import ConfigError, DecodeError, UnsupportedFormatError
 from otlp_lab.otlp._logs import iter_logs_json, iter_logs_pb
 from otlp_lab.otlp._metrics import iter_metrics_pb, json_to_metrics_request
 from otlp_lab.otlp._source import (
+    DEFAULT_MAX_REQUEST_BYTES,
     SIGNALS,
     Signal,
     Unit,
@@ -87,6 +88,16 @@ def unit_batches(unit: Unit, *, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterato
             yield from iter_metrics_pb(json_to_metrics_request(payload), batch_rows)
 
 
+def check_load_options(*, signal: Any = None, on_error: Any = "raise", max_request_bytes: Any = 1) -> None:
+    """Refuse bad ``signal``, ``on_error`` and ``max_request_bytes`` values up front."""
+    if on_error not in ("raise", "skip"):
+        raise ConfigError(f"on_error must be 'raise' or 'skip'. Got {on_error!r} instead.")
+    if signal is not None and signal not in SIGNALS:
+        raise ConfigError(f"signal must be one of {SIGNALS} or None. Got {signal!r} instead.")
+    if isinstance(max_request_bytes, bool) or not isinstance(max_request_bytes, int) or max_request_bytes < 1:
+        raise ConfigError(f"max_request_bytes must be a positive integer. Got {max_request_bytes!r} instead.")
+
+
 def iter_stream_batches(
     stream: IO[bytes],
     report: DecodeReport,
@@ -95,15 +106,32 @@ def iter_stream_batches(
     batch_rows: int = DEFAULT_BATCH_ROWS,
     on_error: str = "raise",
     on_unit: Callable[[Unit], None] | None = None,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
 ) -> Iterator[Batch]:
-    """Staging batches of every request in a (possibly compressed) binary stream."""
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip'. Got {on_error!r} instead.")
-    if signal is not None and signal not in SIGNALS:
-        raise ValueError(f"signal must be one of {SIGNALS}. Got {signal!r} instead.")
+    """Staging batches of every request in a (possibly compressed) binary stream.
+
+    The options are checked at once (not when the first batch is asked for); no request
+    larger than ``max_request_bytes`` after decompression is read into memory.
+    """
+    check_load_options(signal=signal, on_error=on_error, max_request_bytes=max_request_bytes)
+    return _stream_batches(stream, report, signal, batch_rows, on_error, on_unit, max_request_bytes)
+
+
+def _stream_batches(
+    stream: IO[bytes],
+    report: DecodeReport,
+    signal: Signal | None,
+    batch_rows: int,
+    on_error: str,
+    on_unit: Callable[[Unit], None] | None,
+    max_request_bytes: int,
+) -> Iterator[Batch]:
     name = report.source
     try:
-        for unit in iter_units(open_decompressed(stream), name=name, hint=signal):
+        units = iter_units(
+            open_decompressed(stream), name=name, hint=signal, max_request_bytes=max_request_bytes
+        )
+        for unit in units:
             error = unit.error
             if error is None:
                 if signal is not None and unit.signal is not None and unit.signal != signal:

@@ -9,7 +9,6 @@ import pyarrow as pa
 from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 
 from otlp_lab.errors import DecodeError
-from otlp_lab.otlp._anyvalue import json_int
 from otlp_lab.otlp._batches import (
     AttrLists,
     Builder,
@@ -22,6 +21,8 @@ from otlp_lab.otlp._batches import (
     json_u32,
     times,
 )
+from otlp_lab.otlp._json import json_time
+from otlp_lab.otlp._kvbulk import RawKvLists
 from otlp_lab.otlp._traces import enum_value, hex_id
 
 _SEVERITY_BY_NAME = dict(SeverityNumber.items())
@@ -41,11 +42,11 @@ class LogBuilder(Builder):
         self.dropped: list[int] = []
         self.event_name: list[str] = []
         self.la = AttrLists()
+        self.la_raw = RawKvLists()  # the protobuf path's: decoded in bulk by tables()
 
     def add_pb(self, records: Any) -> None:
-        kv = self.attrs.pb.__getitem__
         body = self.attrs.pb_any.__getitem__
-        idx = self.la.idx
+        raws, offsets = self.la_raw.raws, self.la_raw.offsets
         for r in records:
             self.time.append(r.time_unix_nano)
             self.observed.append(r.observed_time_unix_nano)
@@ -57,8 +58,8 @@ class LogBuilder(Builder):
             self.flags.append(r.flags)
             self.dropped.append(r.dropped_attributes_count)
             self.event_name.append(r.event_name)
-            idx.extend(map(kv, r.attributes))
-            self.la.offsets.append(len(idx))
+            raws.extend(r.attributes)
+            offsets.append(len(raws))
         self.n += len(records)
 
     def add_json(self, records: list, path: str, offset: int = 0) -> None:
@@ -67,12 +68,10 @@ class LogBuilder(Builder):
             p = f"{path}[{k}]"
             if not isinstance(r, dict):
                 raise DecodeError(f"{p} must be a log record object. Got {type(r).__name__} instead.")
-            self.time.append(
-                json_int(json_get(r, "timeUnixNano", "time_unix_nano") or 0, f"{p}.timeUnixNano")
-            )
+            self.time.append(json_time(json_get(r, "timeUnixNano", "time_unix_nano"), f"{p}.timeUnixNano"))
             self.observed.append(
-                json_int(
-                    json_get(r, "observedTimeUnixNano", "observed_time_unix_nano") or 0,
+                json_time(
+                    json_get(r, "observedTimeUnixNano", "observed_time_unix_nano"),
                     f"{p}.observedTimeUnixNano",
                 )
             )
@@ -98,7 +97,7 @@ class LogBuilder(Builder):
         sid = pa.array(self.span_id, pa.binary())
         check_id_lengths(tid, "trace_id", (0, 16))
         check_id_lengths(sid, "span_id", (0, 8))
-        ak, av = self.la.arrays(keys, vals)
+        ak, av = self.la_raw.arrays() if len(self.la_raw.offsets) > 1 else self.la.arrays(keys, vals)
         cols = {
             "time": times(self.time, "time_unix_nano"),
             "observed_time": times(self.observed, "observed_time_unix_nano"),

@@ -18,6 +18,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from otlp_lab.errors import DecodeError
 from otlp_lab.otlp._anyvalue import VALUE_TYPE
 from otlp_lab.otlp._batches import I64, TS, AttrLists, Builder, check_id_lengths, ints, json_get, times
+from otlp_lab.otlp._json import check_message
 from otlp_lab.otlp._traces import hex_id
 
 KINDS = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
@@ -77,7 +78,16 @@ class MetricBuilder(Builder):
         ctx = len(self.ctx["service_name"]) - 1
         meta = self.attrs.index_pb_objects(m.metadata)
         idx_pb = self.attrs.index_pb_objects
-        for p in data.data_points:
+        for pi, p in enumerate(data.data_points):
+            if (
+                which == "histogram"
+                and p.bucket_counts
+                and len(p.bucket_counts) != len(p.explicit_bounds) + 1
+            ):
+                raise DecodeError(
+                    f"histogram {m.name!r} data point {pi} has {len(p.bucket_counts)} bucket counts for "
+                    f"{len(p.explicit_bounds)} explicit bounds; OTLP needs one more count than bounds"
+                )
             k.ctx.append(ctx)
             k.col("metric_name").append(m.name)
             k.col("description").append(m.description)
@@ -239,8 +249,11 @@ def json_to_metrics_request(doc: dict) -> ExportMetricsServiceRequest:
     """An OTLP/JSON metrics request as the protobuf message.
 
     Exemplar ids are hex in OTLP/JSON; ``ParseDict`` would read them as base64, so they
-    are rewritten first (with a clear error for bad hex).
+    are rewritten first (with a clear error for bad hex). The whole request is first checked
+    against the message descriptor, so a wrong type anywhere is refused with its field path
+    (``json_format`` alone would coerce ``true`` to 1.0 or ignore an unknown enum name).
     """
+    check_message(doc, ExportMetricsServiceRequest.DESCRIPTOR)
     for ri, rm in enumerate(json_get(doc, "resourceMetrics", "resource_metrics") or []):
         for si, sm in (
             enumerate(json_get(rm, "scopeMetrics", "scope_metrics") or []) if isinstance(rm, dict) else ()

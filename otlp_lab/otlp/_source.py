@@ -16,10 +16,8 @@ however large the file.
 from __future__ import annotations
 
 import glob
-import gzip
 import io
 import os
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,10 @@ from typing import IO, Any, Literal
 import orjson
 
 from otlp_lab.errors import BodyTooLargeError, DecodeError, UnsupportedFormatError
+from otlp_lab.otlp._inflate import GZIP_MAGIC as GZIP_MAGIC  # re-exported: the receiver sniffs bodies
+from otlp_lab.otlp._inflate import ZSTD_MAGIC as ZSTD_MAGIC
+from otlp_lab.otlp._inflate import decompress_bytes as decompress_bytes
+from otlp_lab.otlp._inflate import open_decompressed as open_decompressed
 
 Signal = Literal["traces", "metrics", "logs"]
 SIGNALS: tuple[Signal, ...] = ("traces", "metrics", "logs")
@@ -39,8 +41,6 @@ _JSON_TOP = {
     "resourceLogs": "logs",
     "resource_logs": "logs",
 }
-GZIP_MAGIC = b"\x1f\x8b"
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,24 +109,6 @@ def expand_paths(paths: tuple[str | os.PathLike[str], ...] | list[Any]) -> list[
                 "no such file or directory; check the path (globs such as 'dir/*.json.gz' work too)", source=s
             )
     return out
-
-
-# ---------------------------------------------------------------- compression
-
-
-def open_decompressed(raw: IO[bytes]) -> IO[bytes]:
-    """``raw`` wrapped in a gzip or zstd decompressor if its first bytes say so."""
-    buffered = io.BufferedReader(raw, 1 << 20) if not isinstance(raw, io.BufferedReader) else raw
-    head = buffered.peek(4)[:4]
-    if head.startswith(GZIP_MAGIC):
-        return gzip.GzipFile(fileobj=buffered, mode="rb")
-    if head.startswith(ZSTD_MAGIC):
-        import zstandard
-
-        return io.BufferedReader(
-            zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True), 1 << 20
-        )
-    return buffered
 
 
 # ---------------------------------------------------------------- units
@@ -313,30 +295,91 @@ def _looks_framed(head: bytes) -> bool:
     return head[0] != 0x0A and head[4] == 0x0A and n > 0
 
 
-def iter_units(stream: IO[bytes], *, name: str = "<bytes>", hint: Signal | None = None) -> Iterator[Unit]:
-    """Every OTLP request in a decompressed, peekable binary stream (see :func:`open_decompressed`)."""
-    head = stream.peek(64)[:64]
+DEFAULT_MAX_REQUEST_BYTES = 256 << 20
+"""The largest single request (one JSON document or line, one protobuf message) read by default."""
+
+
+def _too_large(what: str, limit: int) -> BodyTooLargeError:
+    return BodyTooLargeError(
+        f"{what} is over the {limit:,}-byte limit for one request (after decompression); "
+        "if it is genuine, raise the limit with max_request_bytes=..."
+    )
+
+
+def _read_limited(stream: IO[bytes], limit: int, what: str, n: int | None = None) -> bytes:
+    """``n`` bytes (all of them when None) of ``stream``, refusing more than ``limit``.
+
+    Read in pieces, so a length that lies costs only the bytes really there.
+    """
+    if n is not None and n > limit:
+        raise _too_large(f"{what} ({n:,} bytes)", limit)
+    want = limit + 1 if n is None else n
+    parts, got = [], 0
+    while got < want:
+        part = stream.read(min(want - got, 16 << 20))
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    if n is None and got > limit:
+        raise _too_large(what, limit)
+    return b"".join(parts)
+
+
+def _readline_limited(stream: IO[bytes], limit: int, what: str) -> bytes:
+    line = stream.readline(limit + 1)
+    if len(line) > limit and not line.endswith(b"\n"):
+        raise _too_large(what, limit)
+    return line
+
+
+def iter_units(
+    stream: IO[bytes],
+    *,
+    name: str = "<bytes>",
+    hint: Signal | None = None,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+) -> Iterator[Unit]:
+    """Every OTLP request in a decompressed, peekable binary stream (see :func:`open_decompressed`).
+
+    No request larger than ``max_request_bytes`` is read into memory.
+    """
+    limit = max_request_bytes
+    head = stream.peek(64)[:64]  # type: ignore[attr-defined]
     if not head:
         raise DecodeError("file is empty; expected OTLP/JSON or OTLP protobuf", source=name)
     looks_json = head.lstrip()[:1] in (b"{", b"[")
     if looks_json and head[:1] == b"\n":
         # "\n" is also protobuf's field-1 tag, and the length after it may read "{" or "[": it is
         # protobuf when the top level is field-1 messages that end exactly where the data ends.
-        data = stream.read()
+        data = _read_limited(stream, limit, "the document")
         looks_json = not _pb_shaped(data)
         stream = io.BufferedReader(io.BytesIO(data))
     if looks_json:
-        yield from _json_units(stream, name)
+        yield from _json_units(stream, name, limit)
     elif _looks_framed(head):
-        yield from _framed_units(stream, name, hint)
+        yield from _framed_units(stream, name, hint, limit)
+    elif head[:1] != b"\n":  # every OTLP protobuf request starts with field 1 (length-delimited)
+        raise UnsupportedFormatError(
+            f"binary content is not an OTLP protobuf request: it starts with bytes {head[:8].hex(' ')}, "
+            "and a request starts with 0a (field 1, resource_spans/metrics/logs); nor is it OTLP/JSON",
+            source=name,
+        )
     else:
-        data = stream.read()
+        data = _read_limited(stream, limit, "the protobuf message")
         sig = pb_signal(data, hint) or hint
         yield Unit(sig, "pb", data, None)
 
 
-def _json_units(stream: IO[bytes], name: str) -> Iterator[Unit]:
-    first = stream.readline()
+_TOO_DEEP = "JSON is nested too deeply (more than 1,024 levels; an OTLP request needs a few dozen)"
+
+
+def _too_deep(exc: orjson.JSONDecodeError) -> bool:
+    return "depth limit" in exc.msg or "recursion" in exc.msg.lower()
+
+
+def _json_units(stream: IO[bytes], name: str, limit: int) -> Iterator[Unit]:
+    first = _readline_limited(stream, limit, "line 1")
     try:
         doc = orjson.loads(first)
         one_line_doc = True
@@ -344,10 +387,12 @@ def _json_units(stream: IO[bytes], name: str) -> Iterator[Unit]:
         one_line_doc = False
     if not one_line_doc:
         # A pretty-printed single document.
-        data = first + stream.read()
+        data = first + _read_limited(stream, limit - len(first), "the JSON document")
         try:
             doc = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
+            if _too_deep(exc):
+                raise DecodeError(_TOO_DEEP, source=name) from None
             line = data.count(b"\n", 0, exc.pos) + 1
             raise DecodeError(
                 f"invalid JSON ({exc.msg}); the file may be truncated",
@@ -361,7 +406,7 @@ def _json_units(stream: IO[bytes], name: str) -> Iterator[Unit]:
     except DecodeError as exc:
         yield _bad(exc.located(source=name))
     lineno = 1
-    for raw in stream:
+    while raw := _readline_limited(stream, limit, f"line {lineno + 1}"):
         lineno += 1
         if not raw.strip():
             continue
@@ -370,7 +415,8 @@ def _json_units(stream: IO[bytes], name: str) -> Iterator[Unit]:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             tail = "" if raw.endswith(b"\n") else "; the last line has no newline: the file looks truncated"
-            yield _bad(DecodeError(f"invalid JSON ({exc.msg}){tail}", source=name, where=where))
+            msg = _TOO_DEEP if _too_deep(exc) else f"invalid JSON ({exc.msg}){tail}"
+            yield _bad(DecodeError(msg, source=name, where=where))
             continue
         try:
             sig = json_signal(doc, where)
@@ -380,7 +426,7 @@ def _json_units(stream: IO[bytes], name: str) -> Iterator[Unit]:
         yield Unit(sig, "json", doc, where)
 
 
-def _framed_units(stream: IO[bytes], name: str, hint: Signal | None) -> Iterator[Unit]:
+def _framed_units(stream: IO[bytes], name: str, hint: Signal | None, limit: int) -> Iterator[Unit]:
     offset, n = 0, 0
     while True:
         head = stream.read(4)
@@ -394,7 +440,10 @@ def _framed_units(stream: IO[bytes], name: str, hint: Signal | None) -> Iterator
             )
             return
         size = int.from_bytes(head, "big")
-        body = stream.read(size)
+        try:
+            body = _read_limited(stream, limit, f"message {n}", size)
+        except BodyTooLargeError as exc:
+            raise exc.located(source=name, where=where) from None
         if len(body) < size:
             yield _bad(
                 DecodeError(
@@ -411,47 +460,3 @@ def _framed_units(stream: IO[bytes], name: str, hint: Signal | None) -> Iterator
             yield _bad(exc.located(source=name, where=where))
             continue
         yield Unit(sig, "pb", body, where)
-
-
-def decompress_bytes(data: bytes, *, limit: int | None = None) -> bytes:
-    """gzip/zstd/raw ``data`` decompressed, refusing more than ``limit`` bytes of output.
-
-    Decompression stops as soon as the output passes ``limit`` (a compression bomb costs at
-    most ``limit`` bytes), and a stream cut short or failing its checksum is refused.
-
-    Raises
-    ------
-    BodyTooLargeError
-        The output would exceed ``limit``.
-    DecodeError
-        The compressed stream is truncated or corrupt.
-    """
-    if data.startswith(GZIP_MAGIC):
-        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            out = d.decompress(data, limit + 1 if limit else 0)
-        except zlib.error as exc:  # includes a CRC or length mismatch in the trailer
-            raise DecodeError(f"gzip data is corrupt ({exc})") from None
-        if limit and len(out) > limit:
-            raise BodyTooLargeError(f"decompressed body exceeds the {limit:,}-byte limit")
-        if not d.eof:
-            raise DecodeError("gzip data is truncated (the stream ends before its trailer)")
-        return out
-    if data.startswith(ZSTD_MAGIC):
-        import zstandard
-
-        z = zstandard.ZstdDecompressor().decompressobj()
-        parts, size = [], 0
-        try:
-            for at in range(0, len(data), 1 << 16):  # feed in steps so a bomb is stopped early
-                part = z.decompress(data[at : at + (1 << 16)])
-                parts.append(part)
-                size += len(part)
-                if limit and size > limit:
-                    raise BodyTooLargeError(f"decompressed body exceeds the {limit:,}-byte limit")
-        except zstandard.ZstdError as exc:
-            raise DecodeError(f"zstd data is corrupt ({exc})") from None
-        if not z.eof:
-            raise DecodeError("zstd data is truncated (the frame ends early)")
-        return b"".join(parts)
-    return data

@@ -9,7 +9,6 @@ import pyarrow as pa
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from otlp_lab.errors import DecodeError
-from otlp_lab.otlp._anyvalue import json_int
 from otlp_lab.otlp._batches import (
     I64,
     AttrLists,
@@ -23,6 +22,8 @@ from otlp_lab.otlp._batches import (
     json_u32,
     times,
 )
+from otlp_lab.otlp._json import json_enum, json_hex_id, json_list, json_object, json_time
+from otlp_lab.otlp._kvbulk import RawKvLists
 
 SPAN_KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
 STATUS_CODES = ("UNSET", "OK", "ERROR")
@@ -43,35 +44,8 @@ class _StatusCache(dict):
         return v
 
 
-def enum_value(raw: Any, names: dict[str, int], what: str) -> int:
-    if raw is None:
-        return 0
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str):
-        v = names.get(raw)
-        if v is not None:
-            return v
-        try:
-            return int(raw)
-        except ValueError:
-            pass
-    raise DecodeError(
-        f"{what} must be one of {sorted(k for k in names if '_' in k)} or an integer. Got {raw!r} instead."
-    )
-
-
-def hex_id(raw: Any, what: str) -> bytes:
-    if raw is None or raw == "":
-        return b""
-    if not isinstance(raw, str):
-        raise DecodeError(f"{what} must be a hex string. Got {raw!r} instead.")
-    try:
-        return bytes.fromhex(raw)
-    except ValueError:
-        raise DecodeError(
-            f"{what} must be hex (OTLP/JSON ids are hex, not base64). Got {raw!r} instead."
-        ) from None
+enum_value = json_enum
+hex_id = json_hex_id
 
 
 class SpanBuilder(Builder):
@@ -91,6 +65,7 @@ class SpanBuilder(Builder):
         self.d_events: list[int] = []
         self.d_links: list[int] = []
         self.span_attrs = AttrLists()
+        self.span_raw = RawKvLists()  # the protobuf path's: decoded in bulk by tables()
         self._status = _StatusCache()
         # events and links
         self.ev: dict[str, list[Any]] = {
@@ -109,9 +84,8 @@ class SpanBuilder(Builder):
         ts, nm, kd = self.trace_state.append, self.name.append, self.kind.append
         st, en, stat, fl = self.start.append, self.end.append, self.status.append, self.flags.append
         da, de, dl = self.d_attrs.append, self.d_events.append, self.d_links.append
-        aidx = self.span_attrs.idx
-        aext, aoff = aidx.extend, self.span_attrs.offsets.append
-        kv = self.attrs.pb.__getitem__
+        raws = self.span_raw.raws
+        aext, aoff = raws.extend, self.span_raw.offsets.append
         scache = self._status
         for sp in spans:
             tid(sp.trace_id)
@@ -122,8 +96,8 @@ class SpanBuilder(Builder):
             kd(sp.kind)
             st(sp.start_time_unix_nano)
             en(sp.end_time_unix_nano)
-            aext(map(kv, sp.attributes))
-            aoff(len(aidx))
+            aext(sp.attributes)
+            aoff(len(raws))
             stat(scache[sp.status])
             fl(sp.flags)
             da(sp.dropped_attributes_count)
@@ -201,18 +175,14 @@ class SpanBuilder(Builder):
             self.name.append(json_str(sp, "name", "name", p))
             self.kind.append(enum_value(g("kind"), _KIND_BY_NAME, f"{p}.kind"))
             self.start.append(
-                json_int(
-                    json_get(sp, "startTimeUnixNano", "start_time_unix_nano") or 0, f"{p}.startTimeUnixNano"
-                )
+                json_time(json_get(sp, "startTimeUnixNano", "start_time_unix_nano"), f"{p}.startTimeUnixNano")
             )
             self.end.append(
-                json_int(json_get(sp, "endTimeUnixNano", "end_time_unix_nano") or 0, f"{p}.endTimeUnixNano")
+                json_time(json_get(sp, "endTimeUnixNano", "end_time_unix_nano"), f"{p}.endTimeUnixNano")
             )
             self.span_attrs.idx.extend(a.index_json(g("attributes"), f"{p}.attributes"))
             self.span_attrs.offsets.append(len(self.span_attrs.idx))
-            status = g("status") or {}
-            if not isinstance(status, dict):
-                raise DecodeError(f"{p}.status must be an object. Got {status!r} instead.")
+            status = json_object(g("status"), f"{p}.status")
             self.status.append(
                 (
                     enum_value(status.get("code"), _CODE_BY_NAME, f"{p}.status.code"),
@@ -223,17 +193,18 @@ class SpanBuilder(Builder):
             self.d_attrs.append(json_u32(sp, "droppedAttributesCount", "dropped_attributes_count", p))
             self.d_events.append(json_u32(sp, "droppedEventsCount", "dropped_events_count", p))
             self.d_links.append(json_u32(sp, "droppedLinksCount", "dropped_links_count", p))
-            events = g("events")
+            events = json_list(g("events"), f"{p}.events")
             if events:
                 svc = self.ctx["service_name"][-1]
                 for seq, e in enumerate(events):
                     ep = f"{p}.events[{seq}]"
+                    json_object(e, ep)
                     ev = self.ev
                     ev["trace_id"].append(tid)
                     ev["span_id"].append(sid)
                     ev["seq"].append(seq)
                     ev["time"].append(
-                        json_int(json_get(e, "timeUnixNano", "time_unix_nano") or 0, f"{ep}.timeUnixNano")
+                        json_time(json_get(e, "timeUnixNano", "time_unix_nano"), f"{ep}.timeUnixNano")
                     )
                     ev["name"].append(json_str(e, "name", "name", ep))
                     ev["dropped"].append(
@@ -242,10 +213,11 @@ class SpanBuilder(Builder):
                     ev["service"].append(svc)
                     self.ev_attrs.idx.extend(a.index_json(e.get("attributes"), f"{ep}.attributes"))
                     self.ev_attrs.offsets.append(len(self.ev_attrs.idx))
-            links = g("links")
+            links = json_list(g("links"), f"{p}.links")
             if links:
                 for seq, li in enumerate(links):
                     lp = f"{p}.links[{seq}]"
+                    json_object(li, lp)
                     self._add_link(
                         tid,
                         sid,
@@ -269,7 +241,10 @@ class SpanBuilder(Builder):
         check_id_lengths(tid, "trace_id", (16,))
         check_id_lengths(sid, "span_id", (8,))
         check_id_lengths(par, "parent_span_id", (0, 8))
-        ak, av = self.span_attrs.arrays(keys, vals)
+        if len(self.span_raw.offsets) > 1:
+            ak, av = self.span_raw.arrays()
+        else:
+            ak, av = self.span_attrs.arrays(keys, vals)
         codes, msgs = (list(x) for x in zip(*self.status, strict=True)) if self.status else ([], [])
         cols = {
             "trace_id": tid,

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import inspect
 import math
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple, Self
 
+from otlp_lab._config import parse_duration_s as _parse_duration_s
 from otlp_lab.errors import ConfigError
 
 __all__ = [
@@ -236,26 +236,10 @@ class StateRecorder:
 # Configuration helpers
 # --------------------------------------------------------------------------------------------
 
-_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ns|us|µs|ms|s|m|h)?\s*$")
-_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
 
 def parse_duration_s(value: object, *, name: str = "duration") -> float:
     """``"100ms"``, ``"0.1s"`` (gRPC service config), ``"2m"``, ``"inf"`` or a number -> seconds (>= 0)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str) and value.strip().lower() in {"inf", "infinity"}:
-        seconds = math.inf
-    else:
-        m = _DURATION.match(value) if isinstance(value, str) else None
-        if m is None:
-            raise ConfigError(
-                f"{name} must be seconds or look like '100ms', '0.5s', '2m'. Got {value!r} instead."
-            )
-        seconds = float(m.group(1)) * _UNIT_S[m.group(2)]
-    if not seconds >= 0.0:
-        raise ConfigError(f"{name} must be a duration >= 0. Got {value!r} instead.")
-    return seconds
+    return _parse_duration_s(value, key=name, allow_inf=True)
 
 
 def check(ok: bool, owner: str, name: str, must: str, value: object) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 
 from otlp_lab import __version__
+from otlp_lab._config import check_number
 from otlp_lab.errors import ScenarioError
 from otlp_lab.sim._emit import Emitter
 from otlp_lab.sim._engine import LogHist, Simulation
@@ -575,13 +576,44 @@ def run_many(
     seed: int = 0,
     duration_s: float | None = None,
     progress: bool = False,
+    workers: int = 1,
+    scheduler: Any = None,
 ) -> dict[str, RunResult]:
-    """:func:`run` once per policy variant (same seed: the same arrivals), keyed by label."""
+    """:func:`run` once per policy variant (same seed: the same arrivals), keyed by label.
+
+    Parameters
+    ----------
+    workers : int, default 1
+        Without a Lab, run the variants in this many processes (the results are the same).
+    scheduler : str or distributed.Client, optional
+        Without a Lab, run them on a Dask cluster instead (see :func:`sweep`).
+    """
     sc = load_scenario(scenario)
     if not isinstance(policies, Mapping) or not policies:
         raise ScenarioError(
             f"policies must be a non-empty mapping of labels to policy overrides. Got {policies!r} instead."
         )
+    if lab is not None and (workers != 1 or scheduler is not None):
+        raise ScenarioError(
+            "run_many(workers=..., scheduler=...) run without a Lab (only this process writes to it). "
+            f"Got lab={lab!r} with workers={workers!r}, scheduler={scheduler!r}: drop one."
+        )
+    if lab is None and (workers != 1 or scheduler is not None):
+        from otlp_lab.sim._sweep import execute
+
+        for ov in policies.values():
+            sc.with_policies(ov)  # bad overrides fail here, named, not in a worker
+        specs = [(sc, seed, duration_s, ov or None, label) for label, ov in policies.items()]
+        results, _ = execute(
+            _run_spec,
+            specs,
+            workers=workers,
+            scheduler=scheduler,
+            progress=progress,
+            name=sc.name,
+            caller="run_many",
+        )
+        return dict(zip(policies, results, strict=True))
     return {
         label: run(
             sc,
@@ -594,6 +626,11 @@ def run_many(
         )
         for label, ov in policies.items()
     }
+
+
+def _run_spec(spec: tuple[Scenario, int, float | None, Mapping[str, Any] | None, str]) -> RunResult:
+    sc, seed, duration_s, overrides, label = spec
+    return run(sc, seed=seed, duration_s=duration_s, policy_overrides=overrides, label=label)
 
 
 def compare(
@@ -643,8 +680,7 @@ def lab_timeline(lab: Any, run_id: str, *, window_s: float = 1.0) -> pl.DataFram
     window_s : float
         Window width in seconds.
     """
-    if not window_s > 0:
-        raise ScenarioError(f"lab_timeline(window_s=...) must be positive. Got {window_s!r} instead.")
+    window_s = check_number(window_s, "lab_timeline(window_s=...)", minimum=1e-6, maximum=10 * 365 * 86400)
     us = int(window_s * 1e6)
     return lab.sql(
         f"""

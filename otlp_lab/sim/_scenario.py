@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
@@ -22,35 +20,21 @@ from typing import Any
 
 import yaml
 
+from otlp_lab._config import parse_duration_s
 from otlp_lab.errors import ScenarioError
 from otlp_lab.sim._dist import Distribution, distribution_from_dict
 from otlp_lab.sim._faults import FAULT_KINDS, Fault
-from otlp_lab.sim._model import Call, Endpoint, Parallel, Policy, Service, check_seconds, split_target
+from otlp_lab.sim._model import Call, Endpoint, OneOf, Parallel, Policy, Service, check_seconds, split_target
 from otlp_lab.sim._workload import RATE_KINDS, ClosedLoop, OpenLoop, Rate, Workload
 
 __all__ = ["Scenario", "scenario_path", "shipped_scenarios", "DEFAULT_START"]
 
 DEFAULT_START = "2025-01-01T00:00:00Z"
 
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zµ]*)\s*$")
-
 
 def seconds(v: Any, key: str) -> float:
     """A duration given as seconds or as text with a unit (``"250ms"``, ``"10m"``), named by ``key`` on error."""
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        if not (math.isfinite(v) and v >= 0):
-            raise ScenarioError(
-                f"scenario key '{key}' must be a non-negative number of seconds. Got {v!r} instead.", key=key
-            )
-        return float(v)
-    m = _DURATION.match(v) if isinstance(v, str) else None
-    if m is None or (m.group(2) or "s") not in _UNITS:
-        raise ScenarioError(
-            f"scenario key '{key}' must be seconds or a duration such as '250ms', '10s', '5m'. Got {v!r} instead.",
-            key=key,
-        )
-    return float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    return parse_duration_s(v, key=key, error=ScenarioError)
 
 
 # ---------------------------------------------------------------- the scenario
@@ -173,10 +157,14 @@ class Scenario:
         for svc in self.services:
             for ep in svc.endpoints:
                 for n, step in enumerate(ep.calls):
-                    calls = step.calls if isinstance(step, Parallel) else (step,)
+                    calls = step.calls if isinstance(step, (Parallel, OneOf)) else (step,)
                     for m, c in enumerate(calls):
                         key = f"services.{svc.name}.endpoints.{ep.name}.calls[{n}]" + (
-                            f".parallel[{m}]" if isinstance(step, Parallel) else ""
+                            f".parallel[{m}]"
+                            if isinstance(step, Parallel)
+                            else f".one_of[{m}]"
+                            if isinstance(step, OneOf)
+                            else ""
                         )
                         self._resolve(f"{key}.to", c.to)
                         self._check_policy_name(f"{key}.policy", c.policy)
@@ -400,8 +388,8 @@ _SERVICE_KEYS = (
     "sidecar_latency_s",
     "drop_expired",
 )
-_ENDPOINT_KEYS = ("service_time", "calls")
-_CALL_KEYS = ("to", "policy", "critical")
+_ENDPOINT_KEYS = ("service_time", "calls", "error_rate", "operation")
+_CALL_KEYS = ("to", "policy", "critical", "probability", "count")
 _POLICY_KEYS = tuple(f.name for f in dataclasses.fields(Policy) if f.name != "_")
 _WORKLOAD_COMMON = ("kind", "target", "deadline_s", "client", "keys", "policy")
 
@@ -492,7 +480,22 @@ def _call(c: Any, key: str) -> Call:
     return Call(to, **d)
 
 
-def _step(c: Any, key: str) -> Call | Parallel:
+def _step(c: Any, key: str) -> Call | Parallel | OneOf:
+    if isinstance(c, Mapping) and "one_of" in c:
+        extra = set(c) - {"one_of", "weights"}
+        if extra:
+            raise ScenarioError(
+                f"scenario key '{key}' may hold only 'one_of' (a list of calls) and 'weights'. Got {sorted(extra)!r} too.",
+                key=key,
+            )
+        calls = _list(c["one_of"], f"{key}.one_of")
+        weights = c.get("weights") or ()
+        if not isinstance(weights, (list, tuple)):
+            raise ScenarioError(
+                f"scenario key '{key}.weights' must be a list of numbers. Got {weights!r} instead.",
+                key=f"{key}.weights",
+            )
+        return OneOf(tuple(_call(x, f"{key}.one_of[{m}]") for m, x in enumerate(calls)), tuple(weights))
     if isinstance(c, Mapping) and "parallel" in c:
         if len(c) != 1:
             raise ScenarioError(

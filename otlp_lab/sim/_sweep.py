@@ -182,7 +182,6 @@ def parse_grid(specs: Iterable[str]) -> dict[str, list[Any]]:
 
 @dataclass(frozen=True, slots=True)
 class _Task:
-    index: int
     scenario: Scenario
     params: tuple[tuple[str, Any], ...]
     policy: str
@@ -208,7 +207,6 @@ def _run_task(task: _Task) -> dict[str, Any]:
     )
     s = r.summary()
     row: dict[str, Any] = {
-        "index": task.index,
         "policy": task.policy,
         "seed": task.seed,
         "duration_s": r.duration_s,
@@ -225,22 +223,23 @@ def _run_task(task: _Task) -> dict[str, Any]:
     return row
 
 
-def _pickle(task: _Task) -> bytes:
-    """The task as bytes; with cloudpickle (Dask brings it) a ``measure`` defined in a notebook travels too."""
+def _pickle(obj: Any) -> bytes:
+    """``obj`` as bytes; with cloudpickle (Dask brings it) a function defined in a notebook travels too."""
     try:
         import cloudpickle
 
-        return cloudpickle.dumps(task)
+        return cloudpickle.dumps(obj)
     except ImportError:  # pragma: no cover
         import pickle
 
-        return pickle.dumps(task)
+        return pickle.dumps(obj)
 
 
-def _run_pickled(blob: bytes) -> dict[str, Any]:
+def _call_pickled(blob: bytes) -> Any:
     import pickle
 
-    return _run_task(pickle.loads(blob))
+    fn, x = pickle.loads(blob)
+    return fn(x)
 
 
 # ---------------------------------------------------------------- the sweep
@@ -361,16 +360,14 @@ def sweep(
         if not isinstance(label, str) or not label:
             raise ScenarioError(f"sweep policies must be keyed by non-empty labels. Got {label!r} instead.")
     tasks = [
-        _Task(n, s, params, label, ov or None, seed, duration_s, measure)
-        for n, (params, s, (label, ov), seed) in enumerate(
-            (p, s, v, seed)
-            for (p, s) in zip(points, scenarios, strict=True)
-            for v in variants.items()
-            for seed in seed_list
-        )
+        _Task(s, params, label, ov or None, seed, duration_s, measure)
+        for (params, s) in zip(points, scenarios, strict=True)
+        for label, ov in variants.items()
+        for seed in seed_list
     ]
-    rows, executor = _execute(tasks, workers=workers, scheduler=scheduler, progress=progress, name=sc.name)
-    rows.sort(key=lambda r: r["index"])
+    rows, executor = execute(
+        _run_task, tasks, workers=workers, scheduler=scheduler, progress=progress, name=sc.name
+    )
     runs = _runs_frame(grid, tasks, rows)
     metrics = (*SWEEP_METRICS, *(c for c in runs.columns[len(grid) :] if _is_extra(runs, c)))
     summary = _summary(runs, list(grid), metrics)
@@ -400,26 +397,38 @@ def _seed_list(seeds: int | Sequence[int]) -> list[int]:
     return out
 
 
-def _execute(
-    tasks: list[_Task], *, workers: int | None, scheduler: Any, progress: bool, name: str
-) -> tuple[list[dict[str, Any]], str]:
-    bar = _Bar(name, len(tasks)) if progress else None
-    rows: list[dict[str, Any]] = []
+def execute(
+    fn: Callable[[Any], Any],
+    items: Sequence[Any],
+    *,
+    workers: int | None,
+    scheduler: Any = None,
+    progress: bool = False,
+    name: str = "",
+    caller: str = "sweep",
+) -> tuple[list[Any], str]:
+    """``[fn(x) for x in items]`` in this process, a process pool or on a Dask cluster; results in order.
+
+    ``fn`` must be a module-level function; items travel pickled (cloudpickle when present).
+    Returns the results and a description of the executor.
+    """
+    bar = _Bar(name, len(items)) if progress else None
+    out: list[Any] = [None] * len(items)
     try:
         if scheduler is not None:
-            executor = _dask(tasks, scheduler, rows, bar)
+            executor = _dask(fn, items, scheduler, out, bar, caller)
         else:
             if workers is None:
                 workers = os.cpu_count() or 1
             if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
                 raise ScenarioError(
-                    f"sweep(workers=...) must be a positive integer. Got {workers!r} instead."
+                    f"{caller}(workers=...) must be a positive integer. Got {workers!r} instead."
                 )
-            workers = min(workers, len(tasks))
+            workers = max(1, min(workers, len(items)))
             if workers == 1:
                 executor = "serial"
-                for t in tasks:
-                    rows.append(_run_task(t))
+                for n, x in enumerate(items):
+                    out[n] = fn(x)
                     if bar is not None:
                         bar.advance()
             else:
@@ -430,29 +439,36 @@ def _execute(
                     # the server imports the simulator once; every worker forks from it, ready to run
                     ctx.set_forkserver_preload(["otlp_lab.sim._sweep", "otlp_lab.sim._run"])
                 with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                    futures = [pool.submit(_run_pickled, _pickle(t)) for t in tasks]
+                    futures = {pool.submit(_call_pickled, _pickle((fn, x))): n for n, x in enumerate(items)}
                     for fut in as_completed(futures):
-                        rows.append(fut.result())
+                        out[futures[fut]] = fut.result()
                         if bar is not None:
                             bar.advance()
     finally:
         if bar is not None:
             bar.close()
-    return rows, executor
+    return out, executor
 
 
-def _dask(tasks: list[_Task], scheduler: Any, rows: list[dict[str, Any]], bar: _Bar | None) -> str:
+def _dask(
+    fn: Callable[[Any], Any],
+    items: Sequence[Any],
+    scheduler: Any,
+    out: list[Any],
+    bar: _Bar | None,
+    caller: str,
+) -> str:
     try:
         from distributed import Client
         from distributed import as_completed as dask_completed
     except ImportError as exc:
         raise ImportError(
-            "sweep(scheduler=...) needs Dask distributed: pip install 'otlp-lab[lab]' (or pip install 'dask[distributed]')"
+            f"{caller}(scheduler=...) needs Dask distributed: pip install 'otlp-lab[lab]' (or pip install 'dask[distributed]')"
         ) from exc
     own = not isinstance(scheduler, Client)
     if own and not isinstance(scheduler, str):
         raise ScenarioError(
-            f"sweep(scheduler=...) must be a Dask scheduler address such as 'tcp://10.0.0.5:8786' or a "
+            f"{caller}(scheduler=...) must be a Dask scheduler address such as 'tcp://10.0.0.5:8786' or a "
             f"distributed.Client. Got {scheduler!r} instead."
         )
     try:
@@ -462,9 +478,10 @@ def _dask(tasks: list[_Task], scheduler: Any, rows: list[dict[str, Any]], bar: _
             f"cannot reach the Dask scheduler at {scheduler!r}: {exc}. Start one (dask scheduler) or check the address."
         ) from None
     try:
-        futures = client.map(_run_task, tasks, pure=False)
+        futures = client.map(fn, list(items), pure=False)
+        index = {f.key: n for n, f in enumerate(futures)}
         for fut in dask_completed(futures):
-            rows.append(fut.result())
+            out[index[fut.key]] = fut.result()
             if bar is not None:
                 bar.advance()
         return f"dask({client.scheduler.address})"

@@ -1,6 +1,6 @@
 """The Lab: owns the DuckDB connection, the schema and the analysis views; returns Polars."""
 
 from otlp_lab.store._critical import critical_path
-from otlp_lab.store._lab import FileResult, Lab, LoadResult, parse_duration_s
+from otlp_lab.store._lab import FileResult, Lab, LoadResult
 
-__all__ = ["FileResult", "Lab", "LoadResult", "critical_path", "parse_duration_s"]
+__all__ = ["FileResult", "Lab", "LoadResult", "critical_path"]

@@ -39,6 +39,7 @@ from otlp_lab.otlp._encode import (
     to_otlp_json,
     write_requests,
 )
+from otlp_lab.store._guard import where_sql
 from otlp_lab.store._schema import MACROS, METRIC_TABLES, TABLES
 
 if TYPE_CHECKING:
@@ -69,7 +70,8 @@ _EXEMPLARS = """list_transform(exemplars, lambda e: {'time': e.time, 'value': e.
 
 
 def _rows_of(table: str, where: str | None) -> str:
-    return f"SELECT *, rowid AS _row FROM {table}" + (f" WHERE ({where})" if where else "")
+    cond = where_sql(where)
+    return f"SELECT *, rowid AS _row FROM {table}" + (f" WHERE ({cond})" if cond else "")
 
 
 def _traces_sql(where: str | None) -> str:

@@ -6,7 +6,7 @@ import functools
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,19 +15,23 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from otlp_lab._config import parse_duration_s
 from otlp_lab.errors import ConfigError, StoreError, UnsupportedFormatError
 from otlp_lab.otlp import (
     DEFAULT_BATCH_ROWS,
+    DEFAULT_MAX_REQUEST_BYTES,
     Batch,
     DecodeReport,
     Signal,
     Skipped,
+    check_load_options,
     expand_paths,
     file_sha256,
     iter_file_batches,
     iter_stream_batches,
 )
 from otlp_lab.store._critical import critical_path, summarize
+from otlp_lab.store._guard import limit_sql, where_sql
 from otlp_lab.store._schema import INSERTS, MACROS, METRIC_TABLES, SIGNAL_TABLES, TABLES
 from otlp_lab.store._servicegraph import MODES, service_graph_sql
 from otlp_lab.store._views import VIEWS, red_sql
@@ -122,6 +126,14 @@ class Lab:
             self._con.execute(m)
         if not read_only:
             self._create_schema()
+        else:
+            # A file written by an older otlp_lab may lack (or hold older) analysis views:
+            # this version's views shadow them for this connection, without writing.
+            for name, sql in VIEWS.items():
+                try:
+                    self._con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
+                except duckdb.Error:
+                    pass  # not an otlp_lab database (no spans table): nothing to analyse
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -163,6 +175,7 @@ class Lab:
         duplicates: bool = False,
         batch_rows: int = DEFAULT_BATCH_ROWS,
         progress: Callable[[str, int, int], None] | None = None,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     ) -> LoadResult:
         """Load OTLP files, directories or globs; return rows added per table.
 
@@ -185,12 +198,17 @@ class Lab:
         progress : callable, optional
             Called as ``progress(source, bytes_done, bytes_total)`` as the files are read
             (after each batch of rows and after each file).
+        max_request_bytes : int, default 256 MiB
+            The largest single request (a JSON document or line, a protobuf message) read,
+            after decompression; a larger one is refused with ``BodyTooLargeError`` before
+            it is read into memory.
 
         Raises
         ------
         DecodeError
             A file is not valid OTLP (the message names the file and where).
         """
+        check_load_options(signal=signal, on_error=on_error, max_request_bytes=max_request_bytes)
         files = expand_paths(paths)
         result = LoadResult(counts=dict.fromkeys(SIGNAL_TABLES, 0))
         total = sum(f.stat().st_size for f, _ in files)
@@ -207,6 +225,7 @@ class Lab:
                     duplicates=duplicates,
                     batch_rows=batch_rows,
                     on_progress=tick,
+                    max_request_bytes=max_request_bytes,
                 )
             except UnsupportedFormatError as exc:
                 if named:
@@ -229,6 +248,7 @@ class Lab:
         duplicates: bool,
         batch_rows: int,
         on_progress: Callable[[int], None] | None = None,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     ) -> FileResult:
         sha, nbytes = file_sha256(path)
         fr = FileResult(str(path), "loaded", nbytes=nbytes)
@@ -247,6 +267,7 @@ class Lab:
                     on_error=on_error,
                     batch_rows=batch_rows,
                     on_progress=on_progress,
+                    max_request_bytes=max_request_bytes,
                 )
 
             fr.counts = self._ingest_retrying(batches, report)
@@ -271,31 +292,56 @@ class Lab:
                 report,
             )
 
-    def load_batches(self, batches: Iterable[Batch], *, source: str = "<batches>") -> dict[str, int]:
+    def load_batches(
+        self, batches: Iterable[Batch], *, source: str = "<batches>", request_ids: Sequence[str] = ()
+    ) -> dict[str, int]:
         """Load staging batches produced by the codec (or the simulator) in one transaction.
 
         A list or tuple of batches takes the fast path (no repeated-key checks unless DuckDB
         refuses a map); any other iterable is checked batch by batch, as it cannot be replayed.
+        ``request_ids`` (the receiver's idempotency keys) are recorded in the same transaction,
+        so :meth:`stored_request_ids` knows exactly which requests are in the database.
         """
         report = DecodeReport(source)
         with self._lock:
             if isinstance(
                 batches, (list, tuple)
             ):  # replayable: the fast path, retried with key checks if needed
-                return self._ingest_retrying(lambda: iter(batches), report)
-            return self._ingest(iter(batches), report, check_keys=True)
+                return self._ingest_retrying(lambda: iter(batches), report, request_ids)
+            return self._ingest(iter(batches), report, check_keys=True, request_ids=request_ids)
+
+    def stored_request_ids(self, request_ids: Sequence[str]) -> set[str]:
+        """Which of ``request_ids`` were committed by :meth:`load_batches` (exactly-once receiving)."""
+        if not request_ids:
+            return set()
+        with self._lock:
+            con = self._con
+            if not con.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE table_name = '_received_requests'"
+            ).fetchall()[0][0]:
+                return set()
+            rows = con.execute(
+                "SELECT request_id FROM _received_requests WHERE request_id IN (SELECT unnest(?::VARCHAR[]))",
+                [list(request_ids)],
+            ).fetchall()
+        return {r[0] for r in rows}
 
     def _ingest_retrying(
-        self, batches: Callable[[], Iterator[Batch]], report: DecodeReport
+        self, batches: Callable[[], Iterator[Batch]], report: DecodeReport, request_ids: Sequence[str] = ()
     ) -> dict[str, int]:
         """:meth:`_ingest`, decoding again with repeated-key checks if the fast path meets one."""
         try:
-            return self._ingest(batches(), report)
+            return self._ingest(batches(), report, request_ids=request_ids)
         except _RepeatedKeys:
-            return self._ingest(batches(), report, check_keys=True)
+            return self._ingest(batches(), report, check_keys=True, request_ids=request_ids)
 
     def _ingest(
-        self, batches: Iterator[Batch], report: DecodeReport, *, check_keys: bool = False
+        self,
+        batches: Iterator[Batch],
+        report: DecodeReport,
+        *,
+        check_keys: bool = False,
+        request_ids: Sequence[str] = (),
     ) -> dict[str, int]:
         """Insert every batch and record the load, all in one transaction.
 
@@ -337,6 +383,14 @@ class Lab:
                     len(report.skipped),
                 ],
             )
+            if request_ids:
+                con.execute(
+                    "CREATE TABLE IF NOT EXISTS _received_requests (request_id VARCHAR PRIMARY KEY, load_id INTEGER)"
+                )
+                con.execute(
+                    "INSERT INTO _received_requests SELECT unnest(?::VARCHAR[]), ?",
+                    [list(request_ids), load_id],
+                )
             con.execute("COMMIT")
         except BaseException as exc:
             con.execute("ROLLBACK")
@@ -505,7 +559,9 @@ class Lab:
         bad = [c for c in by if c not in allowed]
         if bad:
             raise ConfigError(f"red(by=...) columns must be among {sorted(allowed)}. Got {bad} instead.")
-        return self.sql(red_sql(parse_duration_s(window), by, entry_only))
+        return self.sql(
+            red_sql(parse_duration_s(window, key="red(window=...)", positive=True), by, entry_only)
+        )
 
     def traces(
         self, *, order: str = "duration", limit: int | None = 20, errors_only: bool = False
@@ -519,7 +575,7 @@ class Lab:
         if order not in order_sql:
             raise ConfigError(f"order must be one of {sorted(order_sql)}. Got {order!r} instead.")
         where = "WHERE errors > 0" if errors_only else ""
-        lim = f"LIMIT {int(limit)}" if limit else ""
+        lim = limit_sql(limit or None, what="traces(limit=...)")
         return self.sql(
             f"SELECT *, round(duration_ns / 1e6, 3) AS duration_ms FROM traces {where} ORDER BY {order_sql[order]} {lim}"
         )
@@ -545,6 +601,7 @@ class Lab:
         ``start_time``, ``duration_ns``, ``spans``, ``services``, ``errors``), e.g.
         ``"root_name = 'GET /checkout' AND duration_ns > 500e6"``.
         """
+        where = where_sql(where, what="critical_paths(where=...)")
         cond = f"trace_id IN (SELECT trace_id FROM traces WHERE {where})" if where else None
         return critical_path(self._critical_spans(cond))
 
@@ -582,8 +639,76 @@ class Lab:
             + (f" WHERE {where}" if where else "")
         )
 
+    def traceql(self, query: str, *, limit: int | None = None) -> pl.DataFrame:
+        """Spans matching a TraceQL query (a subset of Tempo's TraceQL, compiled to DuckDB SQL).
+
+        Parameters
+        ----------
+        query : str
+            E.g. ``'{ resource.service.name = "cart" && duration > 500ms } >> { status = error }'``
+            or ``'{ status = error } | by(resource.service.name) | count() > 2'``. What is
+            supported is listed in :mod:`otlp_lab.store._traceql`; anything else raises
+            :class:`~otlp_lab.errors.TraceQLError` naming the part.
+        limit : int, optional
+            At most this many spans.
+
+        Returns
+        -------
+        polars.DataFrame
+            One row per matching span (``trace_id``, ``span_id``, ``parent_span_id``,
+            ``service_name``, ``name``, ``kind``, ``start_time``, ``duration_ns``,
+            ``status_code``), plus one column per ``by()``, ``select()`` and aggregate stage.
+        """
+        from otlp_lab.store._traceql import compile_traceql
+
+        sql = compile_traceql(query)
+        return self.sql(sql + limit_sql(limit))
+
+    def compare(self, selection: str, baseline: str | None = None, *, top: int = 10) -> pl.DataFrame:
+        """Which attribute values set a selection of spans apart from a baseline (like Tempo's ``compare()``).
+
+        Parameters
+        ----------
+        selection : str
+            A TraceQL query (``'{ status = error }'``) or a SQL condition on spans
+            (``"duration_ns > 1e9"``).
+        baseline : str, optional
+            The same kinds of query; every span not in the selection by default.
+        top : int, default 10
+            Values kept per attribute (the most frequent over both groups).
+
+        Returns
+        -------
+        polars.DataFrame
+            ``attribute`` (``span.x``, ``resource.x``, ``name``, ``status``, ``kind``), ``value``,
+            span counts ``selection`` and ``baseline``, their ``selection_share`` and
+            ``baseline_share`` of each group's spans, and ``difference`` (selection minus
+            baseline share), largest differences first.
+        """
+        from otlp_lab.store._compare import compare_sql
+
+        if int(top) < 1:
+            raise ConfigError(f"compare(top=...) must be a positive integer. Got {top!r} instead.")
+        return self.sql(compare_sql(selection, baseline, int(top)))
+
+    def trace_diff(self, trace_a: str, trace_b: str) -> pl.DataFrame:
+        """Structural diff of two traces, as Jaeger's trace comparison draws it.
+
+        Both traces are folded into one tree of call paths (``service:operation`` from the
+        root down). Returns per path: ``depth``, ``service_name``, ``name``, ``count_a``,
+        ``count_b``, ``total_ms_a``, ``total_ms_b``, ``count_delta``, ``ms_delta`` and
+        ``status`` (``same``, ``changed``, ``only in a``, ``only in b``).
+        """
+        from otlp_lab.store._compare import trace_diff
+
+        return trace_diff(self, _hex(trace_a), _hex(trace_b))
+
     def info(self) -> dict[str, Any]:
-        """Tables with row counts, the time range and the services seen."""
+        """Tables with row counts, the time range, the services seen, and ``duplicate_spans``.
+
+        ``duplicate_spans`` counts extra copies of a ``(trace_id, span_id)`` (overlapping captures
+        loaded twice): the ``spans`` table keeps them, every analysis view counts each span once.
+        """
         c = self.counts()
         with self._lock:
             rng = self._con.execute("SELECT min(start_time), max(end_time) FROM spans").fetchall()[0]
@@ -596,10 +721,14 @@ class Lab:
                 ).fetchall()
             ]
             loads = self._con.execute("SELECT count(*) FROM loads").fetchall()[0][0]
+            dup = self._con.execute(
+                "SELECT count(*) - count(DISTINCT (trace_id, span_id)) FROM spans"
+            ).fetchall()[0][0]
         return {
             "path": str(self.path) if self.path else ":memory:",
             "tables": c,
             "loads": loads,
+            "duplicate_spans": dup,
             "time_range": rng,
             "services": services,
         }
@@ -650,40 +779,16 @@ def prefetch(items: Iterator[Any], depth: int = 1) -> Iterator[Any]:
 
 def _select(table: str, where: str | None, limit: int | None, order: str) -> str:
     q = f"SELECT * FROM {table}"
-    if where:
-        q += f" WHERE {where}"
-    q += f" ORDER BY {order}"
-    if limit is not None:
-        q += f" LIMIT {int(limit)}"
-    return q
+    cond = where_sql(where)
+    if cond:
+        q += f" WHERE ({cond})"
+    return q + f" ORDER BY {order}" + limit_sql(limit)
 
 
 def _hex(trace_id: str) -> str:
     s = str(trace_id).strip().lower()
     if len(s) != 32 or any(ch not in "0123456789abcdef" for ch in s):
         raise ConfigError(f"trace_id must be 32 hex characters. Got {trace_id!r} instead.")
-    return s
-
-
-_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration_s(value: str | float) -> float:
-    """``"500ms"``, ``"10s"``, ``"1m"``, ``"2h"`` or a number of seconds -> seconds."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        s = float(value)
-    else:
-        text = str(value).strip()
-        num = text.rstrip("abcdefghijklmnopqrstuvwxyz")
-        unit = text[len(num) :] or "s"
-        try:
-            s = float(num) * _UNITS[unit]
-        except (ValueError, KeyError):
-            raise ConfigError(
-                f"duration must look like '500ms', '10s', '1m' or '2h'. Got {value!r} instead."
-            ) from None
-    if s <= 0:
-        raise ConfigError(f"duration must be positive. Got {value!r} instead.")
     return s
 
 
@@ -713,4 +818,4 @@ def _dedupe_keys(staged: pa.Table) -> pa.Table:
     return staged
 
 
-__all__ = ["FileResult", "Lab", "LoadResult", "parse_duration_s"]
+__all__ = ["FileResult", "Lab", "LoadResult"]

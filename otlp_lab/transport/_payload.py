@@ -1,7 +1,7 @@
-"""One export request body -> staging batches or a refusal, and the spec's replies.
+"""One export request body -> staging batches or a refusal (the replies are in ``_replies``).
 
 Protocol-neutral: the gRPC and HTTP servers hand a body here (already off the wire) and
-map the :class:`Reply` to their own status codes with :data:`REPLY_CODES`.
+map the :class:`~otlp_lab.transport._replies.Reply` to their own status codes.
 
 Decoding rules (OTLP specification, "OTLP/gRPC" and "OTLP/HTTP"):
 
@@ -17,20 +17,27 @@ Decoding rules (OTLP specification, "OTLP/gRPC" and "OTLP/HTTP"):
 
 from __future__ import annotations
 
-import enum
+import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from otlp_lab.errors import BodyTooLargeError, DecodeError
-from otlp_lab.otlp import Batch, Signal, decode_bytes
-from otlp_lab.otlp._source import GZIP_MAGIC, ZSTD_MAGIC, decompress_bytes
+from otlp_lab.otlp import (
+    Batch,
+    DecodeReport,
+    Signal,
+    decode_bytes,
+    iter_stream_batches,
+    request_class,
+)
+from otlp_lab.otlp._inflate import GZIP_MAGIC, ZSTD_MAGIC, decompress_bytes
+from otlp_lab.transport._replies import Reply, ReplyKind
 
-__all__ = ["Decoded", "Refused", "Reply", "ReplyKind", "decode_request", "item_counts"]
+__all__ = ["Decoded", "Refused", "decode_request", "inflate", "item_counts"]
 
 # Bisection budget: how many decodes the salvage of one request may cost before the whole
 # request is refused instead (a request of 512 spans with one bad span costs ~20).
@@ -45,64 +52,6 @@ ITEM_TABLES: dict[str, str] = {
     "metric_exp_histogram": "points",
     "metric_summary": "points",
 }
-
-
-class ReplyKind(enum.Enum):
-    """What the receiver answers to one export request."""
-
-    OK = "ok"
-    INVALID = "invalid"  # malformed body
-    TOO_LARGE = "too_large"  # decompressed body over the limit
-    UNSUPPORTED = "unsupported"  # content type or encoding we do not speak
-    UNAUTHENTICATED = "unauthenticated"  # missing or wrong token / header
-    OVERLOADED = "overloaded"  # the write queue is full: come back later
-    STOPPING = "stopping"  # the receiver is shutting down
-    INTERNAL = "internal"  # the database refused the data
-    NOT_FOUND = "not_found"  # HTTP only: unknown path
-    METHOD = "method"  # HTTP only: not POST
-
-
-# kind -> (gRPC status name, HTTP status)
-REPLY_CODES: dict[ReplyKind, tuple[str, int]] = {
-    ReplyKind.OK: ("OK", 200),
-    ReplyKind.INVALID: ("INVALID_ARGUMENT", 400),
-    ReplyKind.TOO_LARGE: ("RESOURCE_EXHAUSTED", 413),
-    ReplyKind.UNSUPPORTED: ("UNIMPLEMENTED", 415),
-    ReplyKind.UNAUTHENTICATED: ("UNAUTHENTICATED", 401),
-    ReplyKind.OVERLOADED: ("UNAVAILABLE", 503),
-    ReplyKind.STOPPING: ("UNAVAILABLE", 503),
-    ReplyKind.INTERNAL: ("INTERNAL", 500),
-    ReplyKind.NOT_FOUND: ("UNIMPLEMENTED", 404),
-    ReplyKind.METHOD: ("UNIMPLEMENTED", 405),
-}
-
-_GRPC_CODE_NUMBERS = {
-    "OK": 0,
-    "INVALID_ARGUMENT": 3,
-    "RESOURCE_EXHAUSTED": 8,
-    "UNIMPLEMENTED": 12,
-    "UNAUTHENTICATED": 16,
-    "UNAVAILABLE": 14,
-    "INTERNAL": 13,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """The answer to one request: a kind, a message, rejected items, and pushback."""
-
-    kind: ReplyKind
-    message: str = ""
-    rejected: int = 0
-    retry_after_s: float | None = None
-
-    @property
-    def grpc_code(self) -> str:
-        return REPLY_CODES[self.kind][0]
-
-    @property
-    def http_status(self) -> int:
-        return REPLY_CODES[self.kind][1]
 
 
 class Refused(Exception):
@@ -192,13 +141,26 @@ def decode_request(signal: Signal, data: bytes, *, fmt: str) -> Decoded:
         return out  # an empty protobuf message is a valid, empty request
     _check_shape(data, fmt)
     try:
-        out.batches = list(decode_bytes(data, signal=signal))
+        out.batches = _decode_one(signal, data)
     except DecodeError as exc:
         _salvage(signal, data, fmt, exc, out)
     except Exception as exc:  # a codec bug must not take the server down: refuse this request
         raise Refused(ReplyKind.INVALID, f"cannot decode the request ({type(exc).__name__}: {exc})") from None
     out.counts = item_counts(out.batches)
     return out
+
+
+def _decode_one(signal: Signal, data: bytes) -> list[Batch]:
+    """The batches of a body holding exactly one export request (not JSON lines, not frames)."""
+    report = DecodeReport("<request body>")
+    batches = list(iter_stream_batches(io.BufferedReader(io.BytesIO(data)), report, signal=signal))
+    if report.requests > 1:
+        raise Refused(
+            ReplyKind.INVALID,
+            f"the body holds {report.requests} {signal} requests (JSON lines, concatenated documents or "
+            "frames); an OTLP export body is exactly one request: send them one per request",
+        )
+    return batches
 
 
 # ---------------------------------------------------------------- partial success
@@ -230,21 +192,9 @@ _JSON_NAMES = {
 _JSON_METRIC_DATA = ("gauge", "sum", "histogram", "exponentialHistogram", "exponential_histogram", "summary")
 
 
-def _request_class(signal: Signal) -> type[Message]:
-    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-    return {
-        "traces": ExportTraceServiceRequest,
-        "metrics": ExportMetricsServiceRequest,
-        "logs": ExportLogsServiceRequest,
-    }[signal]
-
-
 def _pb_tree(signal: Signal) -> _Tree:
     rname, sname, iname = _PB_NAMES[signal]
-    cls = _request_class(signal)
+    cls = request_class(signal)
 
     def split(req: Message) -> list[tuple[int, int, Any]]:
         return [
@@ -346,7 +296,7 @@ def _salvage(signal: Signal, data: bytes, fmt: str, first: DecodeError, out: Dec
                 raise invalid
             tree = _json_tree(signal)
         else:
-            req = _request_class(signal).FromString(data)
+            req = request_class(signal).FromString(data)
             tree = _pb_tree(signal)
         items = tree.split(req)
     except Refused:
@@ -387,49 +337,3 @@ def _salvage(signal: Signal, data: bytes, fmt: str, first: DecodeError, out: Dec
     out.rejected = rejected
     noun = {"traces": "spans", "metrics": "data points", "logs": "log records"}[signal]
     out.message = f"{rejected} {noun} rejected: {reasons[0] if reasons else first.reason}"
-
-
-# ---------------------------------------------------------------- replies
-
-
-def response_message(signal: Signal, reply: Reply) -> Message:
-    """The Export*ServiceResponse of a successful (possibly partial) export."""
-    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
-    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
-
-    msg: Message
-    if signal == "traces":
-        msg = ExportTraceServiceResponse()
-        if reply.rejected or reply.message:
-            msg.partial_success.rejected_spans = reply.rejected
-    elif signal == "metrics":
-        msg = ExportMetricsServiceResponse()
-        if reply.rejected or reply.message:
-            msg.partial_success.rejected_data_points = reply.rejected
-    else:
-        msg = ExportLogsServiceResponse()
-        if reply.rejected or reply.message:
-            msg.partial_success.rejected_log_records = reply.rejected
-    if reply.rejected or reply.message:
-        msg.partial_success.error_message = reply.message
-    return msg
-
-
-def status_message(reply: Reply) -> Message:
-    """The google.rpc.Status of a refusal, with a RetryInfo detail when there is pushback."""
-    from google.rpc import error_details_pb2, status_pb2
-
-    st = status_pb2.Status(code=_GRPC_CODE_NUMBERS[reply.grpc_code], message=reply.message)
-    if reply.retry_after_s is not None:
-        info = error_details_pb2.RetryInfo()
-        info.retry_delay.FromNanoseconds(int(reply.retry_after_s * 1e9))
-        st.details.add().Pack(info)
-    return st
-
-
-def encode_body(msg: Message, fmt: str) -> bytes:
-    """A reply message in the request's format (OTLP/JSON or protobuf)."""
-    if fmt != "json":
-        return msg.SerializeToString()
-    return orjson.dumps(json_format.MessageToDict(msg))

@@ -26,9 +26,15 @@ flight finish, commits the queue and closes the database.
 
 Memory bound
 ------------
-Queued and in-decode requests hold at most ``max_queue_bytes`` (decompressed bytes; their
-Arrow batches are of the same order). Bodies still being read add at most
-``max_concurrent_requests * max_request_bytes`` in the worst case.
+One budget, ``max_queue_bytes``, covers every request body from before it is read until its
+transaction commits, across connections and both protocols: HTTP reserves the
+``Content-Length`` (``max_request_bytes`` for a chunked body) before reading the body, gRPC
+reserves ``max_request_bytes`` before reading the message (its size is not known earlier) and
+trims it to the real size once read, and decoding adds the decompressed growth. A request
+that does not fit is refused at once, unread: UNAVAILABLE with RetryInfo / 503 with
+Retry-After. So request data held by the receiver stays under ``max_queue_bytes`` (plus the
+Arrow batches of decoded requests, of the same order, and ``max_concurrent_requests`` HTTP
+heads of at most 64 KiB). Auth is checked on the headers / metadata before any body is read.
 """
 
 from __future__ import annotations
@@ -47,9 +53,11 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from otlp_lab._config import check_int, check_number
 from otlp_lab.errors import ConfigError, OtlpLabError, TransportError
 from otlp_lab.otlp import Batch, Signal
-from otlp_lab.transport._payload import Decoded, Refused, Reply, ReplyKind, decode_request, inflate
+from otlp_lab.transport._payload import Decoded, Refused, decode_request, inflate
+from otlp_lab.transport._replies import Reply, ReplyKind
 from otlp_lab.transport._tls import ServerTls
 
 if TYPE_CHECKING:
@@ -58,6 +66,9 @@ if TYPE_CHECKING:
 __all__ = ["Receiver", "ReceiverConfig", "ReceiverStats", "merge_batches"]
 
 MiB = 1 << 20
+# How long a gRPC stream waits for room in the in-flight budget before UNAVAILABLE (its size is
+# unknown until read, so it reserves max_request_bytes; small requests hold that only briefly).
+ADMIT_WAIT_S = 0.5
 
 
 def parse_address(address: str, what: str) -> tuple[str, int]:
@@ -103,8 +114,9 @@ class ReceiverConfig:
     max_request_bytes : int, default 16 MiB
         Largest request accepted, *after* decompression (RESOURCE_EXHAUSTED / 413 above it).
     max_queue_bytes : int, default 64 MiB
-        Decompressed bytes of requests admitted but not yet committed; beyond it requests get
-        backpressure (UNAVAILABLE with RetryInfo / 503 with Retry-After).
+        Bytes of requests in flight (being read, decoded, or waiting for their commit), across
+        connections and protocols; beyond it requests get backpressure (UNAVAILABLE with
+        RetryInfo / 503 with Retry-After) before their body is read.
     max_batch_requests : int, default 64
         Most requests committed in one transaction (group commit).
     retry_after_s : float, default 1.0
@@ -114,7 +126,10 @@ class ReceiverConfig:
     max_concurrent_requests : int, default 256
         HTTP connections (and gRPC streams per connection) served at once.
     read_timeout_s : float, default 30
-        HTTP: an idle connection, or a body not finished within this, is closed.
+        HTTP: a keep-alive connection idle this long is closed.
+    request_timeout_s : float, default 30
+        HTTP: a request (head and body) must arrive in full within this of its first byte
+        (408 otherwise): a total deadline, so clients trickling bytes cannot hold a connection.
     bearer_token : str, optional
         Require ``Authorization: Bearer <token>`` (UNAUTHENTICATED / 401 otherwise).
     headers : mapping, optional
@@ -136,6 +151,7 @@ class ReceiverConfig:
     decode_workers: int = 2
     max_concurrent_requests: int = 256
     read_timeout_s: float = 30.0
+    request_timeout_s: float = 30.0
     bearer_token: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     tls: ServerTls | None = None
@@ -162,18 +178,14 @@ class ReceiverConfig:
             "decode_workers",
             "max_concurrent_requests",
         ):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"{name} must be a positive integer. Got {v!r} instead.")
+            check_int(getattr(self, name), name, minimum=1)
         if self.max_queue_bytes < self.max_request_bytes:
             raise ConfigError(
                 f"max_queue_bytes ({self.max_queue_bytes:,}) must be at least max_request_bytes "
                 f"({self.max_request_bytes:,}), or the largest request could never be admitted."
             )
-        for name in ("retry_after_s", "read_timeout_s", "grace_s"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
-                raise ConfigError(f"{name} must be a non-negative number of seconds. Got {v!r} instead.")
+        for name in ("retry_after_s", "read_timeout_s", "request_timeout_s", "grace_s"):
+            check_number(getattr(self, name), name, minimum=0)
         object.__setattr__(self, "headers", {str(k).lower(): str(v) for k, v in dict(self.headers).items()})
 
     @classmethod
@@ -191,8 +203,10 @@ class ReceiverConfig:
     def check_auth(self, get: Callable[[str], str | None]) -> Reply | None:
         """None when the request's headers (``get(lower-case name)``) pass; else the refusal."""
         if self.bearer_token is not None:
-            got = get("authorization") or ""
-            if not hmac.compare_digest(got.encode(), f"Bearer {self.bearer_token}".encode()):
+            # RFC 9110 11.1: the auth scheme is case-insensitive ("bearer", "BEARER")
+            scheme, _, token = (get("authorization") or "").strip().partition(" ")
+            good = hmac.compare_digest(token.strip().encode(), self.bearer_token.encode())
+            if scheme.lower() != "bearer" or not good:
                 return Reply(
                     ReplyKind.UNAUTHENTICATED, "missing or wrong bearer token (Authorization: Bearer ...)"
                 )
@@ -213,15 +227,17 @@ class ReceiverStats:
     logs: int = 0
     rejected_items: int = 0  # items refused inside partly accepted requests
     invalid: int = 0  # requests refused: malformed
-    too_large: int = 0
+    too_large: int = 0  # bodies over max_request_bytes, URLs over 8 KiB, heads over 64 KiB / 100 fields
     unsupported: int = 0
     unauthenticated: int = 0
     backpressure: int = 0  # UNAVAILABLE / 503 replies (queue full or stopping)
+    timed_out: int = 0  # HTTP requests not received within request_timeout_s (408), or evicted mid-request
     failed: int = 0  # the database refused the data
     queue_depth: int = 0  # requests admitted, waiting for their transaction
     queue_bytes: int = 0
     peak_queue_bytes: int = 0
     transactions: int = 0
+    duplicates: int = 0  # requests already stored (same otlp-lab-request-id): acknowledged, not stored again
 
     @property
     def items(self) -> int:
@@ -242,7 +258,18 @@ _REFUSAL_FIELD = {
     ReplyKind.OVERLOADED: "backpressure",
     ReplyKind.STOPPING: "backpressure",
     ReplyKind.INTERNAL: "failed",
+    ReplyKind.TIMEOUT: "timed_out",
+    ReplyKind.URI_TOO_LONG: "too_large",
+    ReplyKind.HEADERS_TOO_LARGE: "too_large",
 }
+
+
+def _drop_tracebacks(exc: BaseException | None) -> None:
+    """Clear the tracebacks of an exception and its chain (their frames reference request bodies)."""
+    seen = 0
+    while exc is not None and seen < 16:
+        exc.__traceback__ = None
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
 
 
 def merge_batches(batches: Iterable[Batch]) -> list[Batch]:
@@ -280,6 +307,7 @@ class _Pending:
     decoded: Decoded
     reserved: int
     future: concurrent.futures.Future[None]
+    request_id: str | None = None
 
 
 class IngestCore:
@@ -330,21 +358,60 @@ class IngestCore:
         with self._cond:
             self._reserved -= n
 
+    def try_reserve(self, n: int) -> bool:
+        """Reserve ``n`` bytes of the in-flight budget now (before reading a body of that size)."""
+        return self._reserve(n)
+
+    def release(self, n: int) -> None:
+        """Give back a reservation that will not reach :meth:`export` (a body not read, a refusal)."""
+        self._release(n)
+
+    async def admit(self, n: int, wait_s: float = ADMIT_WAIT_S) -> bool:
+        """Reserve ``n`` bytes, waiting up to ``wait_s`` for the budget to free (False: still full)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while not self._reserve(n):
+            if self._closing or loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
     def _overloaded(self, why: str) -> Refused:
         return Refused(ReplyKind.OVERLOADED, why, retry_after_s=self.config.retry_after_s)
 
     # ------------------------------------------------------------ requests
-    async def export(self, signal: Signal, body: bytes, *, fmt: str, encoding: str = "") -> Reply:
-        """Decode, queue and commit one request; the reply to send (already counted)."""
-        return self.count(await self._export(signal, body, fmt, encoding))
+    async def export(
+        self,
+        signal: Signal,
+        body: bytes,
+        *,
+        fmt: str,
+        encoding: str = "",
+        reserved: int = 0,
+        request_id: str | None = None,
+    ) -> Reply:
+        """Decode, queue and commit one request; the reply to send (already counted).
 
-    async def _export(self, signal: Signal, body: bytes, fmt: str, encoding: str) -> Reply:
+        ``reserved``: bytes the server reserved (:meth:`admit`, :meth:`try_reserve`) before
+        reading the body; the reservation is trimmed to the body's size and owned from here on.
+        ``request_id`` (header ``otlp-lab-request-id``): a request already committed under the
+        same id is acknowledged again without being stored twice (exactly-once with a sender queue).
+        """
+        return self.count(await self._export(signal, body, fmt, encoding, reserved, request_id))
+
+    async def _export(
+        self, signal: Signal, body: bytes, fmt: str, encoding: str, held: int, request_id: str | None = None
+    ) -> Reply:
+        if held > len(body):
+            self._release(held - len(body))
+        elif len(body) > held and not self._reserve(len(body) - held):
+            self._release(held)
+            return self._overloaded("the write queue is full; retry later").reply
         if self._closing:
+            self._release(len(body))
             return Reply(
                 ReplyKind.STOPPING, "the receiver is shutting down", retry_after_s=self.config.retry_after_s
             )
-        if not self._reserve(len(body)):
-            return self._overloaded("the write queue is full; retry later").reply
         reserved = [len(body)]
         loop = asyncio.get_running_loop()
         try:
@@ -353,6 +420,7 @@ class IngestCore:
             )
         except Refused as exc:
             self._release(reserved[0])
+            _drop_tracebacks(exc)  # they hold the body in their frames, in cycles only the GC breaks
             return exc.reply
         except BaseException:
             self._release(reserved[0])
@@ -366,7 +434,7 @@ class IngestCore:
                     "the receiver is shutting down",
                     retry_after_s=self.config.retry_after_s,
                 )
-            self._queue.append(_Pending(decoded, reserved[0], future))
+            self._queue.append(_Pending(decoded, reserved[0], future, request_id))
             self._waiting += 1
             self._cond.notify()
         try:
@@ -399,21 +467,45 @@ class IngestCore:
             self._commit(group)
 
     def _commit(self, group: list[_Pending]) -> None:
-        errors = self._store(group)
+        fresh, repeats = self._split_repeats(group)
+        errors = self._store(fresh)
         with self._cond:
             self._waiting -= len(group)
-            for p, err in zip(group, errors, strict=True):
+            for p in group:
                 self._reserved -= p.reserved
+            for p, err in zip(fresh, errors, strict=True):
                 if err is None:
                     for k, v in p.decoded.counts.items():
                         self._counts[k] += v
+            self._counts["duplicates"] += len(repeats)
             self._counts["transactions"] += 1
             self._cond.notify_all()
-        for p, err in zip(group, errors, strict=True):
+        for p, err in zip(fresh, errors, strict=True):
             if err is None:
                 p.future.set_result(None)
             else:
                 p.future.set_exception(err)
+        for p in repeats:
+            p.future.set_result(None)  # stored before: acknowledge again, store nothing
+
+    def _split_repeats(self, group: list[_Pending]) -> tuple[list[_Pending], list[_Pending]]:
+        """Requests to store, and repeats of requests already committed (same request id)."""
+        ids = [p.request_id for p in group if p.request_id]
+        if not ids:
+            return group, []
+        try:
+            seen = self.lab.stored_request_ids(ids)
+        except Exception:  # cannot tell: store them (at-least-once rather than lose data)
+            seen = set()
+        fresh, repeats = [], []
+        for p in group:
+            if p.request_id and p.request_id in seen:
+                repeats.append(p)
+            else:
+                if p.request_id:
+                    seen.add(p.request_id)
+                fresh.append(p)
+        return fresh, repeats
 
     def _store(self, group: list[_Pending]) -> list[Exception | None]:
         """Store a group in one transaction; if it fails, each request alone (to isolate the culprit)."""
@@ -421,7 +513,11 @@ class IngestCore:
         if not batches:
             return [None] * len(group)
         try:
-            self.lab.load_batches(merge_batches(batches), source=f"otlp receiver ({len(group)} requests)")
+            self.lab.load_batches(
+                merge_batches(batches),
+                source=f"otlp receiver ({len(group)} requests)",
+                request_ids=[p.request_id for p in group if p.request_id],
+            )
             return [None] * len(group)
         except Exception as exc:
             if len(group) == 1:

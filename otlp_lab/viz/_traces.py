@@ -620,6 +620,144 @@ def _dfs_order(ids: list[str], parents: list[str | None], starts: list[int]) -> 
     return order, depth
 
 
+def _fold(
+    df: pl.DataFrame, critical_path: pl.DataFrame | None, max_rows: int
+) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
+    """Keep about ``max_rows`` rows of a tree-ordered trace; fold the others under their nearest kept ancestor.
+
+    Returns the rows to draw (kept spans, and after each kept span with folded descendants a
+    row with ``_folded`` set whose times cover them) and, per folded row, its count and hover.
+    """
+    ids = df["span_id"].to_list()
+    parents = df["parent_span_id"].to_list()
+    depth = df["_depth"].to_list()
+    pos = {s: i for i, s in enumerate(ids)}
+    parent_pos = [
+        pos.get(p, -1) if p is not None and p != s else -1 for s, p in zip(ids, parents, strict=True)
+    ]
+    errors = df["_error"].to_list() if "_error" in df.columns else (df["status_code"] == "ERROR").to_list()
+    crit_order: list[int] = []
+    if critical_path is not None and {"span_id", "start_ns", "end_ns"} <= set(critical_path.columns):
+        crit = (
+            critical_path.group_by("span_id")
+            .agg((pl.col("end_ns") - pl.col("start_ns")).sum().alias("_ms"))
+            .sort("_ms", "span_id", descending=[True, False])
+        )
+        crit_order = [pos[s] for s in crit["span_id"].to_list() if s in pos]
+    shallow = sorted(range(len(ids)), key=lambda k: (depth[k], k))
+
+    def choose(budget: int) -> list[bool]:
+        keep = [False] * len(ids)
+        n = 0
+
+        def keep_with_ancestors(i: int) -> int:
+            added = 0
+            while i >= 0 and not keep[i]:
+                keep[i] = True
+                added += 1
+                i = parent_pos[i]
+            return added
+
+        for i, d in enumerate(depth):
+            if d == 0 or errors[i]:  # roots and errors always show
+                n += keep_with_ancestors(i)
+        for i in crit_order:  # then the spans holding most critical time
+            need, j = 0, i
+            while j >= 0 and not keep[j]:
+                need += 1
+                j = parent_pos[j]
+            if need and n + need <= budget:
+                n += keep_with_ancestors(i)
+        for i in shallow:  # then the shallowest, to the budget
+            if n >= budget:
+                break
+            if not keep[i] and (parent_pos[i] < 0 or keep[parent_pos[i]]):
+                keep[i] = True
+                n += 1
+        return keep
+
+    def rows_needed(keep: list[bool]) -> int:
+        owners = set()
+        for i in range(len(ids)):
+            if not keep[i]:
+                j = parent_pos[i]
+                while j >= 0 and not keep[j]:
+                    j = parent_pos[j]
+                owners.add(j)
+        return sum(keep) + len(owners)
+
+    budget = max_rows
+    keep = choose(budget)
+    while budget > 1 and rows_needed(keep) > max_rows:  # folded rows count too
+        budget -= max(1, (rows_needed(keep) - max_rows) // 2)
+        keep = choose(budget)
+    # nearest kept ancestor of each folded span
+    owner = [-1] * len(ids)
+    for i in range(len(ids)):
+        if not keep[i]:
+            j = parent_pos[i]
+            while j >= 0 and not keep[j]:
+                j = parent_pos[j]
+            owner[i] = j
+    groups: dict[int, list[int]] = {}
+    for i, o in enumerate(owner):
+        if not keep[i]:
+            groups.setdefault(o, []).append(i)
+    start = df["_start_ns"].to_list()
+    dur = df["duration_ns"].to_list()
+    names = [f"{s}: {n}" for s, n in zip(df["service_name"].to_list(), df["name"].to_list(), strict=True)]
+    rows: list[int] = []
+    fold_rows: list[dict[str, Any]] = []
+    folded: list[dict[str, Any]] = []
+    cols = df.columns
+    for i in range(len(ids)):
+        if not keep[i]:
+            continue
+        rows.append(i)
+        if i in groups:
+            members = groups[i]
+            lo = min(start[k] for k in members)
+            hi = max(start[k] + (dur[k] or 0) for k in members)
+            ops: dict[str, int] = {}
+            for k in members:
+                ops[names[k]] = ops.get(names[k], 0) + 1
+            top = sorted(ops.items(), key=lambda kv: -kv[1])[:6]
+            hover = (
+                f"<b>{len(members)} spans folded</b><br>"
+                + "<br>".join(f"{c} × {_esc(_clip(n, 60))}" for n, c in top)
+                + ("<br>…" if len(ops) > 6 else "")
+            )
+            fold_rows.append({"after": len(rows) - 1, "start": lo, "dur": hi - lo, "depth": depth[i] + 1})
+            folded.append({"count": len(members), "hover": hover, "members": [ids[k] for k in members]})
+    kept = df[rows].with_columns(pl.lit(False).alias("_folded"))
+    if not fold_rows:
+        return kept, []
+    blank = {c: None for c in cols}
+    extra = pl.DataFrame(
+        [
+            {**blank, "_start_ns": f["start"], "duration_ns": f["dur"], "_depth": f["depth"], "_folded": True}
+            for f in fold_rows
+        ],
+        schema={**kept.schema},
+    )
+    order = []
+    fi = 0
+    for r in range(kept.height):
+        order.append(("k", r))
+        while fi < len(fold_rows) and fold_rows[fi]["after"] == r:
+            order.append(("f", fi))
+            fi += 1
+    out = pl.concat([kept, extra])
+    idx = [r if kind == "k" else kept.height + r for kind, r in order]
+    return out[idx], folded
+
+
+def _fold_info(df: pl.DataFrame, folded: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per row: the folded-row info (in row order) or an empty dict."""
+    it = iter(folded)
+    return [next(it) if f else {} for f in df["_folded"].to_list()]
+
+
 def trace_waterfall_figure(
     span_tree_frame: pl.DataFrame,
     critical_path: pl.DataFrame | None = None,
@@ -627,6 +765,7 @@ def trace_waterfall_figure(
     colors: Mapping[str, str] | None = None,
     row_height_px: int = 16,
     title: str | None = None,
+    max_rows: int | None = None,
 ) -> go.Figure:
     """One trace as a waterfall (Gantt chart): a bar per span, children under their parent.
 
@@ -648,11 +787,17 @@ def trace_waterfall_figure(
         Service -> colour (:func:`service_colors`).
     row_height_px : int, default 16
     title : str, optional
+    max_rows : int, optional
+        Fold a larger trace to about this many rows (legible for traces of hundreds of
+        spans): the root, the spans on the critical path, error spans and their ancestors
+        keep their rows (then the shallowest others, up to ``max_rows``); the rest are folded
+        into one grey ``"folded spans"`` row under their nearest shown ancestor, whose bar
+        covers them and whose hover says how many there are and of which operations.
 
     Returns
     -------
     plotly.graph_objects.Figure
-        One horizontal ``go.Bar`` per service (one bar per span in all), a
+        One horizontal ``go.Bar`` per service (one bar per shown span in all), a
         ``"critical path"`` bar trace (one bar per segment) and an ``"error"`` marker
         trace when a span failed. Bars are placed at ms since the trace started.
 
@@ -692,10 +837,13 @@ def trace_waterfall_figure(
     )
     ids = df["span_id"].to_list()
     order, depth = _dfs_order(ids, df["parent_span_id"].to_list(), df["_start_ns"].to_list())
-    df = df[order].with_columns(
-        pl.Series("_depth", depth, dtype=pl.Int64), pl.Series("_row", range(len(order)), dtype=pl.Int64)
-    )
+    df = df[order].with_columns(pl.Series("_depth", depth, dtype=pl.Int64))
     t0 = int(df["_start_ns"].min())
+    n_spans = df.height
+    folded: list[dict[str, Any]] = []
+    if max_rows is not None and df.height > max_rows:
+        df, folded = _fold(df, critical_path, int(max_rows))
+    df = df.with_columns(pl.Series("_row", range(df.height), dtype=pl.Int64))
     df = df.with_columns(
         ((pl.col("_start_ns") - t0) / 1e6).alias("_off_ms"),
         (pl.col("duration_ns") / 1e6).alias("_dur_ms"),
@@ -710,8 +858,38 @@ def trace_waterfall_figure(
         )
     ]
     fig = go.Figure()
-    for svc in sorted(df["service_name"].unique().to_list(), key=lambda s: (s is None, s or "")):
-        part = df.filter(pl.col("service_name").eq_missing(svc))
+    if folded:
+        fold_rows = df.filter(pl.col("_folded"))
+        labels = [
+            "\u00a0\u00a0" * d + f"⋯ {f['count']} more span{'s' if f['count'] > 1 else ''}"
+            if is_fold
+            else lab
+            for lab, d, is_fold, f in zip(
+                labels,
+                df["_depth"].to_list(),
+                df["_folded"].to_list(),
+                _fold_info(df, folded),
+                strict=True,
+            )
+        ]
+        fig.add_trace(
+            go.Bar(
+                y=fold_rows["_row"].to_numpy().astype(np.int32),
+                x=np.maximum(fold_rows["_dur_ms"].to_numpy(), 1e-3).astype(np.float32),
+                base=np.round(fold_rows["_off_ms"].to_numpy(), 3),
+                orientation="h",
+                name="folded spans",
+                marker=dict(color="#bbbbbb", opacity=0.6, pattern=dict(shape="/")),
+                hovertext=[f["hover"] for f in folded],
+                hovertemplate="%{hovertext}<extra></extra>",
+                width=0.8,
+            )
+        )
+        df_spans = df.filter(~pl.col("_folded"))
+    else:
+        df_spans = df
+    for svc in sorted(df_spans["service_name"].unique().to_list(), key=lambda s: (s is None, s or "")):
+        part = df_spans.filter(pl.col("service_name").eq_missing(svc))
         has_self = part["_self_ns"].null_count() < part.height
         custom = np.stack(
             [part["_off_ms"].to_numpy(), part["_self_ns"].fill_null(float("nan")).to_numpy() / 1e6], axis=1
@@ -758,7 +936,10 @@ def trace_waterfall_figure(
             "critical_path",
             "pass lab.critical_path(trace_id)",
         )
-        rows = dict(zip(df["span_id"].to_list(), df["_row"].to_list(), strict=True))
+        rows = dict(zip(df_spans["span_id"].to_list(), df_spans["_row"].to_list(), strict=True))
+        if folded:  # a folded span's critical segments go on its folded row
+            fold_row = df.filter(pl.col("_folded"))["_row"].to_list()
+            rows |= {sid: r for f, r in zip(folded, fold_row, strict=True) for sid in f["members"]}
         cp = critical_path.filter(pl.col("span_id").is_in(list(rows)))
         seg_ms = np.round((cp["end_ns"] - cp["start_ns"]).to_numpy() / 1e6, 3)
         share = cp["share"].to_numpy() if "share" in cp.columns else None
@@ -777,7 +958,7 @@ def trace_waterfall_figure(
                 + "<extra></extra>",
             )
         )
-    errors = df.filter(pl.col("_error"))
+    errors = df_spans.filter(pl.col("_error"))
     if errors.height:
         fig.add_trace(
             go.Scatter(
@@ -795,7 +976,8 @@ def trace_waterfall_figure(
         fig,
         title
         or f"Trace {trace_id[:16]}…: {root['service_name']} {_clip(root['name'] or '', 40)} · "
-        f"{_fmt_ms(total_ms)}, {df.height} spans"
+        f"{_fmt_ms(total_ms)}, {n_spans} spans"
+        + (f" ({sum(f['count'] for f in folded)} folded)" if folded else "")
         + (f", {errors.height} errors" if errors.height else ""),
         barmode="overlay",
         bargap=0.1,
@@ -847,6 +1029,7 @@ def red_figure(
     log_y: bool | None = None,
     colors: Mapping[str, str] | None = None,
     title: str | None = None,
+    break_gaps: float | None = 10,
 ) -> go.Figure:
     """Rate, errors or duration over time: a line per service (or other ``by`` column).
 
@@ -867,6 +1050,11 @@ def red_figure(
     colors : mapping, optional
         Service -> colour (:func:`service_colors`).
     title : str, optional
+    break_gaps : float or None, default 10
+        Captures with gaps (several recording windows hours apart) would squeeze the data
+        into slivers: stretches with no request longer than this many windows are cut out
+        of the time axis (plotly ``rangebreaks``; the title says how many). ``None`` keeps
+        the axis continuous.
 
     Returns
     -------
@@ -927,14 +1115,22 @@ def red_figure(
         fig.update_yaxes(**axis, row=k, col=1) if len(metrics) > 1 else fig.update_yaxes(**axis)
     names = ", ".join(_METRIC_LABELS.get(m, m) for m in metrics)
     shown = f"top {len(ordered)} of {len(groups)}" if len(ordered) < len(groups) else f"{len(ordered)}"
+    breaks = []
+    if break_gaps is not None and len(x_all) > 1:
+        gaps = np.flatnonzero(np.diff(x_all) > float(break_gaps) * step)
+        # cut from one window after the last data to the next window with data
+        breaks = [dict(bounds=[float(x_all[i] + step), float(x_all[i + 1])]) for i in gaps]
+    cut = f", {len(breaks)} idle stretch{'es' if len(breaks) > 1 else ''} cut out" if breaks else ""
     _layout(
         fig,
-        title or f"{names} over time, {shown} {by.replace('_name', '')}s (UTC)",
+        title or f"{names} over time, {shown} {by.replace('_name', '')}s (UTC{cut})",
         height=max(380, 260 * len(metrics) + 80),
         hovermode="closest",
         legend=dict(font=dict(size=10)),
     )
     fig.update_xaxes(title=None, type="date")
+    if breaks:
+        fig.update_xaxes(rangebreaks=breaks)
     return fig
 
 

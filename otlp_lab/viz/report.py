@@ -210,6 +210,7 @@ def write_report(
     top_operations: int = 15,
     top_services: int = 10,
     max_fault_panels: int = 3,
+    waterfall_rows: int = 60,
 ) -> Path:
     """Write a self-contained HTML report of the traces in ``lab``.
 
@@ -239,6 +240,8 @@ def write_report(
         How many operations (latency figure) and services (RED figure) to draw.
     max_fault_panels : int, default 3
         Faults with their own zoomed figures (the first ones in the capture).
+    waterfall_rows : int, default 60
+        A larger trace is folded to about this many rows (see ``trace_waterfall_figure``).
 
     Returns
     -------
@@ -291,12 +294,32 @@ def write_report(
     # Service graph
     edges = lab.service_graph()
     body = (
-        "<p class='note'>Who calls whom: an edge is a span whose parent is in another service. "
-        "Width shows calls; hover an edge's midpoint for calls, errors and latency percentiles.</p>"
+        "<p class='note'>Who calls whom"
+        + (
+            ", paired as Tempo's service-graph processor pairs spans (a CLIENT or PRODUCER span and the SERVER "
+            "or CONSUMER span under it; <code>user</code> calls root spans). "
+            if edges.height and edges["mode"][0] == "tempo"
+            else ": this capture records no span kinds, so edges are inferred where a span's parent is in "
+            "another service (<code>mode = inferred</code>), and <code>user</code> calls root spans. "
+        )
+        + "Width shows calls; hover an edge's midpoint for calls, errors and latency percentiles.</p>"
     )
     if edges.height:
         body += fig(service_graph_figure(edges))
-        body += "<p class='note'>Busiest edges:</p>" + _table(edges.head(15), numeric=edges.columns[2:])
+        shown = edges.select(
+            "client",
+            "server",
+            "connection_type",
+            "calls",
+            "errors",
+            "error_rate",
+            "p50_ms",
+            "p95_ms",
+            "p99_ms",
+        )
+        body += "<p class='note'>Busiest edges (server-side latency):</p>" + _table(
+            shown.head(15), numeric=shown.columns[3:]
+        )
     else:
         body += "<p class='note'>No edges: every trace stays within one service.</p>"
     sections.append(("graph", "Service graph", body))
@@ -370,7 +393,13 @@ def write_report(
         "is the critical path: the segments that determined the end-to-end time (shortening anything else "
         "would not have made the request faster).</p>"
     )
-    body += fig(trace_waterfall_figure(tree, cp, colors=colors))
+    if tree.height > waterfall_rows:
+        body += (
+            f"<p class='note'>{tree.height} spans: the waterfall keeps about {waterfall_rows} rows (the root, the "
+            "spans holding most critical-path time, errors and their ancestors); grey hatched rows fold the "
+            "others (hover them for what they hold). The critical path is drawn in full, folded parts included.</p>"
+        )
+    body += fig(trace_waterfall_figure(tree, cp, colors=colors, max_rows=waterfall_rows))
     body += "<p class='note'>Where the critical path spent its time:</p>" + _table(
         by_svc, numeric=["critical_ms", "share_%"]
     )
@@ -431,7 +460,12 @@ def _write_page(
 
 
 def write_sim_report(
-    results: Mapping[str, Any], path: str | os.PathLike[str], *, scenario: str = "", title: str | None = None
+    results: Mapping[str, Any],
+    path: str | os.PathLike[str],
+    *,
+    scenario: str = "",
+    title: str | None = None,
+    descriptions: Mapping[str, str] | None = None,
 ) -> Path:
     """Write a self-contained HTML report comparing simulation runs of one scenario.
 
@@ -443,6 +477,8 @@ def write_sim_report(
     scenario : str
         The scenario's name or path, to shade its fault and load-spike windows.
     title : str, optional
+    descriptions : mapping of policy label to str, optional
+        Each policy in words (``ImportedPolicies.describe()``), shown first.
 
     Returns
     -------
@@ -482,7 +518,14 @@ def write_sim_report(
         if c in summary.columns
     ]
     windows = scenario_windows(scenario) if scenario else None
-    sections = [
+    sections = []
+    if descriptions:
+        items = "".join(
+            f"<li><b>{html.escape(str(label))}</b>: {html.escape(str(text))}</li>"
+            for label, text in descriptions.items()
+        )
+        sections.append(("policies", "The policies, in words", f"<ul>{items}</ul>"))
+    sections += [
         (
             "summary",
             "Policies compared",

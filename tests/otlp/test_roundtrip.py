@@ -305,10 +305,12 @@ def number_points(draw: st.DrawFn) -> NumberDataPoint:
 
 @st.composite
 def histogram_points(draw: st.DrawFn) -> HistogramDataPoint:
+    bounds = draw(st.lists(doubles, max_size=2))
+    counts = draw(st.one_of(st.just([]), st.lists(u64, min_size=len(bounds) + 1, max_size=len(bounds) + 1)))
     return HistogramDataPoint(
         count=draw(u64),
-        bucket_counts=draw(st.lists(u64, max_size=3)),
-        explicit_bounds=draw(st.lists(doubles, max_size=2)),
+        bucket_counts=counts,  # OTLP: one more count than bounds, or none
+        explicit_bounds=bounds,
         exemplars=draw(st.lists(exemplars(), max_size=2)),
         **_optional_doubles(draw, "sum", "min", "max"),
         **_point_fields(draw),

@@ -384,7 +384,7 @@ def test_config_validation_and_from_dict():
         RetryPolicy(jitter="random")
     with pytest.raises(ConfigError, match="has no setting 'max_retries'"):
         RetryPolicy.from_dict({"max_retries": 3})
-    with pytest.raises(ConfigError, match="must be seconds or look like"):
+    with pytest.raises(ConfigError, match="must be seconds or a duration such as"):
         RetryPolicy.from_dict({"initial_backoff_s": "soon"})
     with pytest.raises(ConfigError):
         RetryThrottle(max_tokens=1001)

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from otlp_lab import Lab
 from otlp_lab.cli import main
 from otlp_lab.errors import ScenarioError
-from otlp_lab.sim import Exponential, OpenLoop, Policy, Scenario, Service, run, set_path, sweep
+from otlp_lab.sim import Exponential, OpenLoop, Policy, Scenario, Service, run, run_many, set_path, sweep
 from otlp_lab.sim._sweep import parse_grid
 
 
@@ -126,6 +126,12 @@ def test_same_numbers_whichever_executor_ran_them() -> None:
         dashboard_address=None,
     ) as cluster:
         onto = sweep(tiny(), grid, scheduler=cluster.scheduler_address, **kw)
+        remote = run_many(tiny(), POLICIES, seed=3, scheduler=cluster.scheduler_address)
+    local = run_many(tiny(), POLICIES, seed=3)
+    assert list(remote) == list(POLICIES)
+    for label, r in local.items():
+        assert {**r.summary(), "run_id": 0} == {**remote[label].summary(), "run_id": 0}
+        assert r.timeline().equals(remote[label].timeline())
     assert onto.executor.startswith("dask(tcp://127.0.0.1:")
     assert _stable(procs.runs).equals(_stable(serial.runs))
     assert _stable(onto.runs).equals(_stable(serial.runs))
@@ -143,6 +149,8 @@ def test_bad_arguments_are_named() -> None:
         sweep(tiny(), seeds=1, policies={"x": {"p": {"retries": None}}})
     with pytest.raises(ScenarioError, match=r"scheduler=.*Got 42"):
         sweep(tiny(), seeds=1, scheduler=42)
+    with pytest.raises(ScenarioError, match=r"run without a Lab"):
+        run_many(tiny(), POLICIES, lab=Lab(), workers=2)
 
 
 def test_cli_sweep(tmp_path: Path) -> None:

@@ -414,3 +414,86 @@ def test_trainticket_path_follows_the_environment(tmp_path: Path, monkeypatch: p
     monkeypatch.setenv(TRAINTICKET_ENV, str(tmp_path / "nowhere"))
     with pytest.raises(ConfigError, match=TRAINTICKET_ENV):
         trainticket_path()
+
+
+# ---------------------------------------------------------------------------------------------- large traces, gaps
+def _wide_trace() -> tuple[pl.DataFrame, pl.DataFrame]:
+    """171 spans: a root, 10 sequential calls, each with 16 sequential steps; one step fails."""
+    from otlp_lab.store import critical_path
+
+    t0 = dt.datetime(2024, 1, 1, 12, 0, 0)
+    rows = [("r", None, "web", "GET /", 0, 1000, "UNSET")]
+    for c in range(10):
+        rows.append((f"c{c}", "r", f"svc{c % 4}", f"call {c}", c * 100, 95, "UNSET"))
+        for g in range(16):
+            rows.append(
+                (
+                    f"c{c}g{g}",
+                    f"c{c}",
+                    f"svc{c % 4}",
+                    f"step {g}",
+                    c * 100 + g * 5 + 1,
+                    4,
+                    "ERROR" if (c, g) == (7, 3) else "UNSET",
+                )
+            )
+    frame = pl.DataFrame(
+        {
+            "trace_id": ["0" * 31 + "2"] * len(rows),
+            "span_id": [r[0] for r in rows],
+            "parent_span_id": [r[1] for r in rows],
+            "service_name": [r[2] for r in rows],
+            "name": [r[3] for r in rows],
+            "start_time": [t0 + dt.timedelta(milliseconds=r[4]) for r in rows],
+            "duration_ns": [r[5] * 1_000_000 for r in rows],
+            "status_code": [r[6] for r in rows],
+        }
+    )
+    start_ns = frame["start_time"].dt.epoch("ns")
+    cp = critical_path(
+        frame.select("trace_id", "span_id", "parent_span_id", "service_name", "name").with_columns(
+            start_ns=start_ns, end_ns=start_ns + frame["duration_ns"]
+        )
+    )
+    return frame, cp
+
+
+def test_waterfall_folds_a_170_span_trace_and_keeps_the_whole_critical_path() -> None:
+    tree, cp = _wide_trace()
+    fig = trace_waterfall_figure(tree, cp, max_rows=40)
+    labels = fig.layout.yaxis.ticktext
+    assert len(labels) <= 40 < tree.height
+    folded = _trace(fig, "folded spans")
+    shown = sum(
+        len(t.y)
+        for t in fig.data
+        if isinstance(t, go.Bar) and t.name not in ("critical path", "folded spans")
+    )
+    counts = [int(lab.split("⋯ ")[1].split(" ")[0]) for lab in labels if "⋯" in lab]
+    assert shown + sum(counts) == tree.height  # every span is a row or counted in a fold
+    assert len(folded.y) == len(counts) and "folded" in fig.layout.title.text
+    crit = _trace(fig, "critical path")
+    assert sum(crit.x) == pytest.approx(cp["self_ms"].sum(), rel=1e-4)  # drawn in full
+    assert set(int(r) for r in crit.y) <= set(range(len(labels)))
+    assert list(_trace(fig, "error").y)  # the failing step keeps its own row
+    assert any("step 3" in lab for lab in labels)
+    # without max_rows: one row per span, as before
+    assert len(trace_waterfall_figure(tree, cp).layout.yaxis.ticktext) == tree.height
+
+
+def test_red_figure_cuts_long_idle_stretches_out_of_the_time_axis() -> None:
+    t0 = dt.datetime(2024, 1, 1, 12, 0, 0)
+    starts = [t0 + dt.timedelta(minutes=m) for m in (0, 1, 2, 180, 181, 600)]
+    red = pl.DataFrame(
+        {
+            "window_start": starts,
+            "service_name": ["a"] * 6,
+            "requests": [5] * 6,
+            "p95_ms": [1.0, 2, 3, 4, 5, 6],
+        }
+    )
+    fig = red_figure(red, "p95_ms")
+    assert len(fig.layout.xaxis.rangebreaks) == 2 and "2 idle stretches cut out" in fig.layout.title.text
+    lo, hi = fig.layout.xaxis.rangebreaks[0].bounds
+    assert hi - lo == pytest.approx((180 - 3) * 60_000)
+    assert not red_figure(red, "p95_ms", break_gaps=None).layout.xaxis.rangebreaks
