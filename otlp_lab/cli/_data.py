@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,19 +27,58 @@ from ._group import main
 @click.option("--signal", type=click.Choice(["traces", "metrics", "logs"]), help="Accept only this signal.")
 @click.option("--skip-bad", is_flag=True, help="Skip bad lines/messages and report them instead of failing.")
 @click.option("--duplicates", is_flag=True, help="Load files even if their content was loaded before.")
-def load(files: tuple[str, ...], db: str, signal: str | None, skip_bad: bool, duplicates: bool) -> None:
-    """Load OTLP FILES (files, directories or globs; JSON, JSON lines, protobuf; gzip/zstd)."""
+@click.option(
+    "--fail-fast", is_flag=True, help="Stop at the first bad file (by default every good file is loaded)."
+)
+@click.option(
+    "--lenient-ids",
+    is_flag=True,
+    help="Accept spans with missing or empty ids (as in the OTLP spec's file-exporter examples) and count them.",
+)
+def load(
+    files: tuple[str, ...],
+    db: str,
+    signal: str | None,
+    skip_bad: bool,
+    duplicates: bool,
+    fail_fast: bool,
+    lenient_ids: bool,
+) -> None:
+    """Load OTLP FILES (files, directories or globs; JSON, JSON lines, protobuf; gzip/zstd).
+
+    Every good file is loaded, each bad one is reported with its error, and the exit status
+    is 1 when any file failed (2 when nothing could be loaded at all).
+    """
     from otlp_lab import Lab
 
     try:
         with Lab(db) as lab:
             t0 = time.perf_counter()
             result = load_with_progress(
-                lab, files, signal=signal, on_error="skip" if skip_bad else "raise", duplicates=duplicates
+                lab,
+                files,
+                signal=signal,
+                on_error="skip" if skip_bad else "raise",
+                duplicates=duplicates,
+                fail_fast=fail_fast,
+                lenient_ids=lenient_ids,
             )
             print_load(result, time.perf_counter() - t0)
     except OtlpLabError as exc:
         fail(exc)
+    if not result.ok:
+        sys.exit(1)
+
+
+def live_headers() -> dict[str, str]:
+    """Credentials for a receiver's live queries: OTLP_LAB_TOKEN (as `receive` takes it) and
+    OTEL_EXPORTER_OTLP_HEADERS."""
+    from otlp_lab.transport._sender import parse_headers
+
+    headers = parse_headers(os.environ.get("OTEL_EXPORTER_OTLP_HEADERS"))
+    if os.environ.get("OTLP_LAB_TOKEN"):
+        headers["authorization"] = f"Bearer {os.environ['OTLP_LAB_TOKEN']}"
+    return headers
 
 
 def _print_info(lab: Any) -> None:
@@ -65,10 +106,10 @@ def _print_info(lab: Any) -> None:
 @click.option("--db", required=True, type=click.Path(exists=True, dir_okay=False), help="DuckDB file.")
 def info(db: str) -> None:
     """Tables, row counts, time range and services of a database."""
-    from otlp_lab import Lab
+    from otlp_lab.transport import open_lab
 
     try:
-        with Lab(db, read_only=True) as lab:
+        with open_lab(db, headers=live_headers()) as lab:  # through the receiver if one writes it
             _print_info(lab)
     except OtlpLabError as exc:
         fail(exc)
@@ -80,11 +121,15 @@ def info(db: str) -> None:
 @click.option("--max-rows", default=40, show_default=True, help="Rows to print.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV instead of a table (all rows).")
 def sql(query: str, db: str, max_rows: int, as_csv: bool) -> None:
-    """Run a SQL QUERY and print the result as a readable table."""
-    from otlp_lab import Lab
+    """Run a SQL QUERY and print the result as a readable table.
+
+    While `otlp-lab receive` writes the database, the query runs through the receiver (one
+    read-only SELECT; credentials from OTLP_LAB_TOKEN or OTEL_EXPORTER_OTLP_HEADERS).
+    """
+    from otlp_lab.transport import open_lab
 
     try:
-        with Lab(db, read_only=True) as lab:
+        with open_lab(db, headers=live_headers()) as lab:  # through the receiver if one writes it
             frame = lab.sql(query)
     except OtlpLabError as exc:
         fail(exc)

@@ -217,7 +217,8 @@ def write_report(
     Sections: a summary table (counts, time range, services); the service graph and its
     busiest edges; latency by operation; RED (rate, errors, duration) over time; the
     slowest traces (and error traces, when any); a waterfall with the critical path of
-    the slowest (or most failing) trace; and, with ``faults``, latency around each fault
+    the slowest (or most failing) trace; the operations holding most critical time over all
+    traces; and, with ``faults``, latency around each fault
     that falls in the captured time range, as the faulty service and as its callers saw it.
 
     plotly.js is embedded once (about 4.8 MB), so the file opens without network access;
@@ -405,6 +406,24 @@ def write_report(
     )
     sections.append(("waterfall", "Trace waterfall and critical path", body))
 
+    # Critical time over every trace
+    summary_cp = lab.critical_path_summary(by=["service_name", "name"]).head(15)
+    if summary_cp.height:
+        shown = summary_cp.select(
+            "service_name",
+            pl.col("name").alias("operation"),
+            pl.col("critical_ms").round(1),
+            "traces",
+            pl.col("mean_ms_per_trace").round(2),
+            (pl.col("share") * 100).round(1).alias("share_%"),
+        )
+        body = (
+            "<p class='note'>The same critical-path rules run on every trace, summed: the operations that held "
+            "requests up the most, over the whole capture. <code>traces</code> counts the traces where the "
+            "operation was on the critical path; <code>share_%</code> is its part of all critical time.</p>"
+        ) + _table(shown, numeric=["critical_ms", "traces", "mean_ms_per_trace", "share_%"])
+        sections.append(("critical", "Where critical time goes, over all traces", body))
+
     # Faults
     if faults is not None:
         sections.append(
@@ -460,7 +479,12 @@ def _write_page(
 
 
 def write_sim_report(
-    results: Mapping[str, Any], path: str | os.PathLike[str], *, scenario: str = "", title: str | None = None
+    results: Mapping[str, Any],
+    path: str | os.PathLike[str],
+    *,
+    scenario: str = "",
+    title: str | None = None,
+    descriptions: Mapping[str, str] | None = None,
 ) -> Path:
     """Write a self-contained HTML report comparing simulation runs of one scenario.
 
@@ -472,6 +496,8 @@ def write_sim_report(
     scenario : str
         The scenario's name or path, to shade its fault and load-spike windows.
     title : str, optional
+    descriptions : mapping of policy label to str, optional
+        Each policy in words (``ImportedPolicies.describe()``), shown first.
 
     Returns
     -------
@@ -511,7 +537,14 @@ def write_sim_report(
         if c in summary.columns
     ]
     windows = scenario_windows(scenario) if scenario else None
-    sections = [
+    sections = []
+    if descriptions:
+        items = "".join(
+            f"<li><b>{html.escape(str(label))}</b>: {html.escape(str(text))}</li>"
+            for label, text in descriptions.items()
+        )
+        sections.append(("policies", "The policies, in words", f"<ul>{items}</ul>"))
+    sections += [
         (
             "summary",
             "Policies compared",
