@@ -70,3 +70,20 @@ __all__ += [
     "scenario_windows",
     "strategy_bars_figure",
 ]
+
+# edge and ledger simulations (otlp_lab.sim.edge, otlp_lab.sim.ledger)
+from otlp_lab.viz._edge import (  # noqa: E402
+    buffer_timeline_figure,
+    edge_bytes_figure,
+    edge_policy_figure,
+    ledger_commits_figure,
+    ledger_sweep_figure,
+)
+
+__all__ += [
+    "buffer_timeline_figure",
+    "edge_bytes_figure",
+    "edge_policy_figure",
+    "ledger_commits_figure",
+    "ledger_sweep_figure",
+]
