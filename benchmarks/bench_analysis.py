@@ -40,7 +40,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs per measurement (median)")
     args = ap.parse_args()
     if not (args.data / "faulty").is_dir():
-        raise SystemExit(f"{args.data} has no faulty/ folder: pass --data to the shared TrainTicket day")
+        from otlp_lab.datasets import trainticket_path
+
+        print(f"{args.data} is not here: using the bundled (smaller) TrainTicket capture instead")
+        args.data = trainticket_path()
 
     with Lab() as lab:
         t0 = time.perf_counter()

@@ -13,6 +13,9 @@ that already catches ``ValueError`` keeps working::
     │   └── SchemaError (ValueError)    a frame or table does not have the columns asked for
     ├── ConfigError (ValueError)        a setting or argument has a bad value
     │   ├── ImportConfigError           an Istio/Envoy/resilience4j/gRPC config key we cannot import
+    │   │   ├── ConfigFileNotFoundError  the config file does not exist (also a FileNotFoundError)
+    │   │   ├── ConfigSyntaxError        neither JSON nor YAML
+    │   │   └── ConfigKindError          no kind of config otlp_lab imports
     │   └── TraceQLError                a TraceQL query we cannot parse or do not support: names the part
     ├── ScenarioError (ValueError)      a simulation scenario is invalid: names the key path and the bad value
     ├── TransportError                  OTLP over the network failed (otlp_lab.transport); carries a ``hint``
@@ -42,6 +45,9 @@ __all__ = [
     "RetryExhaustedError",
     "DeadlineExceededError",
     "ImportConfigError",
+    "ConfigFileNotFoundError",
+    "ConfigSyntaxError",
+    "ConfigKindError",
     "TraceQLError",
     "NoHealthyUpstreamError",
     "TransportError",
@@ -199,6 +205,18 @@ class ImportConfigError(ConfigError):
         self.path = path
         self.value = value
         super().__init__(message)
+
+
+class ConfigFileNotFoundError(ImportConfigError, FileNotFoundError):
+    """The config file to import does not exist (or is not a file)."""
+
+
+class ConfigSyntaxError(ImportConfigError):
+    """The config text is neither valid JSON nor valid YAML (the message gives line and column)."""
+
+
+class ConfigKindError(ImportConfigError):
+    """The file parses but holds no kind of config otlp_lab imports (e.g. a Kubernetes Deployment)."""
 
 
 class NoHealthyUpstreamError(ResilienceError):

@@ -44,6 +44,12 @@ def _print_info(lab: Any) -> None:
     info = lab.info()
     rows = ", ".join(f"{k} [bold]{v:,}[/]" for k, v in info["tables"].items() if v) or "no rows yet"
     console.print(f"{info['path']} ({info['loads']} loads): {rows}", highlight=False)
+    if info.get("duplicate_spans"):
+        console.print(
+            f"{info['duplicate_spans']:,} spans were loaded more than once (overlapping captures); "
+            "the analysis views count each once",
+            highlight=False,
+        )
     lo, hi = info["time_range"]
     if lo is not None:
         console.print(

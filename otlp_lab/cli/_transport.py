@@ -264,6 +264,19 @@ def receive(
 @click.option(
     "--speed", type=float, help="Replay paced on the wall clock, this many times faster than recorded."
 )
+@click.option(
+    "--queue",
+    "queue_dir",
+    type=click.Path(file_okay=False),
+    help="Store-and-forward: persist every request here (fsynced) until the peer acknowledges it; "
+    "what could not be delivered is sent first next time (give only --queue to send just that).",
+)
+@click.option(
+    "--queue-max-mib",
+    default=256.0,
+    show_default=True,
+    help="Bytes waiting in --queue beyond which new requests are dropped (counted and logged).",
+)
 def send(
     files: tuple[str, ...],
     db: str | None,
@@ -284,6 +297,8 @@ def send(
     key: str | None,
     shift_to_now: bool,
     speed: float | None,
+    queue_dir: str | None,
+    queue_max_mib: float,
 ) -> None:
     """Send OTLP FILES (or a --db) to a collector or receiver; report sent, rejected and failed items.
 
@@ -293,8 +308,10 @@ def send(
     from otlp_lab.transport import ClientTls, Replay, Sender
     from otlp_lab.transport._sender import parse_headers
 
-    if bool(files) == bool(db):
+    if files and db:
         raise click.UsageError("give FILES or --db (one of them).")
+    if not files and not db and not queue_dir:
+        raise click.UsageError("give FILES or --db (or only --queue DIR to send what waits there).")
     if where and not db:
         raise click.UsageError("--where filters a --db.")
     try:
@@ -316,6 +333,9 @@ def send(
             overrides["tls"] = ClientTls(ca_file=ca, cert_file=cert, key_file=key)
         if no_breaker:
             overrides["breaker"] = None
+        if queue_dir:
+            overrides["queue_dir"] = queue_dir
+            overrides["queue_max_bytes"] = max(1, int(queue_max_mib * MiB))
         if max_attempts != 6:
             from dataclasses import replace
 
@@ -326,7 +346,9 @@ def send(
             replay = Replay(shift_to_now=shift_to_now, speed=speed or 1.0, paced=speed is not None)
         sig = list(signal_) or None
         console.print(f"sending to [bold]{sender.target.url}[/] over {sender.protocol}", highlight=False)
-        if db:
+        if not files and not db:
+            report = sender.send_queue()
+        elif db:
             from otlp_lab import Lab
 
             with Lab(db, read_only=True) as lab:
@@ -338,7 +360,13 @@ def send(
     except OtlpLabError as exc:
         fail(exc)
     _print_report(report)
-    if report.failed or report.failed_requests:
+    if report.queued:
+        console.print(
+            f"[yellow]{report.queued:,} items wait in the queue {queue_dir}[/]: the peer could not take them; "
+            f"run `otlp-lab send --queue {queue_dir}` again to deliver them.",
+            highlight=False,
+        )
+    if report.failed or report.failed_requests or report.queued:
         sys.exit(1)
 
 
@@ -349,6 +377,12 @@ def _print_report(report: Any) -> None:
     t.add_row("items sent", f"{report.sent:,}")
     t.add_row("items rejected (partial success)", f"{report.rejected:,}")
     t.add_row("items failed", f"{report.failed:,}")
+    if report.queue is not None:
+        t.add_row("items from the queue (earlier runs)", f"{report.recovered:,}")
+        t.add_row("items left in the queue", f"{report.queued:,}")
+        t.add_row("items dropped (queue full)", f"{report.dropped:,}")
+        if report.queue.corrupt:
+            t.add_row("damaged queue records skipped", f"{report.queue.corrupt:,}")
     t.add_row("requests", f"{report.requests:,}")
     t.add_row("retries", f"{report.retries:,}")
     t.add_row("items/s", f"{report.items_per_s:,.0f}")

@@ -230,17 +230,6 @@ from otlp_lab.resilience._balancers import (  # noqa: E402
     SmoothWeightedRoundRobin,
     stable_hash64,
 )
-from otlp_lab.resilience._config_import import (  # noqa: E402
-    EXAMPLES_DIR,
-    ISTIO_DEFAULT_RETRY,
-    ImportedPolicies,
-    from_envoy_cluster,
-    from_grpc_service_config,
-    from_istio,
-    from_resilience4j,
-    import_yaml,
-    parse_config_duration_s,
-)
 from otlp_lab.resilience._failover import (  # noqa: E402
     DEFAULT_OVERPROVISIONING_FACTOR,
     DEFAULT_PANIC_THRESHOLD_PERCENT,
@@ -267,6 +256,18 @@ from otlp_lab.resilience._outlier import (  # noqa: E402
     OutlierDetector,
     OutlierEvent,
     http_status_of,
+)
+from otlp_lab.resilience.config import (  # noqa: E402
+    EXAMPLES_DIR,
+    ISTIO_DEFAULT_RETRY,
+    ImportedPolicies,
+    from_envoy_cluster,
+    from_grpc_service_config,
+    from_istio,
+    from_resilience4j,
+    import_all,
+    import_yaml,
+    parse_config_duration_s,
 )
 
 __all__ += [
@@ -317,6 +318,7 @@ __all__ += [
     "from_grpc_service_config",
     "from_istio",
     "from_resilience4j",
+    "import_all",
     "import_yaml",
     "parse_config_duration_s",
 ]

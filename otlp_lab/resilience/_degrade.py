@@ -163,11 +163,6 @@ class DegradationConfig(ConfigBase):
         check_number(name, "half_open_pressure", self.half_open_pressure)
         check_number(name, "open_pressure", self.open_pressure)
 
-    @property
-    def max_level(self) -> int:
-        """The deepest level."""
-        return len(self.enter_thresholds)
-
 
 class Degrader:
     """Progressive degradation levels (0 = normal) driven by breaker state, errors, latency, load.

@@ -85,15 +85,19 @@ class ConnectionPoolConfig(ConfigBase):
 
     def describe(self) -> str:
         """The settings in words (for reports)."""
+
+        def n(v: int) -> str:
+            return "unlimited" if v >= 2**32 - 1 else str(v)
+
         parts = [
-            f"at most {self.max_connections} connection(s)",
-            f"{self.max_pending_requests} pending",
-            f"{self.max_requests} in-flight request(s)",
-            f"{self.max_retries} concurrent retries",
+            f"connections {n(self.max_connections)}",
+            f"pending requests {n(self.max_pending_requests)}",
+            f"requests {n(self.max_requests)}",
+            f"concurrent retries {n(self.max_retries)}",
         ]
         if self.max_requests_per_connection is not None:
             parts.append(f"{self.max_requests_per_connection} request(s) per connection")
-        return ", ".join(parts) + (" (HTTP/2)" if self.http2 else "")
+        return "circuit breakers: " + ", ".join(parts) + (" (HTTP/2)" if self.http2 else "")
 
 
 class PoolConnection:

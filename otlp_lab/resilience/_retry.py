@@ -228,6 +228,11 @@ class RetryThrottle(ConfigBase):
             ) from exc
 
     @property
+    def token_ratio(self) -> float:
+        """Tokens a success adds back (read-only)."""
+        return self._ratio_milli / 1000
+
+    @property
     def max_tokens(self) -> float:
         """The configured maximum."""
         return self._max_milli / 1000

@@ -25,8 +25,9 @@ with timestamps from now, exporting over OTLP to a collector or :class:`otlp_lab
 
 from otlp_lab.sim._dist import Constant, Distribution, Empirical, Exponential, Gamma, LogNormal
 from otlp_lab.sim._faults import Brownout, CpuContention, Crash, Errors, Fault, Latency, Partition, ZoneOutage
+from otlp_lab.sim._fit import FitReport, Rehearsal, Validation, fit, invocations, rehearse, validate
 from otlp_lab.sim._live import StreamResult, stream
-from otlp_lab.sim._model import Call, Endpoint, Parallel, Policy, Service
+from otlp_lab.sim._model import Call, Endpoint, OneOf, Parallel, Policy, Service
 from otlp_lab.sim._run import RunResult, compare, lab_timeline, run, run_many, timelines
 from otlp_lab.sim._scenario import Scenario, scenario_path, shipped_scenarios
 from otlp_lab.sim._sweep import SweepResult, parse_grid, set_path, sweep
@@ -42,6 +43,7 @@ __all__ = [
     "Endpoint",
     "Call",
     "Parallel",
+    "OneOf",
     "Policy",
     # distributions
     "Distribution",
@@ -74,6 +76,14 @@ __all__ = [
     "timelines",
     "lab_timeline",
     "RunResult",
+    # fleet twin
+    "fit",
+    "validate",
+    "rehearse",
+    "invocations",
+    "FitReport",
+    "Validation",
+    "Rehearsal",
     # sweeps
     "sweep",
     "SweepResult",

@@ -17,6 +17,7 @@ The hot path is kept small:
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from bisect import bisect_left
@@ -63,7 +64,7 @@ from otlp_lab.sim._emit import (
     Emitter,
 )
 from otlp_lab.sim._faults import Effect, Fault, Partition
-from otlp_lab.sim._model import STATEFUL, Call, Endpoint, Parallel, Policy, Service, split_target
+from otlp_lab.sim._model import STATEFUL, Call, Endpoint, OneOf, Parallel, Policy, Service, split_target
 from otlp_lab.sim._scenario import Scenario
 from otlp_lab.sim._workload import ClosedLoop, OpenLoop
 
@@ -78,6 +79,15 @@ OK = Outcome.success()
 OVERFLOW = Outcome.failure(503, retry_after_s=-1.0, local=True)
 _FAIL: dict[Any, Outcome] = {}
 DURATION_BOUNDS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+
+
+class _Choice:
+    """A resolved :class:`OneOf`: cumulative weights and the resolved options."""
+
+    __slots__ = ("cum", "options")
+
+    def __init__(self, cum: list[float], options: list[Any]) -> None:
+        self.cum, self.options = cum, options
 
 
 def failure(status: str | int) -> Outcome:
@@ -468,10 +478,16 @@ class Simulation:
         # independent random streams per purpose, all from the seed: changing a policy does not change
         # the arrivals or the faults (common random numbers across the runs of a comparison)
         seq = np.random.SeedSequence(seed)
-        streams = [random.Random(int(s.generate_state(1, np.uint64)[0])) for s in seq.spawn(6)]
-        self.arrival_rng, self.service_rng, self.policy_rng, self.fault_rng, self.key_rng, self.think_rng = (
-            streams
-        )
+        streams = [random.Random(int(s.generate_state(1, np.uint64)[0])) for s in seq.spawn(7)]
+        (
+            self.arrival_rng,
+            self.service_rng,
+            self.policy_rng,
+            self.fault_rng,
+            self.key_rng,
+            self.think_rng,
+            self.branch_rng,  # call probabilities, fan-out counts and endpoint errors (fitted twins)
+        ) = streams
         self.network_s = scenario.network_latency_s
         # fleet
         contexts: list[dict[str, Any]] = []
@@ -533,9 +549,16 @@ class Simulation:
         r["sim.policy"] = label
         return r
 
-    def _resolve_step(self, step: Call | Parallel) -> Any:
+    def _resolve_step(self, step: Call | Parallel | OneOf) -> Any:
+        if isinstance(step, OneOf):
+            w = step.weights or (1.0,) * len(step.calls)
+            total = float(sum(w))
+            cum = list(itertools.accumulate(x / total for x in w))
+            return _Choice(cum, [self._resolve_step(c) for c in step.calls])
         if isinstance(step, Parallel):
             return tuple(self._resolve_call(c) for c in step.calls)
+        if not step.plain:
+            return [self._resolve_call(step)]  # a list marks a call drawn per request (probability, count)
         return self._resolve_call(step)
 
     def _resolve_call(self, c: Call) -> tuple[Call, str, Endpoint, str | None]:
@@ -879,6 +902,8 @@ class Simulation:
             return  # the instance crashed meanwhile; the job has been failed already
         if inst.err_p and not inst.err_before and self.fault_rng.random() < inst.err_p:
             self._finish(job, failure(inst.err_status))
+        elif job.ep.error_rate and self.branch_rng.random() < job.ep.error_rate:
+            self._finish(job, failure("INTERNAL"))
         elif job.steps:
             self.env.process(self._handle(job))
         else:
@@ -890,6 +915,30 @@ class Simulation:
         inst = job.inst
         result = OK
         for step in job.steps:
+            if type(step) is _Choice:  # one call of several, drawn per request
+                step = step.options[
+                    min(bisect_left(step.cum, self.branch_rng.random()), len(step.options) - 1)
+                ]
+            if type(step) is list:  # calls with a probability or a count: draw this request's calls
+                step = self._draw(step)
+                if not step:
+                    continue
+                if len(step) > 1:
+                    for one in step:  # repeated sequential calls
+                        out = yield from self._call_step(job, one)
+                        if not out.ok and one[0].critical:
+                            result = failure(out.status)
+                            break
+                    if result is not OK:
+                        break
+                    continue
+                step = step[0]
+            elif type(step) is tuple and type(step[0]) is tuple and not all(c[0].plain for c in step):
+                step = self._draw_parallel(step)
+                if not step:
+                    continue
+                if len(step) == 1:
+                    step = step[0]
             if type(step) is tuple and type(step[0]) is tuple:  # Parallel
                 # the first call runs in this process, the others each in their own (started first, so
                 # they still begin in order once this one waits); then wait for whichever are still out
@@ -910,6 +959,25 @@ class Simulation:
                 break
         if job.epoch == inst.epoch:
             self._finish(job, result)
+
+    def _count(self, call: Call) -> int:
+        """This request's calls of ``call``: 0 when its branch is not taken, else its count drawn."""
+        rng = self.branch_rng
+        if call.probability < 1.0 and rng.random() >= call.probability:
+            return 0
+        n = int(call.count)
+        return n + (1 if rng.random() < call.count - n else 0)
+
+    def _draw(self, step: list) -> list:
+        """A sequential call with a probability or a count, as this request's list of calls."""
+        return [step[0]] * self._count(step[0][0])
+
+    def _draw_parallel(self, step: tuple) -> tuple:
+        """A parallel step whose calls have probabilities or counts, as this request's fan-out."""
+        out: list = []
+        for c in step:
+            out.extend([c] * (1 if c[0].plain else self._count(c[0])))
+        return tuple(out)
 
     def _downstream(self, job: Job, step: tuple) -> Generator[Any, Any, Outcome]:
         """Process body: one call of a parallel step."""
@@ -948,7 +1016,7 @@ class Simulation:
                     job.trace,
                     job.span,
                     job.parent,
-                    job.ep.name,
+                    job.ep.operation or job.ep.name,
                     KIND_SERVER,
                     job.t_arrive,
                     now,

@@ -56,12 +56,6 @@ _TABLES: dict[str, tuple[str, str | None]] = {
     "metric_exponential_histogram": ("metrics", "exponential_histogram"),
     "metric_summary": ("metrics", "summary"),
 }
-# per staging table: (anchor time, columns keeping their offset from it, columns mapped like it)
-_TIMES: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
-    "spans": ("start_time", ("end_time",), ()),
-    "logs": ("time", ("observed_time",), ()),
-}
-_METRIC_TIMES = ("time", (), ("start_time",))
 _CONTEXT_COLUMNS = (
     "service_name",
     "resource_dropped_attributes_count",
@@ -396,40 +390,16 @@ def retime(
 
     Span starts, log record times and metric point times (and metric start times) are mapped;
     span ends and observed times keep their offset from the mapped time, so durations do not
-    change. Other tables (``_ctx``) are passed through.
+    change. Other tables (``_ctx``) are passed through. The same mapping as the sender's replay
+    (:func:`otlp_lab.transport._replay.retime_table`).
     """
-
-    def remap(x: Any) -> Any:
-        off = pc.subtract(x, t0_ns)
-        if speed != 1.0:
-            off = pc.cast(pc.floor(pc.divide(pc.cast(off, pa.float64()), speed)), pa.int64())
-        return pc.add(off, start_ns)
+    from otlp_lab.transport._replay import retime_table, staging_times
 
     out: dict[str, pa.Table] = {}
     for name, table in batch.items():
-        spec = _TIMES.get(name) or (_METRIC_TIMES if name.startswith("metric_") else None)
-        if spec is None or not table.num_rows or spec[0] not in table.column_names:
-            out[name] = table
-            continue
-        anchor, follow, mapped = spec
-        old = _int_ns(table.column(anchor))
-        new = remap(old)
-        delta = pc.subtract(new, old)
-        cols = {anchor: new}
-        cols |= {c: pc.add(_int_ns(table.column(c)), delta) for c in follow if c in table.column_names}
-        cols |= {c: remap(_int_ns(table.column(c))) for c in mapped if c in table.column_names}
-        for c, values in cols.items():
-            table = table.set_column(table.schema.get_field_index(c), c, pc.cast(values, _TS))
-        out[name] = table
+        cols = staging_times(name)
+        out[name] = table if cols is None else retime_table(table, cols, t0_ns, start_ns, speed)
     return out
-
-
-def _int_ns(col: Any) -> Any:
-    return (
-        pc.cast(pc.cast(col, _TS), pa.int64())
-        if pa.types.is_timestamp(col.type)
-        else pc.cast(col, pa.int64())
-    )
 
 
 def export_form(batch: Mapping[str, pa.Table]) -> dict[str, list[pa.Table]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
@@ -28,7 +29,7 @@ from otlp_lab.resilience import (
 )
 from otlp_lab.sim._dist import Distribution, Exponential
 
-__all__ = ["Call", "Parallel", "Step", "Endpoint", "Service", "Policy", "split_target"]
+__all__ = ["Call", "Parallel", "OneOf", "Step", "Endpoint", "Service", "Policy", "split_target"]
 
 
 def _bad(key: str, what: str, v: Any) -> ScenarioError:
@@ -81,12 +82,26 @@ class Call:
     critical : bool, default True
         Whether a failure of this call fails the caller. A non-critical call's failure is
         absorbed (a degraded answer).
+    probability : float, default 1.0
+        Share of the endpoint's requests that make this call at all (a branch of the code
+        taken only sometimes); a fitted twin learns it from the capture.
+    count : float, default 1.0
+        Calls made per request when the call is made, one after the other (inside a
+        :class:`Parallel`, side by side); a fraction is drawn per request (2.3 means 2 calls,
+        and a third 30 % of the time).
     """
 
     to: str
     _: KW_ONLY
     policy: str | None = None
     critical: bool = True
+    probability: float = 1.0
+    count: float = 1.0
+
+    @property
+    def plain(self) -> bool:
+        """Made exactly once per request (no probability, no repeats)."""
+        return self.probability == 1.0 and self.count == 1.0
 
     def check(self, key: str) -> None:
         if not isinstance(self.to, str) or not self.to or self.to.startswith("/"):
@@ -95,6 +110,12 @@ class Call:
             raise _bad(f"{key}.policy", "the name of a policy stack", self.policy)
         if not isinstance(self.critical, bool):
             raise _bad(f"{key}.critical", "true or false", self.critical)
+        p = self.probability
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 < p <= 1.0:
+            raise _bad(f"{key}.probability", "a number in (0, 1]", p)
+        n = self.count
+        if isinstance(n, bool) or not isinstance(n, (int, float)) or not 1.0 <= n <= 1000.0:
+            raise _bad(f"{key}.count", "a number of calls between 1 and 1000", n)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +136,38 @@ class Parallel:
             c.check(f"{key}.parallel[{n}]")
 
 
-Step = Call | Parallel
+@dataclass(frozen=True, slots=True)
+class OneOf:
+    """Exactly one of several calls per request, drawn with ``weights`` (classes of requests).
+
+    A fitted twin uses it where one endpoint serves several kinds of request, each with its own
+    calls (a gateway routing to different services): independent call probabilities would mix
+    them into requests no client sends.
+    """
+
+    calls: tuple[Call, ...]
+    weights: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        _tuples(self, "calls", "weights")
+
+    def check(self, key: str) -> None:
+        if not isinstance(self.calls, (tuple, list)) or not self.calls:
+            raise _bad(f"{key}.one_of", "a non-empty list of calls", self.calls)
+        for n, c in enumerate(self.calls):
+            if not isinstance(c, Call):
+                raise _bad(f"{key}.one_of[{n}]", "a Call", c)
+            c.check(f"{key}.one_of[{n}]")
+        w = self.weights
+        if w and (
+            len(w) != len(self.calls)
+            or any(isinstance(x, bool) or not isinstance(x, (int, float)) or not x >= 0 for x in w)
+            or not sum(w) > 0
+        ):
+            raise _bad(f"{key}.weights", f"{len(self.calls)} non-negative weights, not all zero", w)
+
+
+Step = Call | Parallel | OneOf
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,12 +182,20 @@ class Endpoint:
         The local work per request; the service's ``service_time`` when omitted.
     calls : sequence of Call or Parallel
         Downstream steps, run one after the other (a :class:`Parallel` fans out).
+    error_rate : float, default 0.0
+        Share of requests the endpoint fails by itself (``INTERNAL``) after its local work and
+        before its calls: the errors a fitted twin sees in a capture that no downstream call explains.
+    operation : str, optional
+        The server span's name, when it differs from ``name`` (a fitted twin names the classes of
+        requests one operation serves ``"GET /x"``, ``"GET /x #2"``, ... and keeps the span name).
     """
 
     name: str
     _: KW_ONLY
     service_time: Distribution | None = None
     calls: tuple[Step, ...] = ()
+    error_rate: float = 0.0
+    operation: str | None = None
 
     def __post_init__(self) -> None:
         _tuples(self, "calls")
@@ -149,15 +209,20 @@ class Endpoint:
             self.service_time.check(f"{key}.service_time")
         if not isinstance(self.calls, (tuple, list)):
             raise _bad(f"{key}.calls", "a list of calls", self.calls)
+        if self.operation is not None and (not isinstance(self.operation, str) or not self.operation):
+            raise _bad(f"{key}.operation", "a span name", self.operation)
+        e = self.error_rate
+        if isinstance(e, bool) or not isinstance(e, (int, float)) or not 0.0 <= e <= 1.0:
+            raise _bad(f"{key}.error_rate", "a share between 0 and 1", e)
         for n, step in enumerate(self.calls):
-            if not isinstance(step, (Call, Parallel)):
-                raise _bad(f"{key}.calls[{n}]", "a Call or a Parallel", step)
+            if not isinstance(step, (Call, Parallel, OneOf)):
+                raise _bad(f"{key}.calls[{n}]", "a Call, a Parallel or a OneOf", step)
             step.check(f"{key}.calls[{n}]")
 
     def all_calls(self) -> list[Call]:
         out: list[Call] = []
         for step in self.calls:
-            out.extend(step.calls if isinstance(step, Parallel) else (step,))
+            out.extend(step.calls if isinstance(step, (Parallel, OneOf)) else (step,))
         return out
 
 
@@ -374,6 +439,75 @@ class Policy:
                 raise ScenarioError(
                     f"scenario key '{key}.{name}' is not valid: {exc}", key=f"{key}.{name}"
                 ) from None
+
+    @classmethod
+    def from_imported(cls, imported: Any, *, timeout_s: float | None = None) -> Policy:
+        """The policy stack for what a config importer understood (Istio, Envoy, resilience4j, gRPC).
+
+        Parameters
+        ----------
+        imported : ImportedPolicies or str or Path
+            From :func:`otlp_lab.resilience.import_yaml`; or a path ``"FILE"`` /
+            ``"FILE#NAME"`` (imported strictly, ``NAME`` as in :func:`~otlp_lab.resilience.import_all`).
+        timeout_s : float, optional
+            Overrides the imported whole-call timeout.
+
+        Returns
+        -------
+        Policy
+            Retry (or hedging), circuit breaker, Envoy connection pool and circuit breakers
+            (``connection_pool``, enforced as Envoy does), resilience4j bulkhead, retry budget,
+            retry throttle, rate limiter, load balancer, outlier detection, active health checks
+            and timeout. Istio fault injection is not a client policy: the CLI turns it into
+            scenario faults (see :func:`fault_from_imported`).
+
+        Examples
+        --------
+        >>> from otlp_lab.resilience import EXAMPLES_DIR
+        >>> p = Policy.from_imported(f"{EXAMPLES_DIR / 'istio-reviews.yaml'}")
+        >>> p.connection_pool.max_connections, p.retry.max_attempts
+        (100, 4)
+        """
+        from otlp_lab.resilience import ImportedPolicies, import_yaml
+
+        if isinstance(imported, (str, os.PathLike)):
+            path, _, name = str(imported).partition("#")
+            imported = import_yaml(
+                path if not isinstance(imported, os.PathLike) else imported, name=name or None
+            )
+        if not isinstance(imported, ImportedPolicies):
+            raise ConfigError(
+                "imported must be an ImportedPolicies (import_yaml(...)) or a 'FILE[#NAME]' path."
+                f" Got {type(imported).__name__} instead."
+            )
+        bulkhead = None
+        if imported.connection_pool is None and imported.limits is not None:
+            bulkhead = {"max_requests": imported.limits.limits["requests"]}  # resilience4j's concurrent calls
+        budget = None
+        if imported.retry_budget is not None:
+            b = imported.retry_budget
+            budget = {"budget_percent": b.budget_percent, "min_retry_concurrency": b.min_retry_concurrency}
+        throttle = None
+        if imported.retry_throttle is not None:
+            t = imported.retry_throttle
+            throttle = {"max_tokens": t.max_tokens, "token_ratio": t.token_ratio}
+        limiter = None
+        if imported.rate_limiter is not None:
+            limiter = {"rate_per_s": imported.rate_limiter.rate_per_s, "burst": imported.rate_limiter.burst}
+        kw: dict[str, Any] = {
+            "retry": imported.retry,
+            "breaker": imported.breaker,
+            "bulkhead": bulkhead,
+            "connection_pool": imported.connection_pool,
+            "budget": budget,
+            "throttle": throttle,
+            "rate_limiter": limiter,
+            "outlier_detection": imported.outlier,
+            "health_check": imported.health_check,
+        }
+        if imported.balancer is not None:
+            kw["balancer"] = imported.balancer
+        return cls(imported.timeout_s if timeout_s is None else timeout_s, **kw)
 
     def replace(self, **changes: Any) -> Policy:
         """A copy with some fields changed (``None`` turns a piece off)."""

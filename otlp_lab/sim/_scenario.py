@@ -24,7 +24,7 @@ from otlp_lab._config import parse_duration_s
 from otlp_lab.errors import ScenarioError
 from otlp_lab.sim._dist import Distribution, distribution_from_dict
 from otlp_lab.sim._faults import FAULT_KINDS, Fault
-from otlp_lab.sim._model import Call, Endpoint, Parallel, Policy, Service, check_seconds, split_target
+from otlp_lab.sim._model import Call, Endpoint, OneOf, Parallel, Policy, Service, check_seconds, split_target
 from otlp_lab.sim._workload import RATE_KINDS, ClosedLoop, OpenLoop, Rate, Workload
 
 __all__ = ["Scenario", "scenario_path", "shipped_scenarios", "DEFAULT_START"]
@@ -157,10 +157,14 @@ class Scenario:
         for svc in self.services:
             for ep in svc.endpoints:
                 for n, step in enumerate(ep.calls):
-                    calls = step.calls if isinstance(step, Parallel) else (step,)
+                    calls = step.calls if isinstance(step, (Parallel, OneOf)) else (step,)
                     for m, c in enumerate(calls):
                         key = f"services.{svc.name}.endpoints.{ep.name}.calls[{n}]" + (
-                            f".parallel[{m}]" if isinstance(step, Parallel) else ""
+                            f".parallel[{m}]"
+                            if isinstance(step, Parallel)
+                            else f".one_of[{m}]"
+                            if isinstance(step, OneOf)
+                            else ""
                         )
                         self._resolve(f"{key}.to", c.to)
                         self._check_policy_name(f"{key}.policy", c.policy)
@@ -384,8 +388,8 @@ _SERVICE_KEYS = (
     "sidecar_latency_s",
     "drop_expired",
 )
-_ENDPOINT_KEYS = ("service_time", "calls")
-_CALL_KEYS = ("to", "policy", "critical")
+_ENDPOINT_KEYS = ("service_time", "calls", "error_rate", "operation")
+_CALL_KEYS = ("to", "policy", "critical", "probability", "count")
 _POLICY_KEYS = tuple(f.name for f in dataclasses.fields(Policy) if f.name != "_")
 _WORKLOAD_COMMON = ("kind", "target", "deadline_s", "client", "keys", "policy")
 
@@ -476,7 +480,22 @@ def _call(c: Any, key: str) -> Call:
     return Call(to, **d)
 
 
-def _step(c: Any, key: str) -> Call | Parallel:
+def _step(c: Any, key: str) -> Call | Parallel | OneOf:
+    if isinstance(c, Mapping) and "one_of" in c:
+        extra = set(c) - {"one_of", "weights"}
+        if extra:
+            raise ScenarioError(
+                f"scenario key '{key}' may hold only 'one_of' (a list of calls) and 'weights'. Got {sorted(extra)!r} too.",
+                key=key,
+            )
+        calls = _list(c["one_of"], f"{key}.one_of")
+        weights = c.get("weights") or ()
+        if not isinstance(weights, (list, tuple)):
+            raise ScenarioError(
+                f"scenario key '{key}.weights' must be a list of numbers. Got {weights!r} instead.",
+                key=f"{key}.weights",
+            )
+        return OneOf(tuple(_call(x, f"{key}.one_of[{m}]") for m, x in enumerate(calls)), tuple(weights))
     if isinstance(c, Mapping) and "parallel" in c:
         if len(c) != 1:
             raise ScenarioError(

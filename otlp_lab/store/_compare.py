@@ -39,7 +39,9 @@ def _span_set(spec: str) -> str:
         from otlp_lab.store._traceql import compile_traceql
 
         return f"SELECT trace_id, span_id FROM ({compile_traceql(text)})"
-    return f"SELECT trace_id, span_id FROM unique_spans WHERE {text}"
+    from otlp_lab.store._guard import where_sql
+
+    return f"SELECT trace_id, span_id FROM unique_spans WHERE {where_sql(text, what='compare(selection/baseline)')}"
 
 
 def compare_sql(selection: str, baseline: str | None, top: int) -> str:

@@ -6,7 +6,7 @@ import functools
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -345,31 +345,56 @@ class Lab:
                 report,
             )
 
-    def load_batches(self, batches: Iterable[Batch], *, source: str = "<batches>") -> dict[str, int]:
+    def load_batches(
+        self, batches: Iterable[Batch], *, source: str = "<batches>", request_ids: Sequence[str] = ()
+    ) -> dict[str, int]:
         """Load staging batches produced by the codec (or the simulator) in one transaction.
 
         A list or tuple of batches takes the fast path (no repeated-key checks unless DuckDB
         refuses a map); any other iterable is checked batch by batch, as it cannot be replayed.
+        ``request_ids`` (the receiver's idempotency keys) are recorded in the same transaction,
+        so :meth:`stored_request_ids` knows exactly which requests are in the database.
         """
         report = DecodeReport(source)
         with self._lock:
             if isinstance(
                 batches, (list, tuple)
             ):  # replayable: the fast path, retried with key checks if needed
-                return self._ingest_retrying(lambda: iter(batches), report)
-            return self._ingest(iter(batches), report, check_keys=True)
+                return self._ingest_retrying(lambda: iter(batches), report, request_ids)
+            return self._ingest(iter(batches), report, check_keys=True, request_ids=request_ids)
+
+    def stored_request_ids(self, request_ids: Sequence[str]) -> set[str]:
+        """Which of ``request_ids`` were committed by :meth:`load_batches` (exactly-once receiving)."""
+        if not request_ids:
+            return set()
+        with self._lock:
+            con = self._con
+            if not con.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE table_name = '_received_requests'"
+            ).fetchall()[0][0]:
+                return set()
+            rows = con.execute(
+                "SELECT request_id FROM _received_requests WHERE request_id IN (SELECT unnest(?::VARCHAR[]))",
+                [list(request_ids)],
+            ).fetchall()
+        return {r[0] for r in rows}
 
     def _ingest_retrying(
-        self, batches: Callable[[], Iterator[Batch]], report: DecodeReport
+        self, batches: Callable[[], Iterator[Batch]], report: DecodeReport, request_ids: Sequence[str] = ()
     ) -> dict[str, int]:
         """:meth:`_ingest`, decoding again with repeated-key checks if the fast path meets one."""
         try:
-            return self._ingest(batches(), report)
+            return self._ingest(batches(), report, request_ids=request_ids)
         except _RepeatedKeys:
-            return self._ingest(batches(), report, check_keys=True)
+            return self._ingest(batches(), report, check_keys=True, request_ids=request_ids)
 
     def _ingest(
-        self, batches: Iterator[Batch], report: DecodeReport, *, check_keys: bool = False
+        self,
+        batches: Iterator[Batch],
+        report: DecodeReport,
+        *,
+        check_keys: bool = False,
+        request_ids: Sequence[str] = (),
     ) -> dict[str, int]:
         """Insert every batch and record the load, all in one transaction.
 
@@ -416,6 +441,14 @@ class Lab:
                     len(report.skipped),
                 ],
             )
+            if request_ids:
+                con.execute(
+                    "CREATE TABLE IF NOT EXISTS _received_requests (request_id VARCHAR PRIMARY KEY, load_id INTEGER)"
+                )
+                con.execute(
+                    "INSERT INTO _received_requests SELECT unnest(?::VARCHAR[]), ?",
+                    [list(request_ids), load_id],
+                )
             con.execute("COMMIT")
         except BaseException as exc:
             con.execute("ROLLBACK")
@@ -626,6 +659,7 @@ class Lab:
         ``start_time``, ``duration_ns``, ``spans``, ``services``, ``errors``), e.g.
         ``"root_name = 'GET /checkout' AND duration_ns > 500e6"``.
         """
+        where = where_sql(where, what="critical_paths(where=...)")
         cond = f"trace_id IN (SELECT trace_id FROM traces WHERE {where})" if where else None
         return critical_path(self._critical_spans(cond))
 
@@ -728,7 +762,11 @@ class Lab:
         return trace_diff(self, _hex(trace_a), _hex(trace_b))
 
     def info(self) -> dict[str, Any]:
-        """Tables with row counts, the time range and the services seen."""
+        """Tables with row counts, the time range, the services seen, and ``duplicate_spans``.
+
+        ``duplicate_spans`` counts extra copies of a ``(trace_id, span_id)`` (overlapping captures
+        loaded twice): the ``spans`` table keeps them, every analysis view counts each span once.
+        """
         c = self.counts()
         with self._lock:
             rng = self._con.execute("SELECT min(start_time), max(end_time) FROM spans").fetchall()[0]
@@ -741,10 +779,14 @@ class Lab:
                 ).fetchall()
             ]
             loads = self._con.execute("SELECT count(*) FROM loads").fetchall()[0][0]
+            dup = self._con.execute(
+                "SELECT count(*) - count(DISTINCT (trace_id, span_id)) FROM spans"
+            ).fetchall()[0][0]
         return {
             "path": str(self.path) if self.path else ":memory:",
             "tables": c,
             "loads": loads,
+            "duplicate_spans": dup,
             "time_range": rng,
             "services": services,
         }

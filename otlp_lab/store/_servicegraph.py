@@ -17,7 +17,9 @@ spans are in the database):
   ``db.system.name``, the newer semantic-convention name) in its resource or span attributes
   completes at once as a ``database`` edge; the server is named by ``peer.service``, else
   ``server.address``, else ``network.peer.address`` (``:network.peer.port`` when present), else
-  the database name. Its server latency is the client span's duration.
+  the database name. Its server latency is the client span's duration. A SERVER span under such a
+  client span (an instrumented database) is not a separate edge; its ERROR still fails the call
+  (Tempo: the server span usually arrives first and the client span then renames the edge).
 * Virtual nodes (an edge that never found its other side): a root SERVER/CONSUMER span (no
   parent id) gets the client named by its ``peer.service``/``db.name``/``db.system`` attribute,
   else ``user``; a client span with no server span gets the server named by the same peer
@@ -91,7 +93,7 @@ TEMPO_CALLS = f"""
                CASE WHEN c.db_name IS NOT NULL THEN 'database'
                     WHEN v.span_id IS NULL THEN 'virtual_node'
                     WHEN c.kind = 'PRODUCER' THEN 'messaging_system' ELSE '' END AS connection_type,
-               c.failed OR coalesce(v.failed AND c.db_name IS NULL, false) AS failed,
+               c.failed OR coalesce(v.failed, false) AS failed,
                CASE WHEN c.db_name IS NOT NULL THEN c.duration_ns ELSE coalesce(v.duration_ns, 0) END AS server_ns,
                c.duration_ns AS client_ns, c.peer_node, c.db_name
         FROM clients c

@@ -12,8 +12,9 @@ Supported (Tempo's semantics, evaluated per trace):
   ``<=``, ``=~``, ``!~`` (regular expressions are fully anchored, as in Tempo);
 * between spansets: ``&&`` (the trace has both; the spans of both), ``||``, and the structural
   ``>>`` (right-hand spans with an ancestor on the left), ``>`` (with their parent on the left),
-  ``~`` (with a sibling on the left); structural operators bind tighter than ``&&``, which binds
-  tighter than ``||``;
+  ``~`` (with a sibling on the left); as in Tempo's grammar, structural operators bind tighter
+  than ``&&`` and ``||``, which share one precedence and group from the left
+  (``a || b && c`` is ``(a || b) && c``, inside a filter too);
 * pipelines: ``count()``, ``avg(f)``, ``min(f)``, ``max(f)``, ``sum(f)`` with an optional
   comparison, ``by(f, ...)``, ``select(f, ...)`` and a further ``{ ... }`` filter.
 
@@ -192,17 +193,11 @@ class Parser:
         return expr, stages
 
     def spanset_or(self) -> Any:
-        left = self.spanset_and()
-        while self.peek().text == "||":
-            self.next()
-            left = SpansetOp("||", left, self.spanset_and())
-        return left
-
-    def spanset_and(self) -> Any:
+        # Tempo's grammar gives && and || one precedence, left-associative: a || b && c = (a || b) && c
         left = self.spanset_struct()
-        while self.peek().text == "&&":
-            self.next()
-            left = SpansetOp("&&", left, self.spanset_struct())
+        while self.peek().text in ("&&", "||"):
+            op = self.next().text
+            left = SpansetOp(op, left, self.spanset_struct())
         return left
 
     def spanset_struct(self) -> Any:
@@ -248,17 +243,11 @@ class Parser:
         return cond
 
     def cond_or(self) -> Cond:
-        left = self.cond_and()
-        while self.peek().text == "||":
-            self.next()
-            left = Cond("or", [left, self.cond_and()])
-        return left
-
-    def cond_and(self) -> Cond:
+        # as between spansets: && and || share one precedence, left-associative (Tempo's expr.y)
         left = self.cond_not()
-        while self.peek().text == "&&":
-            self.next()
-            left = Cond("and", [left, self.cond_not()])
+        while self.peek().text in ("&&", "||"):
+            op = "and" if self.next().text == "&&" else "or"
+            left = Cond(op, [left, self.cond_not()])
         return left
 
     def cond_not(self) -> Cond:

@@ -3,6 +3,11 @@
 Thin adapters around the codec (:mod:`otlp_lab.otlp`) and the store (:class:`otlp_lab.Lab`),
 with retries and a circuit breaker from :mod:`otlp_lab.resilience`.
 
+Layout: ``_receiver`` (config, the in-flight budget, the writer thread) behind ``_grpc`` and
+``_http``; ``_payload`` (request bodies -> batches) and ``_replies`` (replies both ways, shared by
+receiver and sender); ``_sender`` (batching, policies, report) over ``_clients`` (the gRPC and HTTP
+transports); ``_replay`` (time-shifting and pacing, shared with the simulator's live mode).
+
 Examples
 --------
 >>> from otlp_lab import Lab
@@ -15,6 +20,7 @@ Examples
 ...     Lab("capture.duckdb"), "traces", replay=Replay(speed=10, paced=True))
 """
 
+from otlp_lab.transport._queue import PersistentQueue, QueueStats
 from otlp_lab.transport._receiver import Receiver, ReceiverConfig, ReceiverStats
 from otlp_lab.transport._sender import PROTOCOLS, Replay, Sender, SendReport
 from otlp_lab.transport._tls import ClientTls, ServerTls, TestCertificates, generate_certificates
@@ -22,6 +28,8 @@ from otlp_lab.transport._tls import ClientTls, ServerTls, TestCertificates, gene
 __all__ = [
     "PROTOCOLS",
     "ClientTls",
+    "PersistentQueue",
+    "QueueStats",
     "Receiver",
     "ReceiverConfig",
     "ReceiverStats",

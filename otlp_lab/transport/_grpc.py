@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from otlp_lab.errors import ConfigError, TransportError
 from otlp_lab.otlp import Signal
-from otlp_lab.transport._payload import Reply, ReplyKind, encode_body, response_message, status_message
+from otlp_lab.transport._replies import (
+    REQUEST_ID_HEADER,
+    Reply,
+    ReplyKind,
+    encode_body,
+    response_message,
+    status_message,
+)
 
 if TYPE_CHECKING:
     from otlp_lab.transport._receiver import IngestCore
@@ -90,7 +97,9 @@ def _handler(core: IngestCore, signal: Signal) -> Any:
         except BaseException:
             core.release(reserved)
             raise
-        reply = await core.export(signal, body, fmt="protobuf", reserved=reserved)
+        reply = await core.export(
+            signal, body, fmt="protobuf", reserved=reserved, request_id=metadata.get(REQUEST_ID_HEADER)
+        )
         del body  # abort raises from this frame: let the body go now, not when the GC finds the cycle
         if reply.kind is ReplyKind.OK:
             return encode_body(response_message(signal, reply), "protobuf")

@@ -29,7 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 from otlp_lab.errors import ConfigError, TransportError
 from otlp_lab.otlp import Signal
-from otlp_lab.transport._payload import Reply, ReplyKind, encode_body, response_message, status_message
+from otlp_lab.transport._replies import (
+    REQUEST_ID_HEADER,
+    Reply,
+    ReplyKind,
+    encode_body,
+    response_message,
+    status_message,
+)
 
 if TYPE_CHECKING:
     from otlp_lab.transport._receiver import IngestCore
@@ -385,6 +392,7 @@ class HttpServer:
             fmt=fmt,
             encoding=headers.get("content-encoding", "").strip().lower(),
             reserved=reserved,
+            request_id=headers.get(REQUEST_ID_HEADER),
         )
         await self._send(conn, writer, reply, fmt, signal=signal)
 

@@ -1,7 +1,7 @@
-"""One export request body -> staging batches or a refusal, and the spec's replies.
+"""One export request body -> staging batches or a refusal (the replies are in ``_replies``).
 
 Protocol-neutral: the gRPC and HTTP servers hand a body here (already off the wire) and
-map the :class:`Reply` to their own status codes with :data:`REPLY_CODES`.
+map the :class:`~otlp_lab.transport._replies.Reply` to their own status codes.
 
 Decoding rules (OTLP specification, "OTLP/gRPC" and "OTLP/HTTP"):
 
@@ -17,14 +17,12 @@ Decoding rules (OTLP specification, "OTLP/gRPC" and "OTLP/HTTP"):
 
 from __future__ import annotations
 
-import enum
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from otlp_lab.errors import BodyTooLargeError, DecodeError
@@ -35,12 +33,11 @@ from otlp_lab.otlp import (
     decode_bytes,
     iter_stream_batches,
     request_class,
-    response_class,
-    rpc_status,
 )
 from otlp_lab.otlp._inflate import GZIP_MAGIC, ZSTD_MAGIC, decompress_bytes
+from otlp_lab.transport._replies import Reply, ReplyKind
 
-__all__ = ["Decoded", "Refused", "Reply", "ReplyKind", "decode_request", "item_counts"]
+__all__ = ["Decoded", "Refused", "decode_request", "inflate", "item_counts"]
 
 # Bisection budget: how many decodes the salvage of one request may cost before the whole
 # request is refused instead (a request of 512 spans with one bad span costs ~20).
@@ -55,71 +52,6 @@ ITEM_TABLES: dict[str, str] = {
     "metric_exp_histogram": "points",
     "metric_summary": "points",
 }
-
-
-class ReplyKind(enum.Enum):
-    """What the receiver answers to one export request."""
-
-    OK = "ok"
-    INVALID = "invalid"  # malformed body
-    TOO_LARGE = "too_large"  # decompressed body over the limit
-    UNSUPPORTED = "unsupported"  # content type or encoding we do not speak
-    UNAUTHENTICATED = "unauthenticated"  # missing or wrong token / header
-    OVERLOADED = "overloaded"  # the write queue is full: come back later
-    STOPPING = "stopping"  # the receiver is shutting down
-    INTERNAL = "internal"  # the database refused the data
-    NOT_FOUND = "not_found"  # HTTP only: unknown path
-    METHOD = "method"  # HTTP only: not POST
-    TIMEOUT = "timeout"  # HTTP only: the request did not arrive within request_timeout_s
-    URI_TOO_LONG = "uri_too_long"  # HTTP only
-    HEADERS_TOO_LARGE = "headers_too_large"  # HTTP only: head over 64 KiB or over 100 fields
-
-
-# kind -> (gRPC status name, HTTP status)
-REPLY_CODES: dict[ReplyKind, tuple[str, int]] = {
-    ReplyKind.OK: ("OK", 200),
-    ReplyKind.INVALID: ("INVALID_ARGUMENT", 400),
-    ReplyKind.TOO_LARGE: ("RESOURCE_EXHAUSTED", 413),
-    ReplyKind.UNSUPPORTED: ("UNIMPLEMENTED", 415),
-    ReplyKind.UNAUTHENTICATED: ("UNAUTHENTICATED", 401),
-    ReplyKind.OVERLOADED: ("UNAVAILABLE", 503),
-    ReplyKind.STOPPING: ("UNAVAILABLE", 503),
-    ReplyKind.INTERNAL: ("INTERNAL", 500),
-    ReplyKind.NOT_FOUND: ("UNIMPLEMENTED", 404),
-    ReplyKind.METHOD: ("UNIMPLEMENTED", 405),
-    ReplyKind.TIMEOUT: ("DEADLINE_EXCEEDED", 408),
-    ReplyKind.URI_TOO_LONG: ("INVALID_ARGUMENT", 414),
-    ReplyKind.HEADERS_TOO_LARGE: ("INVALID_ARGUMENT", 431),
-}
-
-_GRPC_CODE_NUMBERS = {
-    "OK": 0,
-    "DEADLINE_EXCEEDED": 4,
-    "INVALID_ARGUMENT": 3,
-    "RESOURCE_EXHAUSTED": 8,
-    "UNIMPLEMENTED": 12,
-    "UNAUTHENTICATED": 16,
-    "UNAVAILABLE": 14,
-    "INTERNAL": 13,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """The answer to one request: a kind, a message, rejected items, and pushback."""
-
-    kind: ReplyKind
-    message: str = ""
-    rejected: int = 0
-    retry_after_s: float | None = None
-
-    @property
-    def grpc_code(self) -> str:
-        return REPLY_CODES[self.kind][0]
-
-    @property
-    def http_status(self) -> int:
-        return REPLY_CODES[self.kind][1]
 
 
 class Refused(Exception):
@@ -405,32 +337,3 @@ def _salvage(signal: Signal, data: bytes, fmt: str, first: DecodeError, out: Dec
     out.rejected = rejected
     noun = {"traces": "spans", "metrics": "data points", "logs": "log records"}[signal]
     out.message = f"{rejected} {noun} rejected: {reasons[0] if reasons else first.reason}"
-
-
-# ---------------------------------------------------------------- replies
-
-
-def response_message(signal: Signal, reply: Reply) -> Message:
-    """The Export*ServiceResponse of a successful (possibly partial) export."""
-    msg = response_class(signal)()
-    if reply.rejected or reply.message:
-        counter = {
-            "traces": "rejected_spans",
-            "metrics": "rejected_data_points",
-            "logs": "rejected_log_records",
-        }
-        setattr(msg.partial_success, counter[signal], reply.rejected)  # type: ignore[attr-defined]
-        msg.partial_success.error_message = reply.message  # type: ignore[attr-defined]
-    return msg
-
-
-def status_message(reply: Reply) -> Message:
-    """The google.rpc.Status of a refusal, with a RetryInfo detail when there is pushback."""
-    return rpc_status(_GRPC_CODE_NUMBERS[reply.grpc_code], reply.message, retry_delay_s=reply.retry_after_s)
-
-
-def encode_body(msg: Message, fmt: str) -> bytes:
-    """A reply message in the request's format (OTLP/JSON or protobuf)."""
-    if fmt != "json":
-        return msg.SerializeToString()
-    return orjson.dumps(json_format.MessageToDict(msg))

@@ -56,7 +56,8 @@ import pyarrow.compute as pc
 from otlp_lab._config import check_int, check_number
 from otlp_lab.errors import ConfigError, OtlpLabError, TransportError
 from otlp_lab.otlp import Batch, Signal
-from otlp_lab.transport._payload import Decoded, Refused, Reply, ReplyKind, decode_request, inflate
+from otlp_lab.transport._payload import Decoded, Refused, decode_request, inflate
+from otlp_lab.transport._replies import Reply, ReplyKind
 from otlp_lab.transport._tls import ServerTls
 
 if TYPE_CHECKING:
@@ -236,6 +237,7 @@ class ReceiverStats:
     queue_bytes: int = 0
     peak_queue_bytes: int = 0
     transactions: int = 0
+    duplicates: int = 0  # requests already stored (same otlp-lab-request-id): acknowledged, not stored again
 
     @property
     def items(self) -> int:
@@ -305,6 +307,7 @@ class _Pending:
     decoded: Decoded
     reserved: int
     future: concurrent.futures.Future[None]
+    request_id: str | None = None
 
 
 class IngestCore:
@@ -378,16 +381,27 @@ class IngestCore:
 
     # ------------------------------------------------------------ requests
     async def export(
-        self, signal: Signal, body: bytes, *, fmt: str, encoding: str = "", reserved: int = 0
+        self,
+        signal: Signal,
+        body: bytes,
+        *,
+        fmt: str,
+        encoding: str = "",
+        reserved: int = 0,
+        request_id: str | None = None,
     ) -> Reply:
         """Decode, queue and commit one request; the reply to send (already counted).
 
         ``reserved``: bytes the server reserved (:meth:`admit`, :meth:`try_reserve`) before
         reading the body; the reservation is trimmed to the body's size and owned from here on.
+        ``request_id`` (header ``otlp-lab-request-id``): a request already committed under the
+        same id is acknowledged again without being stored twice (exactly-once with a sender queue).
         """
-        return self.count(await self._export(signal, body, fmt, encoding, reserved))
+        return self.count(await self._export(signal, body, fmt, encoding, reserved, request_id))
 
-    async def _export(self, signal: Signal, body: bytes, fmt: str, encoding: str, held: int) -> Reply:
+    async def _export(
+        self, signal: Signal, body: bytes, fmt: str, encoding: str, held: int, request_id: str | None = None
+    ) -> Reply:
         if held > len(body):
             self._release(held - len(body))
         elif len(body) > held and not self._reserve(len(body) - held):
@@ -420,7 +434,7 @@ class IngestCore:
                     "the receiver is shutting down",
                     retry_after_s=self.config.retry_after_s,
                 )
-            self._queue.append(_Pending(decoded, reserved[0], future))
+            self._queue.append(_Pending(decoded, reserved[0], future, request_id))
             self._waiting += 1
             self._cond.notify()
         try:
@@ -453,21 +467,45 @@ class IngestCore:
             self._commit(group)
 
     def _commit(self, group: list[_Pending]) -> None:
-        errors = self._store(group)
+        fresh, repeats = self._split_repeats(group)
+        errors = self._store(fresh)
         with self._cond:
             self._waiting -= len(group)
-            for p, err in zip(group, errors, strict=True):
+            for p in group:
                 self._reserved -= p.reserved
+            for p, err in zip(fresh, errors, strict=True):
                 if err is None:
                     for k, v in p.decoded.counts.items():
                         self._counts[k] += v
+            self._counts["duplicates"] += len(repeats)
             self._counts["transactions"] += 1
             self._cond.notify_all()
-        for p, err in zip(group, errors, strict=True):
+        for p, err in zip(fresh, errors, strict=True):
             if err is None:
                 p.future.set_result(None)
             else:
                 p.future.set_exception(err)
+        for p in repeats:
+            p.future.set_result(None)  # stored before: acknowledge again, store nothing
+
+    def _split_repeats(self, group: list[_Pending]) -> tuple[list[_Pending], list[_Pending]]:
+        """Requests to store, and repeats of requests already committed (same request id)."""
+        ids = [p.request_id for p in group if p.request_id]
+        if not ids:
+            return group, []
+        try:
+            seen = self.lab.stored_request_ids(ids)
+        except Exception:  # cannot tell: store them (at-least-once rather than lose data)
+            seen = set()
+        fresh, repeats = [], []
+        for p in group:
+            if p.request_id and p.request_id in seen:
+                repeats.append(p)
+            else:
+                if p.request_id:
+                    seen.add(p.request_id)
+                fresh.append(p)
+        return fresh, repeats
 
     def _store(self, group: list[_Pending]) -> list[Exception | None]:
         """Store a group in one transaction; if it fails, each request alone (to isolate the culprit)."""
@@ -475,7 +513,11 @@ class IngestCore:
         if not batches:
             return [None] * len(group)
         try:
-            self.lab.load_batches(merge_batches(batches), source=f"otlp receiver ({len(group)} requests)")
+            self.lab.load_batches(
+                merge_batches(batches),
+                source=f"otlp receiver ({len(group)} requests)",
+                request_ids=[p.request_id for p in group if p.request_id],
+            )
             return [None] * len(group)
         except Exception as exc:
             if len(group) == 1:

@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import gzip
 import heapq
 import itertools
-import math
 import os
 import random
 import statistics
@@ -32,16 +30,28 @@ import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, get_args
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
-import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 from google.protobuf.message import Message
 
 from otlp_lab._config import Protocol, check_int, check_number
 from otlp_lab.errors import ConfigError, ExportError
-from otlp_lab.otlp import SIGNALS, Signal, encode_requests, parse_rpc_status, response_class, to_otlp_json
+from otlp_lab.otlp import SIGNALS, Signal, encode_requests, request_class
+from otlp_lab.transport._clients import Answer, make_transport, parse_endpoint
+from otlp_lab.transport._queue import DEFAULT_MAX_BYTES as DEFAULT_QUEUE_BYTES
+from otlp_lab.transport._queue import PersistentQueue, QueueStats, Record
+from otlp_lab.transport._replay import (
+    EXPORT_TIMES,
+    PACING_WINDOW_S,
+    Replay,
+    first_time_ns,
+    first_time_of,
+    retime_table,
+    signal_of,
+    time_sorted,
+    windows,
+)
 from otlp_lab.transport._tls import ClientTls
 
 if TYPE_CHECKING:
@@ -99,8 +109,6 @@ FINAL_REFUSALS = frozenset(
 # policies as this status: flow control from a live peer, retried after the delay it asked for
 # and ignored by the breaker (sustained backpressure slows the sender down, it does not trip it).
 BACKPRESSURE = "BACKPRESSURE"
-_GZIP_LEVEL = 5
-PACING_WINDOW_S = 0.2  # paced replay: items due within this much wall time may share a request
 
 # ---------------------------------------------------------------- error classification
 
@@ -150,40 +158,6 @@ def _hint(status: str | int | None, endpoint: str) -> str | None:
 # ---------------------------------------------------------------- endpoints
 
 
-@dataclass(frozen=True, slots=True)
-class _Target:
-    """A parsed endpoint: where to connect and whether with TLS."""
-
-    url: str  # normalised, with scheme
-    host: str
-    port: int
-    secure: bool
-    path: str
-
-
-def _parse_endpoint(endpoint: str, protocol: str, tls: ClientTls | None) -> _Target:
-    text = endpoint.strip()
-    if "://" not in text:
-        secure = protocol == "grpc" and tls is not None and not tls.insecure
-        text = ("https://" if secure else "http://") + text
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(
-            f"endpoint must look like 'http://127.0.0.1:4318' or '127.0.0.1:4317'. Got {endpoint!r} instead."
-        )
-    default_port = 4317 if protocol == "grpc" else 4318
-    try:
-        port = parts.port or default_port
-    except ValueError:
-        raise ConfigError(f"endpoint {endpoint!r} has an invalid port.") from None
-    host = parts.hostname
-    secure = parts.scheme == "https"
-    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return _Target(
-        f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}", host, port, secure, parts.path.rstrip("/")
-    )
-
-
 def parse_headers(value: str | Mapping[str, str] | Sequence[str] | None) -> dict[str, str]:
     """Headers from a mapping, ``["k=v", ...]`` or the ``OTEL_EXPORTER_OTLP_HEADERS`` form ``"k1=v1,k2=v2"``."""
     if value is None:
@@ -204,138 +178,6 @@ def parse_headers(value: str | Mapping[str, str] | Sequence[str] | None) -> dict
     return out
 
 
-# ---------------------------------------------------------------- replay
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Replay:
-    """How to replay recorded telemetry.
-
-    Parameters
-    ----------
-    shift_to_now : bool, default True
-        Rewrite timestamps so the capture starts now: ``t' = now + (t - t0) / speed`` for each
-        span start, log record time and metric point time (``t0`` = the capture's first such
-        time). Span end and event times keep their offset from the span start, so durations
-        are unchanged; exemplar times follow their point.
-    speed : float, default 1
-        Time scaling of the shifted timestamps and of the pacing.
-    paced : bool, default False
-        Send each request when the wall clock reaches its first item's (replayed) time,
-        ``speed`` times faster than it was recorded; otherwise send as fast as possible.
-
-    Examples
-    --------
-    >>> Replay(speed=10, paced=True)   # ten times faster than recorded, timestamps from now
-    Replay(shift_to_now=True, speed=10, paced=True)
-    """
-
-    shift_to_now: bool = True
-    speed: float = 1.0
-    paced: bool = False
-
-    def __post_init__(self) -> None:
-        if (
-            not isinstance(self.speed, (int, float))
-            or isinstance(self.speed, bool)
-            or not self.speed > 0
-            or math.isinf(self.speed)
-        ):
-            raise ConfigError(f"replay speed must be a positive number. Got {self.speed!r} instead.")
-
-
-# Time columns of the export staging form, per signal: (anchor, columns that keep their offset
-# from the anchor, list-of-struct columns whose "time" keeps its offset, columns mapped like the anchor).
-_TIME_COLUMNS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
-    "traces": ("start_time", ("end_time",), ("events",), ()),
-    "logs": ("time", (), (), ("observed_time",)),
-    "metrics": ("time", (), ("exemplars",), ("start_time",)),
-}
-
-
-def _ns(col: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
-    """Timestamps (any unit) or integers as int64 nanoseconds."""
-    if pa.types.is_timestamp(col.type):
-        return pc.cast(col.cast(pa.timestamp("ns")), pa.int64())
-    return pc.cast(col, pa.int64())
-
-
-def _anchor_ns(signal: str, table: pa.Table) -> pa.ChunkedArray | None:
-    anchor = _TIME_COLUMNS[signal][0]
-    if anchor not in table.column_names:
-        return None
-    col = _ns(table.column(anchor))
-    if signal == "logs" and "observed_time" in table.column_names:
-        col = pc.coalesce(col, _ns(table.column("observed_time")))
-    return col
-
-
-def _first_time_ns(signal: str, tables: Iterable[pa.Table]) -> int | None:
-    lows = [pc.min(a).as_py() for t in tables if t.num_rows and (a := _anchor_ns(signal, t)) is not None]
-    lows = [x for x in lows if x]
-    return min(lows) if lows else None
-
-
-def _shift_table(signal: str, table: pa.Table, t0: int, now: int, speed: float) -> pa.Table:
-    """The replay mapping of one table in the export staging form (see :class:`Replay`)."""
-    anchor_name, offset_cols, nested, mapped = _TIME_COLUMNS[signal]
-    if anchor_name not in table.column_names or not table.num_rows:
-        return table
-
-    def remap(col: Any) -> Any:
-        x = _ns(col)
-        scaled = pc.floor(pc.divide(pc.cast(pc.subtract(x, t0), pa.float64()), speed))
-        return pc.add(pc.cast(scaled, pa.int64()), now)
-
-    anchor = _ns(table.column(anchor_name))
-    new_anchor = remap(table.column(anchor_name))
-    delta = pc.subtract(new_anchor, anchor)  # per row: how far this row's anchor moved
-    if signal == "logs" and "observed_time" in table.column_names:
-        # a record with no time is anchored on its observed time
-        obs = _ns(table.column("observed_time"))
-        delta = pc.coalesce(delta, pc.subtract(remap(table.column("observed_time")), obs))
-    out = table
-    ts = pa.timestamp("ns")
-
-    def put(name: str, values: Any) -> None:
-        nonlocal out
-        out = out.set_column(out.schema.get_field_index(name), name, pc.cast(values, ts))
-
-    put(anchor_name, new_anchor)
-    for name in offset_cols:
-        if name in out.column_names:
-            put(name, pc.add(_ns(out.column(name)), delta))
-    for name in mapped:
-        if name in out.column_names:
-            put(name, remap(out.column(name)) if signal != "logs" else pc.add(_ns(out.column(name)), delta))
-    for name in nested:
-        if name in out.column_names:
-            out = out.set_column(
-                out.schema.get_field_index(name), name, _shift_nested(out.column(name), delta)
-            )
-    return out
-
-
-def _shift_nested(col: pa.ChunkedArray, delta: Any) -> pa.Array:
-    """Move the ``time`` field of each struct in a list-of-structs column by its row's delta."""
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    if not pa.types.is_list(arr.type) or not len(arr):
-        return arr
-    structs = arr.flatten()
-    if "time" not in [f.name for f in structs.type]:
-        return arr
-    d = delta.combine_chunks() if isinstance(delta, pa.ChunkedArray) else delta
-    rows = pc.list_parent_indices(arr)
-    moved = pc.add(_ns(structs.field("time")), pc.take(d, rows))
-    time_type = structs.type.field("time").type
-    new_fields = [
-        pc.cast(moved, pa.timestamp("ns")).cast(time_type) if f.name == "time" else structs.field(f.name)
-        for f in structs.type
-    ]
-    new_structs = pa.StructArray.from_arrays(new_fields, fields=list(structs.type), mask=structs.is_null())
-    return pa.ListArray.from_arrays(arr.offsets, new_structs, mask=arr.is_null())
-
-
 # ---------------------------------------------------------------- requests
 
 
@@ -345,22 +187,8 @@ class _Request:
     body: bytes
     items: int
     at_s: float | None = None  # pacing: seconds after the start at which to send
-
-
-_SIGNAL_OF = {
-    "ExportTraceServiceRequest": "traces",
-    "ExportMetricsServiceRequest": "metrics",
-    "ExportLogsServiceRequest": "logs",
-}
-
-
-def signal_of(message: Message) -> Signal:
-    sig = _SIGNAL_OF.get(type(message).__name__)
-    if sig is None:
-        raise ConfigError(
-            f"expected an Export{{Trace,Metrics,Logs}}ServiceRequest. Got a {type(message).__name__} instead."
-        )
-    return sig  # type: ignore[return-value]
+    record_id: int | None = None  # in the persistent queue
+    request_id: str | None = None  # idempotency key sent to the receiver
 
 
 def count_items(message: Message) -> int:
@@ -377,33 +205,6 @@ def count_items(message: Message) -> int:
                 kind = m.WhichOneof("data")
                 n += len(getattr(m, kind).data_points) if kind else 0
     return n
-
-
-def _first_time_of(message: Message) -> int:
-    """The earliest span start / record time / point time in a request (0 if none)."""
-    sig = signal_of(message)
-    times: Iterable[int]
-    if sig == "traces":
-        times = (
-            s.start_time_unix_nano for rs in message.resource_spans for ss in rs.scope_spans for s in ss.spans
-        )  # type: ignore[attr-defined]
-    elif sig == "logs":
-        times = (
-            r.time_unix_nano or r.observed_time_unix_nano
-            for rl in message.resource_logs
-            for sl in rl.scope_logs
-            for r in sl.log_records
-        )  # type: ignore[attr-defined]
-    else:
-        times = (
-            p.time_unix_nano
-            for rm in message.resource_metrics  # type: ignore[attr-defined]
-            for sm in rm.scope_metrics
-            for m in sm.metrics
-            if m.WhichOneof("data")
-            for p in getattr(m, m.WhichOneof("data")).data_points
-        )
-    return min((t for t in times if t), default=0)
 
 
 # ---------------------------------------------------------------- report
@@ -429,6 +230,10 @@ class SendReport:
         Failed requests per status (``"UNAVAILABLE"``, ``503``, ``"CIRCUIT_OPEN"``, ...).
     messages : list of str
         The first partial-success messages from the peer.
+    queued, recovered, dropped : int
+        With a persistent queue (``queue_dir``): items left on disk because the peer was
+        unreachable (sent by a later run), items found there from earlier runs, and items a
+        full queue refused. ``queue`` holds the queue's counters.
     """
 
     sent: int = 0
@@ -441,6 +246,10 @@ class SendReport:
     errors: list[ExportError] = field(default_factory=list)
     error_counts: dict[str | int, int] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
+    queued: int = 0  # items left in the persistent queue (peer unreachable): sent on a later run
+    recovered: int = 0  # items found in the persistent queue from earlier runs (sent in this one)
+    dropped: int = 0  # items refused by a full persistent queue
+    queue: QueueStats | None = None
     latencies_s: list[float] = field(default_factory=list, repr=False)
 
     @property
@@ -467,178 +276,11 @@ class SendReport:
         lat = f", p50={p50:.1f} ms, p99={p99:.1f} ms" if p50 is not None and p99 is not None else ""
         return (
             f"SendReport(sent={self.sent:,}, rejected={self.rejected:,}, failed={self.failed:,}, "
-            f"requests={self.requests:,}, retries={self.retries:,}, {self.items_per_s:,.0f} items/s{lat})"
+            f"requests={self.requests:,}, retries={self.retries:,}, {self.items_per_s:,.0f} items/s{lat}"
+            + (f", queued={self.queued:,}" if self.queued else "")
+            + (f", dropped={self.dropped:,}" if self.dropped else "")
+            + ")"
         )
-
-
-# ---------------------------------------------------------------- transports
-
-
-@dataclass(slots=True)
-class _Answer:
-    """A peer's answer to one attempt, before the policies see it."""
-
-    ok: bool
-    status: str | int
-    message: str = ""
-    rejected: int = 0
-    retry_after_s: float | None = None
-
-
-def _partial(msg: Any) -> tuple[int, str]:
-    ps = msg.partial_success
-    rejected = (
-        getattr(ps, "rejected_spans", 0)
-        or getattr(ps, "rejected_data_points", 0)
-        or getattr(ps, "rejected_log_records", 0)
-    )
-    return int(rejected), ps.error_message
-
-
-class _GrpcTransport:
-    def __init__(
-        self, target: _Target, headers: dict[str, str], compression: str, tls: ClientTls | None
-    ) -> None:
-        from otlp_lab.transport._grpc import GRPC_METHODS, import_grpc
-
-        grpc = self._grpc = import_grpc()
-        options = [
-            ("grpc.max_send_message_length", -1),
-            ("grpc.max_receive_message_length", -1),
-            ("grpc.enable_retries", 0),  # the policy stack retries, not grpcio
-        ]
-        comp = grpc.Compression.Gzip if compression == "gzip" else grpc.Compression.NoCompression
-        netloc = f"[{target.host}]:{target.port}" if ":" in target.host else f"{target.host}:{target.port}"
-        if target.secure:
-            creds = (tls or ClientTls()).grpc_credentials()
-            self._channel = grpc.aio.secure_channel(netloc, creds, options=options, compression=comp)
-        else:
-            self._channel = grpc.aio.insecure_channel(netloc, options=options, compression=comp)
-        self._metadata = tuple(headers.items())
-        self._calls = {
-            sig: self._channel.unary_unary(f"/{svc}/{m}") for sig, (svc, m) in GRPC_METHODS.items()
-        }
-
-    @staticmethod
-    def encode(message: Message) -> bytes:
-        return message.SerializeToString()
-
-    async def export(self, signal: Signal, body: bytes, timeout_s: float) -> _Answer:
-        grpc = self._grpc
-        try:
-            raw = await self._calls[signal](body, timeout=timeout_s, metadata=self._metadata)
-        except grpc.aio.AioRpcError as exc:
-            code = exc.code().name
-            retry = _retry_info(exc.trailing_metadata())
-            details = exc.details() or ""
-            if code == "UNAVAILABLE" and (
-                "handshake" in details.lower() or "ssl" in details.lower() or "certificate" in details.lower()
-            ):
-                code = "TLS"
-            return _Answer(False, code, details, retry_after_s=retry)
-        rejected, msg = _partial(response_class(signal).FromString(raw))
-        return _Answer(True, "OK", msg, rejected)
-
-    async def close(self) -> None:
-        await self._channel.close()
-
-
-def _retry_info(metadata: Any) -> float | None:
-    """The RetryInfo delay in ``grpc-status-details-bin`` trailing metadata, if any."""
-    for key, value in metadata or ():
-        if key == "grpc-status-details-bin" and isinstance(value, bytes):
-            status = parse_rpc_status(value)
-            return status[1] if status is not None else None
-    return None
-
-
-class _HttpTransport:
-    def __init__(
-        self,
-        target: _Target,
-        fmt: str,
-        headers: dict[str, str],
-        compression: str,
-        tls: ClientTls | None,
-        concurrency: int,
-        signal_urls: Mapping[str, str],
-    ) -> None:
-        try:
-            import httpx
-        except ImportError:  # pragma: no cover - depends on the environment
-            raise ConfigError("OTLP/HTTP sending needs httpx: pip install httpx") from None
-        self._httpx = httpx
-        self.fmt = fmt
-        self.gzip = compression == "gzip"
-        verify: Any = tls.ssl_context() if tls is not None and target.secure else True
-        self._client = httpx.AsyncClient(
-            verify=verify,
-            headers={
-                **headers,
-                "content-type": "application/json" if fmt == "json" else "application/x-protobuf",
-            }
-            | ({"content-encoding": "gzip"} if self.gzip else {}),
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-            trust_env=False,
-        )
-        self._urls = {sig: signal_urls.get(sig) or f"{target.url}/v1/{sig}" for sig in SIGNALS}
-
-    def encode(self, message: Message) -> bytes:
-        body = orjson.dumps(to_otlp_json(message)) if self.fmt == "json" else message.SerializeToString()
-        return gzip.compress(body, _GZIP_LEVEL) if self.gzip else body
-
-    async def export(self, signal: Signal, body: bytes, timeout_s: float) -> _Answer:
-        httpx = self._httpx
-        from otlp_lab.resilience import parse_retry_after
-
-        try:
-            r = await self._client.post(self._urls[signal], content=body, timeout=timeout_s)
-        except httpx.TimeoutException as exc:
-            return _Answer(False, "DEADLINE_EXCEEDED", f"no answer in {timeout_s:g} s ({type(exc).__name__})")
-        except httpx.ConnectError as exc:
-            text = str(exc)
-            tls = "CERTIFICATE" in text.upper() or "SSL" in text.upper() or "TLS" in text.upper()
-            return _Answer(False, "TLS" if tls else "CONNECT", text or type(exc).__name__)
-        except httpx.TransportError as exc:
-            return _Answer(False, "UNAVAILABLE", f"{type(exc).__name__}: {exc}")
-        if r.status_code == 200:
-            try:
-                rejected, msg = _partial(self._parse(signal, r))
-            except Exception:
-                rejected, msg = 0, ""
-            return _Answer(True, 200, msg, rejected)
-        return _Answer(
-            False,
-            r.status_code,
-            _status_text(r),
-            retry_after_s=parse_retry_after(r.headers.get("retry-after"), now_unix_s=time.time()),
-        )
-
-    def _parse(self, signal: Signal, r: Any) -> Message:
-        cls = response_class(signal)
-        if not r.content:
-            return cls()
-        if "json" in r.headers.get("content-type", ""):
-            from google.protobuf import json_format
-
-            return json_format.Parse(r.content, cls(), ignore_unknown_fields=True)
-        return cls.FromString(r.content)
-
-    async def close(self) -> None:
-        await self._client.aclose()
-
-
-def _status_text(r: Any) -> str:
-    """The message of a google.rpc.Status reply body (protobuf or JSON), else the text."""
-    if not r.content:
-        return r.reason_phrase or ""
-    try:
-        if "json" in r.headers.get("content-type", ""):
-            return str(orjson.loads(r.content).get("message", "")) or r.text[:200]
-        status = parse_rpc_status(r.content)
-        return status[0] if status is not None else ""
-    except Exception:
-        return r.text[:200] if "text" in r.headers.get("content-type", "") else ""
 
 
 # ---------------------------------------------------------------- the sender
@@ -675,6 +317,14 @@ class Sender:
         Per-signal full URLs (``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` and friends), HTTP only.
     seed : int, optional
         Seed of the retry jitter.
+    queue_dir : str or path, optional
+        Store-and-forward: every request is appended (fsynced) to a persistent queue in this
+        directory before it is sent, and removed only once the peer acknowledged it. Requests
+        the peer could not take (down, overloaded) stay there and go first on the next send
+        (:meth:`send_queue` sends only them); each carries a request id, by which otlp_lab's
+        receiver stores it exactly once. See :class:`~otlp_lab.transport.PersistentQueue`.
+    queue_max_bytes : int, default 256 MiB
+        Bytes waiting in the queue beyond which new requests are dropped (counted and logged).
 
     Examples
     --------
@@ -701,6 +351,8 @@ class Sender:
         breaker: Any = _DEFAULT,
         signal_endpoints: Mapping[str, str] | None = None,
         seed: int | None = None,
+        queue_dir: str | os.PathLike[str] | None = None,
+        queue_max_bytes: int = DEFAULT_QUEUE_BYTES,
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ConfigError(f"protocol must be one of {PROTOCOLS}. Got {protocol!r} instead.")
@@ -712,7 +364,7 @@ class Sender:
         self.protocol = protocol
         self.endpoint = endpoint or DEFAULT_ENDPOINTS[protocol]
         self.tls = tls
-        self.target = _parse_endpoint(self.endpoint, protocol, tls)
+        self.target = parse_endpoint(self.endpoint, protocol, tls)
         self.headers = parse_headers(headers)
         self.compression = compression
         self.timeout_s = float(timeout_s)
@@ -727,6 +379,9 @@ class Sender:
         self.retry = retry if retry is not None else self.default_retry()
         self.breaker_config = self.default_breaker() if breaker is Sender._DEFAULT else breaker
         self.signal_endpoints = dict(signal_endpoints or {})
+        check_int(queue_max_bytes, "queue_max_bytes", minimum=1)
+        self.queue_dir = queue_dir
+        self.queue_max_bytes = queue_max_bytes
         self._rng = random.Random(seed)
         self._breaker: Any = None  # one breaker per Sender, shared by its requests across sends
         self._policy_stack: Any = None  # one policy stack per Sender, shared by its requests
@@ -805,6 +460,12 @@ class Sender:
         return f"Sender({self.target.url!r}, protocol={self.protocol!r}, concurrency={self.concurrency})"
 
     # ------------------------------------------------------------ sources
+    def send_queue(self) -> SendReport:
+        """Send only what the persistent queue holds from earlier runs (needs ``queue_dir``)."""
+        if self.queue_dir is None:
+            raise ConfigError("send_queue() needs a sender built with queue_dir=...")
+        return self.send_requests([])
+
     def send_requests(self, requests: Iterable[Message]) -> SendReport:
         """Send ready Export*ServiceRequest messages, as they are (no re-batching)."""
         from otlp_lab.transport._loop import run_sync
@@ -854,11 +515,14 @@ class Sender:
         speed = replay.speed if replay else 1.0
         t0 = None
         if replay is not None:
-            lows = [x for sig, ts in tables.items() if (x := _first_time_ns(sig, ts)) is not None]
+            lows = [x for sig, ts in tables.items() if (x := first_time_ns(sig, ts)) is not None]
             t0 = min(lows) if lows else None
         if replay is not None and replay.shift_to_now and t0 is not None:
             now = time.time_ns()
-            tables = {sig: [_shift_table(sig, t, t0, now, speed) for t in ts] for sig, ts in tables.items()}
+            tables = {
+                sig: [retime_table(t, EXPORT_TIMES[sig], t0, now, speed) for t in ts]
+                for sig, ts in tables.items()
+            }
             t0 = now
         encode = _Encoder(self.max_items, self.max_bytes)
         if replay is None or not replay.paced or t0 is None:
@@ -870,9 +534,9 @@ class Sender:
         window_ns = int(PACING_WINDOW_S * scale * 1e9)
         streams = []
         for sig, ts in tables.items():
-            for group in _time_sorted(sig, ts):
-                windows = _windows(sig, group, t0, window_ns)
-                streams.append((_first_time_of(r), r) for w in windows for r in encode(sig, [w]))
+            for group in time_sorted(sig, ts):
+                slices = windows(sig, group, t0, window_ns)
+                streams.append((first_time_of(r), r) for w in slices for r in encode(sig, [w]))
         for first_ns, req in heapq.merge(*streams, key=lambda x: x[0]):
             yield (max(0.0, (first_ns - t0) / 1e9 / scale), req)
 
@@ -880,23 +544,38 @@ class Sender:
     async def _run(
         self, requests: Iterable[Any] | AsyncIterator[Any], *, replay: Replay | None
     ) -> SendReport:
+        pq = self._open_queue()
         transport = self._transport()
         report = SendReport()
-        queue: asyncio.Queue[_Request | None] = asyncio.Queue(maxsize=2 * self.concurrency)
+        # with a persistent queue, requests wait on disk (the asyncio queue holds only their ids),
+        # so a peer that is down does not hold up accepting (and persisting) the rest
+        queue: asyncio.Queue[_Request | None] = asyncio.Queue(
+            maxsize=0 if pq is not None else 2 * self.concurrency
+        )
         loop = asyncio.get_running_loop()
         t_start = time.perf_counter()
         stop = threading.Event()
 
         async def produce() -> None:
             try:
+                if pq is not None:  # first what earlier runs left waiting
+                    for rec in await loop.run_in_executor(None, pq.pending):
+                        report.recovered += rec.items
+                        await queue.put(
+                            _Request(rec.signal, b"", rec.items, None, rec.id, pq.request_id(rec.id))
+                        )  # type: ignore[arg-type]
                 if hasattr(requests, "__aiter__"):
                     async for msg in requests:  # type: ignore[union-attr]
-                        await queue.put(self._prepare(transport, msg))
+                        prepared = await loop.run_in_executor(None, self._prepare, transport, msg, pq, report)
+                        if prepared is not None:
+                            await queue.put(prepared)
                 else:
                     it = iter(requests)  # type: ignore[arg-type]
                     t_mono = time.monotonic()
                     while True:
-                        item = await loop.run_in_executor(None, _next_prepared, it, self, transport, stop)
+                        item = await loop.run_in_executor(
+                            None, _next_prepared, it, self, transport, stop, pq, report
+                        )
                         if item is None:
                             break
                         if item.at_s is not None:
@@ -910,7 +589,7 @@ class Sender:
 
         async def work() -> None:
             while (item := await queue.get()) is not None:
-                await self._deliver(transport, item, report)
+                await self._deliver(transport, item, report, pq)
 
         try:
             producer = asyncio.ensure_future(produce())
@@ -919,29 +598,52 @@ class Sender:
         finally:
             stop.set()
             await transport.close()
+            if pq is not None:
+                report.queue = pq.stats
+                pq.close()
         report.duration_s = time.perf_counter() - t_start
         return report
 
+    def _open_queue(self) -> PersistentQueue | None:
+        if self.queue_dir is None:
+            return None
+        return PersistentQueue(self.queue_dir, max_bytes=self.queue_max_bytes)
+
+    @staticmethod
+    def _load(transport: Any, item: _Request, pq: PersistentQueue) -> bytes:
+        """The body of a queued request, read back from disk and encoded for the transport."""
+        assert item.record_id is not None
+        rec: Record = pq.read(item.record_id)
+        return transport.encode(request_class(rec.signal).FromString(rec.body))  # type: ignore[arg-type]
+
     def _transport(self) -> Any:
-        if self.protocol == "grpc":
-            return _GrpcTransport(self.target, self.headers, self.compression, self.tls)
-        fmt = "json" if self.protocol == "http/json" else "protobuf"
-        return _HttpTransport(
+        return make_transport(
+            self.protocol,
             self.target,
-            fmt,
-            self.headers,
-            self.compression,
-            self.tls,
-            self.concurrency,
-            self.signal_endpoints,
+            headers=self.headers,
+            compression=self.compression,
+            tls=self.tls,
+            concurrency=self.concurrency,
+            signal_urls=self.signal_endpoints,
         )
 
     @staticmethod
-    def _prepare(transport: Any, msg: Any) -> _Request:
+    def _prepare(
+        transport: Any, msg: Any, pq: PersistentQueue | None = None, report: SendReport | None = None
+    ) -> _Request | None:
+        """The request to send; with a queue, first appended to it (fsynced). None: the queue was full."""
         at_s = None
         if isinstance(msg, tuple):
             at_s, msg = msg
-        return _Request(signal_of(msg), transport.encode(msg), count_items(msg), at_s)
+        signal, items = signal_of(msg), count_items(msg)
+        if pq is None:
+            return _Request(signal, transport.encode(msg), items, at_s)
+        rec = pq.append(signal, msg.SerializeToString(), items=items)
+        if rec is None:  # full: dropped, logged and counted by the queue
+            if report is not None:
+                report.dropped += items
+            return None
+        return _Request(signal, b"", items, at_s, rec.id, pq.request_id(rec.id))  # the body waits on disk
 
     def _stack(self) -> Any:
         """The policy stack of this sender: its retry policy, jitter source and breaker.
@@ -960,14 +662,18 @@ class Sender:
             )
         return self._policy_stack
 
-    async def _deliver(self, transport: Any, item: _Request, report: SendReport) -> None:
+    async def _deliver(
+        self, transport: Any, item: _Request, report: SendReport, pq: PersistentQueue | None = None
+    ) -> None:
         from otlp_lab.resilience import Outcome, drive_async
 
         loop = asyncio.get_running_loop()
-        answers: list[_Answer] = []
+        answers: list[Answer] = []
+        if pq is not None and item.record_id is not None and not item.body:
+            item.body = await loop.run_in_executor(None, self._load, transport, item, pq)
 
         async def attempt(n: int) -> Outcome:
-            ans = await transport.export(item.signal, item.body, self.timeout_s)
+            ans = await transport.export(item.signal, item.body, self.timeout_s, request_id=item.request_id)
             answers.append(ans)
             if ans.ok:
                 return Outcome.success(ans, status=ans.status)
@@ -990,16 +696,26 @@ class Sender:
             report.rejected += last.rejected
             if last.message and len(report.messages) < _MAX_ERRORS_KEPT:
                 report.messages.append(last.message)
+            if pq is not None and item.record_id is not None:
+                await loop.run_in_executor(None, pq.ack, item.record_id)  # acknowledged: off the queue
             return
-        report.failed += item.items
-        report.failed_requests += 1
         error = self._error(item, last, outcome, final)
+        if pq is not None and item.record_id is not None:
+            if error.retryable:  # the peer is down or overloaded: kept on disk for the next run
+                report.queued += item.items
+            else:  # the peer refused this data for good: resending cannot help
+                await loop.run_in_executor(None, pq.ack, item.record_id)
+                report.failed += item.items
+                report.failed_requests += 1
+        else:
+            report.failed += item.items
+            report.failed_requests += 1
         key = error.status if error.status is not None else "UNKNOWN"
         if key not in report.error_counts or len(report.errors) < _MAX_ERRORS_KEPT:
             report.errors.append(error)  # the first of each status, then up to the cap
         report.error_counts[key] = report.error_counts.get(key, 0) + 1
 
-    def _error(self, item: _Request, last: _Answer | None, outcome: Any, final: Any) -> ExportError:
+    def _error(self, item: _Request, last: Answer | None, outcome: Any, final: Any) -> ExportError:
         if outcome is not None and outcome.local:
             status: str | int = outcome.status or "CIRCUIT_OPEN"
             what = f"{outcome.error}" if outcome.error else f"refused locally ({status})"
@@ -1031,16 +747,24 @@ def _attempt_count(final: Any) -> int:
 
 
 def _next_prepared(
-    it: Iterator[Any], sender: Sender, transport: Any, stop: threading.Event
+    it: Iterator[Any],
+    sender: Sender,
+    transport: Any,
+    stop: threading.Event,
+    pq: PersistentQueue | None,
+    report: SendReport,
 ) -> _Request | None:
     """The next request of ``it``, encoded for the transport (in a worker thread); None at the end."""
     if stop.is_set():
         return None
-    try:
-        msg = next(it)
-    except StopIteration:
-        return None
-    return sender._prepare(transport, msg)
+    while True:
+        try:
+            msg = next(it)
+        except StopIteration:
+            return None
+        item = sender._prepare(transport, msg, pq, report)
+        if item is not None:
+            return item
 
 
 def _signals(signal: Signal | Sequence[Signal] | None) -> list[Signal]:
@@ -1062,40 +786,3 @@ class _Encoder:
 
     def __call__(self, signal: Signal, tables: Iterable[pa.Table]) -> Iterator[Message]:
         return encode_requests(signal, tables, max_bytes=self.max_bytes, max_items=self.max_items)
-
-
-def _windows(signal: Signal, table: pa.Table, t0: int, window_ns: int) -> Iterator[pa.Table]:
-    """Slices of a time-sorted table, one per window of ``window_ns`` of replayed time."""
-    anchor = _anchor_ns(signal, table)
-    if anchor is None or not table.num_rows:
-        yield table
-        return
-    import numpy as np
-
-    idx = pc.fill_null(pc.divide(pc.subtract(anchor, t0), window_ns), 0).to_numpy()
-    cuts = [0, *(np.flatnonzero(np.diff(idx)) + 1).tolist(), len(idx)]
-    for start, end in itertools.pairwise(cuts):
-        yield table.slice(start, end - start)
-
-
-def _time_sorted(signal: Signal, tables: list[pa.Table]) -> list[pa.Table]:
-    """One table per stream (per metric kind for metrics), sorted by the replay anchor time."""
-    tables = [t for t in tables if t.num_rows]
-    if not tables:
-        return []
-    groups: dict[Any, list[pa.Table]] = {}
-    for t in tables:
-        key = (
-            t.column("metric_kind")[0].as_py()
-            if signal == "metrics" and "metric_kind" in t.column_names
-            else None
-        )
-        groups.setdefault(key, []).append(t)
-    out = []
-    for ts in groups.values():
-        t = pa.concat_tables(ts, promote_options="permissive")
-        anchor = _anchor_ns(signal, t)
-        if anchor is not None:
-            t = t.take(pc.sort_indices(anchor))
-        out.append(t)
-    return out

@@ -13,7 +13,7 @@ per policy: goodput, error rate, p50/p95/p99, amplification) and :func:`instance
 >>> policy_timeline_figure(timelines(runs), breaker_timelines(runs))       # doctest: +SKIP
 
 The helpers that are not figures (:func:`breaker_timelines`, :func:`scenario_windows`,
-:func:`recovery_table`, :func:`instance_load`, :func:`policy_from_imported`) shape what the
+:func:`recovery_table`, :func:`instance_load`) shape what the
 simulator returns for these figures and for the notebooks' tables. The simulator and the
 resilience policies are imported lazily, so ``import otlp_lab.viz`` needs neither SimPy nor
 a run.
@@ -34,8 +34,7 @@ from otlp_lab.errors import ConfigError, SchemaError
 from otlp_lab.viz._traces import _PALETTE, _colors_for, _esc, _layout, _require
 
 if TYPE_CHECKING:
-    from otlp_lab.resilience import ImportedPolicies
-    from otlp_lab.sim import Policy, RunResult, Scenario
+    from otlp_lab.sim import RunResult, Scenario
 
 __all__ = [
     "breaker_timelines",
@@ -44,7 +43,6 @@ __all__ = [
     "latency_quantiles_figure",
     "policy_bars_figure",
     "policy_colors",
-    "policy_from_imported",
     "policy_timeline_figure",
     "recovery_table",
     "runs_table",
@@ -417,75 +415,6 @@ def instance_load(lab: Any, service: str, *, run_ids: Iterable[str] | None = Non
             "policy", "run_id", "instance", "requests", "share", "errors", "error_rate", "p50_ms", "p99_ms"
         )
     )
-
-
-def policy_from_imported(imported: ImportedPolicies, *, timeout_s: float | None = None) -> Policy:
-    """The simulator's :class:`~otlp_lab.sim.Policy` for what a config importer understood.
-
-    Use it to simulate a pasted Istio, Envoy, resilience4j or gRPC configuration
-    (:func:`otlp_lab.resilience.import_yaml`) in place of a scenario's policy::
-
-        run("slow_instance", policy_overrides={"backend": policy_from_imported(import_yaml(text))})
-
-    Parameters
-    ----------
-    imported : ImportedPolicies
-        From :func:`~otlp_lab.resilience.import_yaml`, ``from_istio``, ``from_envoy_cluster``...
-    timeout_s : float, optional
-        Overrides the imported whole-call timeout.
-
-    Returns
-    -------
-    Policy
-        Retry (or hedging), circuit breaker, concurrency limits (as the bulkhead), retry budget,
-        retry throttle, load balancer, outlier detection, active health checks and timeout.
-        The connect timeout and explicit endpoints have no counterpart in the simulator and
-        are left out.
-    """
-    from otlp_lab.resilience import ImportedPolicies
-    from otlp_lab.sim import Policy
-
-    if not isinstance(imported, ImportedPolicies):
-        raise ConfigError(
-            f"imported must be an ImportedPolicies (import_yaml(...)). Got {type(imported).__name__} instead."
-        )
-    bulkhead = pool = None
-    if imported.limits is not None:
-        lim = imported.limits.limits
-        if imported.source in ("istio", "envoy"):  # the sidecar's circuit breakers, enforced as Envoy does
-            pool = {
-                "max_connections": lim["connections"],
-                "max_pending_requests": lim["pending_requests"],
-                "max_requests": lim["requests"],
-                "max_retries": lim["retries"],
-            }
-        else:  # resilience4j's semaphore bulkhead: concurrent calls
-            bulkhead = {"max_requests": lim["requests"]}
-    budget = None
-    if imported.retry_budget is not None:
-        b = imported.retry_budget
-        budget = {"budget_percent": b.budget_percent, "min_retry_concurrency": b.min_retry_concurrency}
-    throttle = None
-    if imported.retry_throttle is not None:
-        t = imported.retry_throttle
-        # RetryThrottle exposes max_tokens but not token_ratio (kept in thousandths).
-        throttle = {
-            "max_tokens": t.max_tokens,
-            "token_ratio": getattr(t, "token_ratio", t._ratio_milli / 1000),
-        }
-    kw: dict[str, Any] = {
-        "retry": imported.retry,
-        "breaker": imported.breaker,
-        "bulkhead": bulkhead,
-        "connection_pool": pool,
-        "budget": budget,
-        "throttle": throttle,
-        "outlier_detection": imported.outlier,
-        "health_check": imported.health_check,
-    }
-    if imported.balancer is not None:
-        kw["balancer"] = imported.balancer
-    return Policy(imported.timeout_s if timeout_s is None else timeout_s, **kw)
 
 
 # ---------------------------------------------------------------------------------------------- timelines

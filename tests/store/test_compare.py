@@ -61,6 +61,8 @@ def test_explicit_baseline_and_sql_selection(shop: Lab):
     assert rows[("status", "unset")]["difference"] == round(0.5 - 1.0, 4)
     with pytest.raises(ConfigError, match="top"):
         shop.compare("{ }", top=0)
+    with pytest.raises(ConfigError, match="one SQL expression"):
+        shop.compare("true; DROP TABLE spans")
 
 
 def test_trace_diff_folds_both_traces_into_call_paths(shop: Lab):

@@ -115,6 +115,8 @@ def test_duplicate_spans_count_once(lab: Lab):
     lab.load_bytes(request(trace))
     lab.load_bytes(request(trace))  # an overlapping capture: every span twice
     assert lab.sql("SELECT count(*) n FROM spans")["n"][0] == 6
+    assert lab.info()["duplicate_spans"] == 3
+    assert lab.span_tree().height == 3 and lab.traces()["spans"].to_list() == [3]
     cp = lab.critical_path(tid_hex())
     assert cp["self_ms"].sum() == pytest.approx(100.0)
     assert cp["span_id"].to_list() == [sid_hex(1), sid_hex(3), sid_hex(1)]
@@ -172,3 +174,32 @@ def test_summary_shares_critical_time_per_service_and_operation(lab: Lab):
     ]
     with pytest.raises(ConfigError, match="by="):
         lab.critical_path_summary(by="kind")
+
+
+# jaeger-ui's own critical-path test cases (packages/jaeger-ui/src/components/TracePage/CriticalPath/
+# testCases/test2.js, test3.js, test6.js-test9.js; Apache-2.0, The Jaeger Authors): the spans
+# (id, parent, start, start + duration) and the sections jaeger-ui expects, in its time units.
+JAEGER_UI_CASES = {
+    "test2": (
+        [("X", None, 1, 101), ("A", "X", 10, 50), ("C", "X", 20, 60)],
+        [("X", 60, 101), ("C", 20, 60), ("X", 1, 20)],
+    ),
+    "test3": ([("A", None, 100, 140), ("B", "A", 150, 200)], [("A", 100, 140)]),
+    "test6": (
+        [("A", None, 1, 30), ("B", "A", 15, 35), ("C", "B", 10, 25)],
+        [("B", 25, 30), ("C", 15, 25), ("A", 1, 15)],
+    ),
+    "test7": (
+        [("A", None, 1, 30), ("B", "A", 15, 35), ("C", "B", 20, 40)],
+        [("C", 20, 30), ("B", 15, 20), ("A", 1, 15)],
+    ),
+    "test8": ([("A", None, 10, 30), ("B", "A", 5, 35)], [("B", 10, 30)]),
+    "test9": ([("A", None, 10, 30), ("B", "A", 1, 5)], [("A", 10, 30)]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(JAEGER_UI_CASES))
+def test_jaeger_ui_test_cases(case):
+    spans, expected = JAEGER_UI_CASES[case]
+    got = critical_path(frame(spans).with_columns(pl.col("start_ns") // MS, pl.col("end_ns") // MS))
+    assert sorted((r["span_id"], r["start_ns"], r["end_ns"]) for r in got.to_dicts()) == sorted(expected)

@@ -173,3 +173,23 @@ def test_modes_are_never_mixed(lab: Lab):
         ("user", "front"),
         ("front", "cart"),
     }
+
+
+def test_a_database_call_with_an_instrumented_server_stays_one_database_edge(lab: Lab):
+    g = edges(
+        lab,
+        [
+            span(
+                2,
+                None,
+                "cart",
+                10,
+                30,
+                kind="CLIENT",
+                attrs={"db.system": "postgresql", "peer.service": "pg"},
+            ),
+            span(3, 2, "postgres", 12, 28, kind="SERVER", status="ERROR"),
+        ],
+    )
+    assert set(g) == {("cart", "pg")}
+    assert (g[("cart", "pg")]["connection_type"], g[("cart", "pg")]["errors"]) == ("database", 1)

@@ -80,6 +80,9 @@ def ids(lab: Lab, query: str) -> set[int]:
         ('{ .http.status_code = 500 } && { .http.method = "DELETE" }', set()),
         ('{ .http.status_code = 500 } || { .http.method = "DELETE" }', {3, 11}),
         ('({ kind = server } > { kind = client }) || { name = "GetAds" }', {2, 4, 12, 13}),
+        # && and || share one precedence and group from the left, as in Tempo's grammar
+        ('{ .http.status_code = 500 } || { .http.method = "DELETE" } && { .db.name = "shop" }', {3, 4}),
+        ("{ kind = client || kind = server && status = error }", {3, 4}),
         ("{ status = error } | by(resource.service.name) | count() > 1", {3, 4}),
         ("{ } | avg(duration) > 200ms", {1, 2, 3, 4, 5}),
         ("{ } | max(duration) < 100ms", {11, 12, 13}),

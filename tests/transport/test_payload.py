@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from otlp_lab import Lab
 from otlp_lab.otlp import decode_bytes, to_otlp_json
-from otlp_lab.transport._payload import Refused, ReplyKind, decode_request, inflate, item_counts
+from otlp_lab.transport._payload import Refused, decode_request, inflate, item_counts
 from otlp_lab.transport._receiver import merge_batches
+from otlp_lab.transport._replies import ReplyKind
 
 from ..conftest import make_trace_request
 

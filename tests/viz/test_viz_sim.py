@@ -10,8 +10,7 @@ import polars as pl
 import pytest
 
 from otlp_lab import ConfigError, Lab, SchemaError
-from otlp_lab.resilience import EXAMPLES_DIR, import_yaml
-from otlp_lab.sim import Policy, RunResult, run, run_many, timelines
+from otlp_lab.sim import RunResult, run_many, timelines
 from otlp_lab.viz import (
     TEMPLATE,
     breaker_timelines,
@@ -20,7 +19,6 @@ from otlp_lab.viz import (
     latency_quantiles_figure,
     policy_bars_figure,
     policy_colors,
-    policy_from_imported,
     policy_timeline_figure,
     recovery_table,
     runs_table,
@@ -283,38 +281,6 @@ def test_instance_load_figure_bars_per_policy(balanced) -> None:
     assert any("even share" in (a.text or "") for a in fig.layout.annotations)
     with pytest.raises(SchemaError, match="one row per policy and instance"):
         instance_load_figure(pl.concat([load, load]))
-
-
-# ---------------------------------------------------------------------------------------------- imported configs
-def test_policy_from_imported_carries_the_istio_settings_into_a_run() -> None:
-    imported = import_yaml(EXAMPLES_DIR / "istio-reviews.yaml")
-    pol = policy_from_imported(imported)
-    assert isinstance(pol, Policy)
-    assert pol.timeout_s == 3.0
-    assert pol.retry == imported.retry and pol.retry.max_attempts == 4
-    assert pol.balancer.policy == "least_request"
-    assert pol.outlier_detection.consecutive_gateway_failure == 3
-    pool = pol.connection_pool  # the sidecar's circuit breakers, enforced in the run
-    assert (pool.max_connections, pool.max_pending_requests, pool.max_requests, pool.max_retries) == (
-        100,
-        64,
-        256,
-        8,
-    )
-    assert pol.bulkhead is None and pol.budget is None and pol.breaker is None
-    assert policy_from_imported(imported, timeout_s=1.0).timeout_s == 1.0
-    r = run("slow_instance", policy_overrides={"backend": pol}, seed=1, duration_s=6, label="istio")
-    assert r.label == "istio" and r.requests > 500 and r.error_rate < 0.05
-
-
-def test_policy_from_imported_envoy_budget_and_health_checks() -> None:
-    pol = policy_from_imported(import_yaml(EXAMPLES_DIR / "envoy-cart-cluster.yaml"))
-    assert pol.budget == {"budget_percent": 20.0, "min_retry_concurrency": 3}
-    assert pol.connection_pool.max_retries == 3
-    assert pol.health_check.interval_s == 5.0
-    assert pol.balancer.panic_threshold_percent == 50.0
-    with pytest.raises(ConfigError, match="ImportedPolicies"):
-        policy_from_imported({"retry": None})
 
 
 def test_write_sim_report(tmp_path):
