@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,17 @@ def load(files: tuple[str, ...], db: str, signal: str | None, skip_bad: bool, du
         fail(exc)
 
 
+def live_headers() -> dict[str, str]:
+    """Credentials for a receiver's live queries: OTLP_LAB_TOKEN (as `receive` takes it) and
+    OTEL_EXPORTER_OTLP_HEADERS."""
+    from otlp_lab.transport._sender import parse_headers
+
+    headers = parse_headers(os.environ.get("OTEL_EXPORTER_OTLP_HEADERS"))
+    if os.environ.get("OTLP_LAB_TOKEN"):
+        headers["authorization"] = f"Bearer {os.environ['OTLP_LAB_TOKEN']}"
+    return headers
+
+
 def _print_info(lab: Any) -> None:
     info = lab.info()
     rows = ", ".join(f"{k} [bold]{v:,}[/]" for k, v in info["tables"].items() if v) or "no rows yet"
@@ -65,10 +77,10 @@ def _print_info(lab: Any) -> None:
 @click.option("--db", required=True, type=click.Path(exists=True, dir_okay=False), help="DuckDB file.")
 def info(db: str) -> None:
     """Tables, row counts, time range and services of a database."""
-    from otlp_lab import Lab
+    from otlp_lab.transport import open_lab
 
     try:
-        with Lab(db, read_only=True) as lab:
+        with open_lab(db, headers=live_headers()) as lab:  # through the receiver if one writes it
             _print_info(lab)
     except OtlpLabError as exc:
         fail(exc)
@@ -90,31 +102,33 @@ def info(db: str) -> None:
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the result to this file (all rows).")
 @click.option("--csv", "as_csv", is_flag=True, help="Same as --format csv.")
 def sql(query: str, db: str, max_rows: int, fmt: str, out: str | None, as_csv: bool) -> None:
-    """Run a SQL QUERY and print the result (or write it with --out)."""
-    from otlp_lab import Lab
+    """Run a SQL QUERY and print the result (or write it with --out).
+
+    While `otlp-lab receive` writes the database, the query runs through the receiver (one
+    read-only SELECT; credentials from OTLP_LAB_TOKEN or OTEL_EXPORTER_OTLP_HEADERS).
+    """
     from otlp_lab.errors import ConfigError
+    from otlp_lab.transport import open_lab
 
     fmt = "csv" if as_csv else fmt
     if fmt == "parquet" and out is None:
         raise ConfigError("--format parquet writes a file: add --out result.parquet")
-    with Lab(db, read_only=True) as lab:
-        if out is not None and fmt != "table":
-            n = _copy_query(lab, query, fmt, out)
-            console.print(f"wrote {n:,} rows to {out}", highlight=False)
-            return
-        frame = lab.sql(query)
-    if fmt == "csv":
-        text = frame.write_csv()
-    elif fmt == "json":
-        text = frame.write_ndjson()
-    else:
-        text = None
-    if text is not None:
-        click.echo(text, nl=False)
-        return
-    if out is not None:
-        Path(out).write_text(frame.write_csv())
+    try:
+        with open_lab(db, headers=live_headers()) as lab:  # through the receiver if one writes it
+            if out is not None and fmt != "table" and hasattr(lab, "con"):
+                n = _copy_query(lab, query, fmt, out)
+                console.print(f"wrote {n:,} rows to {out}", highlight=False)
+                return
+            frame = lab.sql(query)
+    except OtlpLabError as exc:
+        fail(exc)
+    if out is not None:  # a live query's frame
+        {"parquet": frame.write_parquet, "json": frame.write_ndjson}.get(fmt, frame.write_csv)(out)
         console.print(f"wrote {frame.height:,} rows to {out}", highlight=False)
+    elif fmt == "csv":
+        click.echo(frame.write_csv(), nl=False)
+    elif fmt == "json":
+        click.echo(frame.write_ndjson(), nl=False)
     elif fits(frame, console.width):
         console.print(table(f"{frame.height:,} rows", frame, max_rows=max_rows))
     else:

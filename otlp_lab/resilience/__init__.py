@@ -322,3 +322,26 @@ __all__ += [
     "import_yaml",
     "parse_config_duration_s",
 ]
+
+# autoscaling (see _autoscale.py): the Kubernetes HorizontalPodAutoscaler as a state machine
+from otlp_lab.resilience._autoscale import (  # noqa: E402
+    DEFAULT_SCALE_DOWN,
+    DEFAULT_SCALE_UP,
+    AutoscalerConfig,
+    HorizontalPodAutoscaler,
+    HpaMetric,
+    HpaScalingPolicy,
+    HpaScalingRules,
+    ScaleDecision,
+)
+
+__all__ += [
+    "AutoscalerConfig",
+    "HorizontalPodAutoscaler",
+    "HpaMetric",
+    "HpaScalingPolicy",
+    "HpaScalingRules",
+    "ScaleDecision",
+    "DEFAULT_SCALE_UP",
+    "DEFAULT_SCALE_DOWN",
+]

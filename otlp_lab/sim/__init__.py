@@ -26,7 +26,9 @@ with timestamps from now, exporting over OTLP to a collector or :class:`otlp_lab
 from otlp_lab.sim._dist import Constant, Distribution, Empirical, Exponential, Gamma, LogNormal
 from otlp_lab.sim._faults import Brownout, CpuContention, Crash, Errors, Fault, Latency, Partition, ZoneOutage
 from otlp_lab.sim._fit import FitReport, Rehearsal, Validation, fit, invocations, rehearse, validate
+from otlp_lab.sim._imported import with_imported
 from otlp_lab.sim._live import StreamResult, stream
+from otlp_lab.sim._metastable import MetastabilityMap, metastability
 from otlp_lab.sim._model import Call, Endpoint, OneOf, Parallel, Policy, Service
 from otlp_lab.sim._run import RunResult, compare, lab_timeline, run, run_many, timelines
 from otlp_lab.sim._scenario import Scenario, scenario_path, shipped_scenarios
@@ -71,6 +73,7 @@ __all__ = [
     "CpuContention",
     # running
     "run",
+    "with_imported",
     "run_many",
     "compare",
     "timelines",
@@ -89,6 +92,8 @@ __all__ = [
     "SweepResult",
     "set_path",
     "parse_grid",
+    "metastability",
+    "MetastabilityMap",
     # live
     "stream",
     "StreamResult",

@@ -41,6 +41,7 @@ from otlp_lab.resilience import (
     ConnectionPool,
     Deadline,
     HealthChecker,
+    HorizontalPodAutoscaler,
     Outcome,
     OutlierAction,
     OutlierDetector,
@@ -179,6 +180,9 @@ class Instance:
         "lat_sum",
         "lat_n",
         "lb",
+        "active",
+        "starting",
+        "ready_s",
     )
 
     def __init__(self, svc: Service, index: int, ctx: int) -> None:
@@ -212,6 +216,9 @@ class Instance:
         self.lat_sum = 0.0
         self.lat_n = 0
         self.lb = LbEndpoint(self.id, zone=self.zone or "")
+        self.active = index < svc.instances  # in the callers' load balancers (autoscaled pods come and go)
+        self.starting = False  # created by the autoscaler, not ready yet
+        self.ready_s = 0.0  # when it last became ready
 
 
 class Job:
@@ -276,6 +283,7 @@ class Client:
         "stack",
         "per_try_s",
         "endpoints",
+        "dynamic",
         "lb_version",
         "calls",
         "attempts",
@@ -354,7 +362,13 @@ class Client:
             for i in self.instances:
                 self.health.add(i.id, sim.env.now, healthy=True)
             sim.env.process(self._health_probes())
-        self.endpoints: tuple[LbEndpoint, ...] = tuple(i.lb for i in self.instances)
+        self.endpoints: tuple[LbEndpoint, ...] = tuple(i.lb for i in self.instances if i.active)
+        # the endpoint list changes with health, ejections and (autoscaled) pods joining and leaving
+        self.dynamic = (
+            self.outlier is not None
+            or self.health is not None
+            or sim.scenario.service(target).autoscaler is not None  # type: ignore[union-attr]
+        )
         self.lb_version = -1
         self.calls = self.attempts = self.retries = self.failures = self.ejections = 0
         pool = sim.pool
@@ -368,12 +382,12 @@ class Client:
     # -- balancing -----------------------------------------------------------------------
     def pick(self, now: float, key: Any) -> Instance:
         eps = self.endpoints
-        if self.outlier is not None or self.health is not None:
-            if self.lb_version != self.sim.health_version:
-                self.endpoints = eps = with_health(
-                    tuple(i.lb for i in self.instances), health=self.health, outlier=self.outlier
-                )
-                self.lb_version = self.sim.health_version
+        if self.dynamic and self.lb_version != self.sim.health_version:
+            eps = tuple(i.lb for i in self.instances if i.active)
+            if self.outlier is not None or self.health is not None:
+                eps = with_health(eps, health=self.health, outlier=self.outlier)
+            self.endpoints = eps
+            self.lb_version = self.sim.health_version
         return self.by_id[self.balancer.pick(now, eps, key).id]
 
     # -- listeners -------------------------------------------------------------------------
@@ -496,7 +510,10 @@ class Simulation:
         for svc in scenario.services:
             insts = []
             self.hists[svc.name] = LogHist()
-            for i in range(svc.instances):
+            slots = (
+                svc.instances if svc.autoscaler is None else max(svc.instances, svc.autoscaler.max_replicas)
+            )
+            for i in range(slots):
                 inst = Instance(svc, i, len(contexts))
                 inst.hist = self.hists[svc.name]
                 contexts.append(self._resource(svc.name, inst.id, inst.zone, run_id, label))
@@ -526,6 +543,8 @@ class Simulation:
         self.dropped: dict[frozenset[str], list[Event]] = {}
         self.health_version = 0
         self.breaker_log: list[tuple[float, str, str, str]] = []
+        # (t, service, desired replicas or None, ready replicas, reason) for autoscaled services
+        self.scale_log: list[tuple[float, str, int | None, int, str]] = []
         n_sec = int(math.ceil(duration_s)) + 1
         self.counters = Counters.of(n_sec)
         self.root_hist = LogHist()
@@ -601,6 +620,9 @@ class Simulation:
             env.process(self._fault(f))
         if self.emitter is not None:
             env.process(self._metrics())
+        for svc in self.scenario.services:
+            if svc.autoscaler is not None:
+                env.process(self._autoscale(svc))
 
     # ---------------------------------------------------------------- workloads
     def _open_loop(self, w: OpenLoop) -> Generator[Any, Any, None]:
@@ -1134,6 +1156,81 @@ class Simulation:
         inst.busy = 0
         for job in sorted(doomed, key=lambda j: j.span):
             self._finish(job, failure("UNAVAILABLE"), busy=False)
+
+    # ---------------------------------------------------------------- autoscaling
+    def _autoscale(self, svc: Service) -> Generator[Any, Any, None]:
+        """The HPA controller of one service: a sync every ``sync_period_s``, pods ready ``pod_startup_s`` later.
+
+        A pod's CPU is the share of its workers busy over the last sync period; its request rate the
+        requests that reached it per second. Pods ready for less than a sync period count as not
+        ready yet (the HPA ignores a pod's CPU during its initialisation). Scaling down removes
+        pods still starting first, then the newest; a removed pod leaves the load balancers at once
+        and finishes the requests it holds.
+        """
+        env = self.env
+        cfg = svc.autoscaler
+        hpa = HorizontalPodAutoscaler(cfg)
+        insts = self.instances[svc.name]
+        dt = cfg.sync_period_s
+        last_area = {i.id: 0.0 for i in insts}
+        last_arrivals = {i.id: 0 for i in insts}
+        self.scale_log.append(
+            (0.0, svc.name, sum(i.active for i in insts), sum(i.active for i in insts), "initial")
+        )
+        while True:
+            yield env.timeout(dt)
+            now = env.now
+            if now > self.duration_s:
+                return
+            ready: dict[str, list[float]] = {m.name: [] for m in cfg.metrics}
+            unready = 0
+            for i in insts:
+                i.area += i.busy * (now - i.last_t)
+                i.last_t = now
+                busy = (i.area - last_area[i.id]) / (i.c * dt)
+                rate = (i.arrivals - last_arrivals[i.id]) / dt
+                last_area[i.id], last_arrivals[i.id] = i.area, i.arrivals
+                if i.starting or (i.active and i.ready_s > now - dt):
+                    unready += 1
+                elif i.active:
+                    for m in cfg.metrics:
+                        ready[m.name].append(busy if m.kind == "cpu" else rate)
+            current = sum(1 for i in insts if i.active or i.starting)
+            d = hpa.recommend(now, current=current, ready=ready, unready=unready)
+            if d.desired > current:
+                for i in [i for i in insts if not i.active and not i.starting][: d.desired - current]:
+                    i.starting = True
+                    self._later(cfg.pod_startup_s, self._pod_ready, i)
+            elif d.desired < current:
+                going = [i for i in reversed(insts) if i.starting] + [i for i in reversed(insts) if i.active]
+                for i in going[: current - d.desired]:
+                    i.starting = False
+                    i.active = False
+                self.health_version += 1
+            if d.desired != current:
+                self.scale_log.append((now, svc.name, d.desired, sum(i.active for i in insts), d.reason))
+                self.log(
+                    now,
+                    "INFO",
+                    f"autoscaler {svc.name}: {current} -> {d.desired} replicas ({d.reason}; "
+                    + ", ".join(f"{k} {v:.2f}" for k, v in d.values.items() if v is not None)
+                    + ")",
+                    "sim.autoscaler.scale",
+                    insts[0].ctx,
+                    {"sim.autoscaler.replicas": d.desired, "sim.autoscaler.reason": d.reason},
+                )
+
+    def _pod_ready(self, ev: Event) -> None:
+        inst: Instance = ev._value
+        if not inst.starting:
+            return  # removed before it became ready
+        inst.starting = False
+        inst.active = True
+        inst.ready_s = self.env.now
+        self.health_version += 1
+        self.scale_log.append(
+            (self.env.now, inst.name, None, sum(i.active for i in self.instances[inst.name]), "ready")
+        )
 
     # ---------------------------------------------------------------- metrics
     def _metrics(self) -> Generator[Any, Any, None]:

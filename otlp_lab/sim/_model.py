@@ -11,10 +11,12 @@ import dataclasses
 import math
 import os
 from dataclasses import KW_ONLY, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from otlp_lab.errors import ConfigError, ScenarioError
 from otlp_lab.resilience import (
+    AutoscalerConfig,
     Bulkhead,
     CircuitBreakerConfig,
     ConnectionPoolConfig,
@@ -26,6 +28,7 @@ from otlp_lab.resilience import (
     RetryPolicy,
     RetryThrottle,
     TokenBucket,
+    parse_duration_s,
 )
 from otlp_lab.sim._dist import Distribution, Exponential
 
@@ -60,6 +63,21 @@ def _tuples(obj: Any, *names: str) -> None:
         v = getattr(obj, name)
         if isinstance(v, list):
             object.__setattr__(obj, name, tuple(v))
+
+
+def _autoscaler(d: dict[str, Any]) -> AutoscalerConfig:
+    """``{"manifest": path, "pod_startup_s": .., "name": ..}`` or the settings of an AutoscalerConfig."""
+    if "manifest" in d:
+        extra = sorted(set(d) - {"manifest", "pod_startup_s", "name"})
+        if extra:
+            raise ConfigError(
+                f"with 'manifest', only 'pod_startup_s' and 'name' may be given. Got {extra} too."
+            )
+        kw = {k: d[k] for k in ("pod_startup_s", "name") if k in d}
+        if isinstance(kw.get("pod_startup_s"), str):
+            kw["pod_startup_s"] = parse_duration_s(kw["pod_startup_s"], name="autoscaler.pod_startup_s")
+        return AutoscalerConfig.from_manifest(Path(d["manifest"]), **kw)
+    return AutoscalerConfig.from_dict(d)
 
 
 def split_target(target: str) -> tuple[str, str | None]:
@@ -253,6 +271,13 @@ class Service:
     drop_expired : bool, default False
         Server-side cancellation: skip queued requests whose deadline has already passed
         instead of working on them (False: work on abandoned requests, as most servers do).
+    autoscaler : AutoscalerConfig or dict, optional
+        A Kubernetes HorizontalPodAutoscaler for the service (``min_replicas``, ``max_replicas``,
+        ``metrics``, ``scale_up``/``scale_down`` behaviour, ``pod_startup_s``), or
+        ``{"manifest": "hpa.yaml"}`` (a real ``autoscaling/v2`` manifest, plus optional
+        ``pod_startup_s`` and ``name``). ``instances`` is then the replica count at time 0; new
+        pods join the callers' load balancers once ready, removed pods leave them at once and
+        finish what they hold.
     """
 
     name: str
@@ -265,9 +290,15 @@ class Service:
     zones: tuple[str, ...] = ()
     sidecar_latency_s: float = 0.0
     drop_expired: bool = False
+    autoscaler: Any = None
 
     def __post_init__(self) -> None:
         _tuples(self, "endpoints", "zones")
+        if isinstance(self.autoscaler, dict):
+            try:
+                object.__setattr__(self, "autoscaler", _autoscaler(self.autoscaler))
+            except (ConfigError, TypeError, AttributeError):
+                pass  # kept as given for check() to report
 
     def check(self, key: str) -> None:
         check_positive_int(f"{key}.instances", self.instances)
@@ -296,6 +327,18 @@ class Service:
         check_seconds(f"{key}.sidecar_latency_s", self.sidecar_latency_s)
         if not isinstance(self.drop_expired, bool):
             raise _bad(f"{key}.drop_expired", "true or false", self.drop_expired)
+        if self.autoscaler is not None:
+            if isinstance(self.autoscaler, dict):
+                try:
+                    _autoscaler(self.autoscaler)
+                except (ConfigError, TypeError, AttributeError) as exc:
+                    raise ScenarioError(
+                        f"scenario key '{key}.autoscaler' is not valid: {exc}", key=f"{key}.autoscaler"
+                    ) from None
+            if not isinstance(self.autoscaler, AutoscalerConfig):
+                raise _bad(
+                    f"{key}.autoscaler", "an AutoscalerConfig or a mapping of its settings", self.autoscaler
+                )
 
     def endpoint(self, name: str | None) -> Endpoint | None:
         if name is None:

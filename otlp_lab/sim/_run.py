@@ -96,6 +96,7 @@ class RunResult:
     per_service: pl.DataFrame = field(repr=False)
     _timeline: pl.DataFrame = field(repr=False)
     _breakers: pl.DataFrame = field(repr=False)
+    _scaling: pl.DataFrame = field(default_factory=lambda: _scaling_frame([]), repr=False)
 
     def summary(self) -> dict[str, Any]:
         """The headline numbers as a dict (one row of :func:`compare`)."""
@@ -124,6 +125,16 @@ class RunResult:
         >>> r.timeline().select("t_s", "offered_rps", "goodput_rps").head(3)  # doctest: +SKIP
         """
         return self._timeline
+
+    def scaling(self) -> pl.DataFrame:
+        """The autoscalers' history: one row per change of an autoscaled service.
+
+        Columns ``t_s``, ``service``, ``desired`` (the replica count the HPA set; null when a pod
+        became ready), ``ready`` (pods in the load balancers after the change) and ``reason``
+        (``initial``, the HPA's ``ScaleUp``/``ScaleDown``/``ScaleUpLimit``..., or ``ready``).
+        Empty when no service has an autoscaler.
+        """
+        return self._scaling
 
     def breaker_timeline(self) -> pl.DataFrame:
         """Per simulated second and (caller, upstream) pair: how many circuit breakers are closed, open, half-open."""
@@ -383,6 +394,7 @@ def _result(
         per_service=_per_service(sim, sc),
         _timeline=_timeline_frame(sim),
         _breakers=_breaker_frame(sim),
+        _scaling=_scaling_frame(sim.scale_log),
     )
 
 
@@ -458,6 +470,20 @@ def _timeline_frame(sim: Simulation) -> pl.DataFrame:
             "mean_latency_ms": [c.lat_sum[i] / done[i] * 1e3 if done[i] else None for i in range(n)],
         },
         schema_overrides={"error_rate": pl.Float64, "mean_latency_ms": pl.Float64},
+    )
+
+
+def _scaling_frame(log: list[tuple[float, str, int | None, int, str]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        log,
+        schema={
+            "t_s": pl.Float64,
+            "service": pl.String,
+            "desired": pl.Int64,
+            "ready": pl.Int64,
+            "reason": pl.String,
+        },
+        orient="row",
     )
 
 

@@ -387,6 +387,7 @@ _SERVICE_KEYS = (
     "zones",
     "sidecar_latency_s",
     "drop_expired",
+    "autoscaler",
 )
 _ENDPOINT_KEYS = ("service_time", "calls", "error_rate", "operation")
 _CALL_KEYS = ("to", "policy", "critical", "probability", "count")

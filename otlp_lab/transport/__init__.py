@@ -6,7 +6,9 @@ with retries and a circuit breaker from :mod:`otlp_lab.resilience`.
 Layout: ``_receiver`` (config, the in-flight budget, the writer thread) behind ``_grpc`` and
 ``_http``; ``_payload`` (request bodies -> batches) and ``_replies`` (replies both ways, shared by
 receiver and sender); ``_sender`` (batching, policies, report) over ``_clients`` (the gRPC and HTTP
-transports); ``_replay`` (time-shifting and pacing, shared with the simulator's live mode).
+transports); ``_replay`` (time-shifting and pacing, shared with the simulator's live mode);
+``_queue`` (the sender's persistent store-and-forward queue); ``_live`` (live queries on a
+database the receiver writes).
 
 Examples
 --------
@@ -20,6 +22,7 @@ Examples
 ...     Lab("capture.duckdb"), "traces", replay=Replay(speed=10, paced=True))
 """
 
+from otlp_lab.transport._live import LiveLab, open_lab
 from otlp_lab.transport._queue import PersistentQueue, QueueStats
 from otlp_lab.transport._receiver import Receiver, ReceiverConfig, ReceiverStats
 from otlp_lab.transport._sender import PROTOCOLS, Replay, Sender, SendReport
@@ -28,6 +31,7 @@ from otlp_lab.transport._tls import ClientTls, ServerTls, TestCertificates, gene
 __all__ = [
     "PROTOCOLS",
     "ClientTls",
+    "LiveLab",
     "PersistentQueue",
     "QueueStats",
     "Receiver",
@@ -39,4 +43,5 @@ __all__ = [
     "ServerTls",
     "TestCertificates",
     "generate_certificates",
+    "open_lab",
 ]

@@ -27,8 +27,11 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from otlp_lab.errors import ConfigError, TransportError
 from otlp_lab.otlp import Signal
+from otlp_lab.transport._live import QUERY_PATH
 from otlp_lab.transport._replies import (
     REQUEST_ID_HEADER,
     Reply,
@@ -297,6 +300,13 @@ class HttpServer:
         fmt = MEDIA_TYPES.get(ctype, "json")
         signal = HTTP_PATHS.get(path)
         length = headers.get("content-length")
+        if (
+            path == QUERY_PATH
+            and len(request.target) <= MAX_TARGET_BYTES
+            and len(request.headers) <= MAX_HEADERS
+        ):
+            await self._query(conn, request, headers, next_event, writer, head)
+            return
         refusal: Reply | None = None
         if len(request.target) > MAX_TARGET_BYTES:
             refusal = Reply(
@@ -395,6 +405,58 @@ class HttpServer:
             request_id=headers.get(REQUEST_ID_HEADER),
         )
         await self._send(conn, writer, reply, fmt, signal=signal)
+
+    async def _query(
+        self, conn: Any, request: Any, headers: dict[str, str], next_event: Any, writer: Any, head: bool
+    ) -> None:
+        """``POST /v1/query``: a live read-only query on the receiver's Lab (see ``_live``)."""
+        h11 = import_h11()
+        from otlp_lab.transport._live import MAX_QUERY_BYTES, QueryRefused, run_query
+        from otlp_lab.transport._receiver import is_loopback
+
+        cfg = self.core.config
+        length = headers.get("content-length")
+        wants_body = length not in (None, "0") or "chunked" in headers.get("transfer-encoding", "")
+        peer = writer.get_extra_info("peername")
+        refusal: Reply | None = None
+        if request.method != b"POST":
+            refusal = Reply(
+                ReplyKind.METHOD, f"method {request.method.decode()[:20]} is not allowed; use POST"
+            )
+        elif not (isinstance(peer, tuple) and is_loopback(str(peer[0]))):
+            refusal = Reply(ReplyKind.FORBIDDEN, "live queries are served to loopback clients only")
+        else:
+            refusal = cfg.check_auth(headers.get)
+        if refusal is None and (length is None or not length.isdigit() or int(length) > MAX_QUERY_BYTES):
+            refusal = Reply(ReplyKind.INVALID, f"give a Content-Length of at most {MAX_QUERY_BYTES:,} bytes")
+        if refusal is not None:
+            while not wants_body and not isinstance(await next_event(), h11.EndOfMessage):
+                pass
+            await self._send(
+                conn, writer, refusal, "json", close=wants_body, extra=_extra(refusal), head=head
+            )
+            return
+        chunks: list[bytes] = []
+        while not isinstance(event := await next_event(), h11.EndOfMessage):
+            if not isinstance(event, h11.Data):
+                raise _Close
+            chunks.append(event.data)
+        loop = asyncio.get_running_loop()
+        try:
+            doc = orjson.loads(b"".join(chunks))
+            ctype, body, truncated = await loop.run_in_executor(None, run_query, self.core.lab, doc)
+        except (orjson.JSONDecodeError, QueryRefused) as exc:
+            await self._send(conn, writer, Reply(ReplyKind.INVALID, str(exc)), "json")
+            return
+        out = [("content-type", ctype), ("content-length", str(len(body)))]
+        if truncated:
+            out.append(("x-otlp-lab-truncated", "1"))
+        if conn.our_state is not h11.SEND_RESPONSE:
+            raise _Close
+        writer.write(conn.send(h11.Response(status_code=200, headers=out)))
+        writer.write(conn.send(h11.Data(data=body)))
+        writer.write(conn.send(h11.EndOfMessage()))
+        await writer.drain()
 
     async def _send(
         self,

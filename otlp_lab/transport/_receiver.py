@@ -259,6 +259,7 @@ _REFUSAL_FIELD = {
     ReplyKind.STOPPING: "backpressure",
     ReplyKind.INTERNAL: "failed",
     ReplyKind.TIMEOUT: "timed_out",
+    ReplyKind.FORBIDDEN: "unauthenticated",
     ReplyKind.URI_TOO_LONG: "too_large",
     ReplyKind.HEADERS_TOO_LARGE: "too_large",
 }
@@ -598,6 +599,7 @@ class Receiver:
         self._final: ReceiverStats | None = None
         self.grpc_port: int | None = None
         self.http_port: int | None = None
+        self._announced: Any = None  # the live-query file beside the database
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> Receiver:
@@ -620,6 +622,10 @@ class Receiver:
             self._shutdown()
             raise
         self._final = None
+        if self._lab.path is not None and self.http_endpoint is not None:
+            from otlp_lab.transport._live import announce
+
+            self._announced = announce(self._lab.path, self.http_endpoint)  # live queries: see _live
         return self
 
     async def _start_servers(self) -> None:
@@ -657,6 +663,9 @@ class Receiver:
         return self._final
 
     def _shutdown(self) -> None:
+        if self._announced is not None:
+            self._announced.unlink(missing_ok=True)
+            self._announced = None
         core, self._core = self._core, None
         if core is not None:
             core.close()

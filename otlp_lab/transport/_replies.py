@@ -50,6 +50,7 @@ class ReplyKind(enum.Enum):
     TIMEOUT = "timeout"  # HTTP only: the request did not arrive within request_timeout_s
     URI_TOO_LONG = "uri_too_long"  # HTTP only
     HEADERS_TOO_LARGE = "headers_too_large"  # HTTP only: head over 64 KiB or over 100 fields
+    FORBIDDEN = "forbidden"  # live queries from a non-loopback client
 
 
 # kind -> (gRPC status name, HTTP status)
@@ -67,11 +68,13 @@ REPLY_CODES: dict[ReplyKind, tuple[str, int]] = {
     ReplyKind.TIMEOUT: ("DEADLINE_EXCEEDED", 408),
     ReplyKind.URI_TOO_LONG: ("INVALID_ARGUMENT", 414),
     ReplyKind.HEADERS_TOO_LARGE: ("INVALID_ARGUMENT", 431),
+    ReplyKind.FORBIDDEN: ("PERMISSION_DENIED", 403),
 }
 
 _GRPC_CODE_NUMBERS = {
     "OK": 0,
     "DEADLINE_EXCEEDED": 4,
+    "PERMISSION_DENIED": 7,
     "INVALID_ARGUMENT": 3,
     "RESOURCE_EXHAUSTED": 8,
     "UNIMPLEMENTED": 12,

@@ -41,6 +41,7 @@ __all__ = [
     "instance_load",
     "instance_load_figure",
     "latency_quantiles_figure",
+    "metastability_figure",
     "policy_bars_figure",
     "policy_colors",
     "policy_timeline_figure",
@@ -918,3 +919,89 @@ def instance_load_figure(
     )
     fig.update_layout(margin=dict(t=90))
     return fig
+
+
+def metastability_figure(points: pl.DataFrame, *, title: str | None = None) -> go.Figure:
+    """Heatmaps of where a fleet recovers from a trigger: one row per policy, one column per trigger duration.
+
+    Each cell is a base load (x) and a trigger size (y): green when every seed recovered after
+    the trigger, red when none did (the share of seeds in between); the text is the mean time to
+    recover after the trigger ended, or ``stuck``. A point where the fleet was not even stable
+    before the trigger is marked ``unstable``.
+
+    Parameters
+    ----------
+    points : polars.DataFrame
+        :attr:`otlp_lab.sim.MetastabilityMap.points` (``policy``, ``load_rps``, optionally
+        ``rho``, ``size``, ``duration_s``, ``recovered_share``, ``recovery_s``, ``stable_before``).
+    """
+    _require(
+        points,
+        ["policy", "load_rps", "size", "duration_s", "recovered_share", "recovery_s", "stable_before"],
+        "metastability_figure(points)",
+        "pass otlp_lab.sim.metastability(...).points",
+    )
+    x_col = "rho" if "rho" in points.columns else "load_rps"
+    policies = _order(points, "policy", None)
+    durations = sorted(set(points["duration_s"].to_list()))
+    xs = sorted(set(points[x_col].to_list()))
+    ys = sorted(set(points["size"].to_list()))
+    fig = make_subplots(
+        rows=len(policies),
+        cols=len(durations),
+        shared_xaxes=True,
+        shared_yaxes=True,
+        horizontal_spacing=0.03,
+        vertical_spacing=0.08,
+        column_titles=[f"trigger {d:g} s" for d in durations],
+        row_titles=[_esc(p) for p in policies],
+    )
+    xlabels = [f"ρ {x:.2f}" if x_col == "rho" else f"{x:g}/s" for x in xs]
+    ylabels = [f"×{y:g}" for y in ys]
+    for r, p in enumerate(policies, start=1):
+        for c, d in enumerate(durations, start=1):
+            part = points.filter((pl.col("policy") == p) & (pl.col("duration_s") == d))
+            cell = {(row[x_col], row["size"]): row for row in part.iter_rows(named=True)}
+            z, text = [], []
+            for y in ys:
+                zr, tr = [], []
+                for x in xs:
+                    row = cell.get((x, y))
+                    if row is None:
+                        zr.append(None)
+                        tr.append("")
+                        continue
+                    zr.append(row["recovered_share"])
+                    if not row["stable_before"]:
+                        tr.append("unstable")
+                    elif row["recovery_s"] is None or row["recovered_share"] == 0:
+                        tr.append("stuck")
+                    else:
+                        tr.append(f"{row['recovery_s']:.0f} s")
+                z.append(zr)
+                text.append(tr)
+            fig.add_trace(
+                go.Heatmap(
+                    z=z,
+                    x=xlabels,
+                    y=ylabels,
+                    text=text,
+                    texttemplate="%{text}",
+                    zmin=0,
+                    zmax=1,
+                    colorscale=[[0, "#d62728"], [0.5, "#ffdd57"], [1, "#2ca02c"]],
+                    showscale=r == 1 and c == 1,
+                    colorbar=dict(title="recovered<br>(share of seeds)", len=0.6),
+                    hovertemplate=f"{_esc(p)}, trigger {d:g} s<br>base load %{{x}}, spike %{{y}}<br>"
+                    "recovered %{z:.0%}: %{text}<extra></extra>",
+                ),
+                row=r,
+                col=c,
+            )
+    fig.update_xaxes(title_text="base load", row=len(policies))
+    fig.update_yaxes(title_text="spike (× load)", col=1)
+    return _layout(
+        fig,
+        title or "Does the fleet recover after the trigger? (text: seconds to recover after it ends)",
+        height=max(320, 230 * len(policies) + 80),
+    )

@@ -460,7 +460,12 @@ def _write_page(
 
 
 def write_sim_report(
-    results: Mapping[str, Any], path: str | os.PathLike[str], *, scenario: str = "", title: str | None = None
+    results: Mapping[str, Any],
+    path: str | os.PathLike[str],
+    *,
+    scenario: str = "",
+    title: str | None = None,
+    descriptions: Mapping[str, str] | None = None,
 ) -> Path:
     """Write a self-contained HTML report comparing simulation runs of one scenario.
 
@@ -472,6 +477,8 @@ def write_sim_report(
     scenario : str
         The scenario's name or path, to shade its fault and load-spike windows.
     title : str, optional
+    descriptions : mapping of policy label to str, optional
+        Each policy in words (``ImportedPolicies.describe()``), shown first.
 
     Returns
     -------
@@ -511,7 +518,14 @@ def write_sim_report(
         if c in summary.columns
     ]
     windows = scenario_windows(scenario) if scenario else None
-    sections = [
+    sections = []
+    if descriptions:
+        items = "".join(
+            f"<li><b>{html.escape(str(label))}</b>: {html.escape(str(text))}</li>"
+            for label, text in descriptions.items()
+        )
+        sections.append(("policies", "The policies, in words", f"<ul>{items}</ul>"))
+    sections += [
         (
             "summary",
             "Policies compared",

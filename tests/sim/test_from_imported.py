@@ -77,3 +77,21 @@ def test_istio_task_file_simulates_with_its_circuit_breakers():
         return 1 - r.succeeded / r.completed
 
     assert share(1) < 0.01 < 0.2 < share(2) < share(3)
+
+
+def test_with_imported_routes_calls_to_a_service_and_turns_an_abort_into_a_fault():
+    from otlp_lab.sim import Errors, with_imported
+
+    sc, imported, notes = with_imported(
+        "slow_instance", {"backend": f"{CONFIGS / 'istio' / 'circuit-breaking-httpbin.yaml'}"}
+    )
+    calls = [c for s in sc.services for e in s.endpoints for c in e.calls if c.to.startswith("backend")]
+    assert calls and all(c.policy == "imported:backend" for c in calls)
+    assert sc.policies["imported:backend"].connection_pool.max_connections == 1
+    abort = f"{CONFIGS / 'istio' / 'virtual-service-ratings-test-abort.yaml'}#ratings/v1@http[0]"
+    sc, _, notes = with_imported("slow_instance", {"backend": abort})
+    assert Errors(service="backend", error_rate=1.0, status=500, before_work=True) in sc.faults
+    assert "abort 100% with 500" in notes[0]
+    delay = f"{CONFIGS / 'istio' / 'virtual-service-ratings-test-delay.yaml'}#ratings/v1@http[0]"
+    _, _, notes = with_imported("slow_instance", {"backend": delay})
+    assert "delay 7s on 100% is not simulated" in notes[0]

@@ -392,6 +392,7 @@ class _Node:
 # Durations
 # --------------------------------------------------------------------------------------------
 
+
 def parse_config_duration_s(value: Any, *, bare_unit_s: float | None = None) -> float:
     """A duration from any of the config dialects, in seconds.
 
