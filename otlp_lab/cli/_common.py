@@ -79,7 +79,9 @@ def print_load(result: Any, seconds: float) -> None:
             t.add_row(k, f"{v:,}")
     console.print(t)
     for f in result.files:
-        if f.status != "loaded":
+        if f.status == "failed":
+            console.print(f"[bold red]failed:[/] {f.error}", highlight=False)
+        elif f.status != "loaded":
             console.print(
                 f"[yellow]{f.status}:[/] {f.source}" + (f" ({f.error})" if f.error else ""), highlight=False
             )
@@ -87,3 +89,5 @@ def print_load(result: Any, seconds: float) -> None:
         console.print(f"[yellow]skipped:[/] {s}", highlight=False)
     if len(result.skipped) > 20:
         console.print(f"[yellow]... and {len(result.skipped) - 20} more skipped requests[/]")
+    style = "bold red" if result.failed else "bold green"
+    console.print(f"[{style}]{result.summary()}[/]", highlight=False)

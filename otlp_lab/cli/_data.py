@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,19 +27,47 @@ from ._group import main
 @click.option("--signal", type=click.Choice(["traces", "metrics", "logs"]), help="Accept only this signal.")
 @click.option("--skip-bad", is_flag=True, help="Skip bad lines/messages and report them instead of failing.")
 @click.option("--duplicates", is_flag=True, help="Load files even if their content was loaded before.")
-def load(files: tuple[str, ...], db: str, signal: str | None, skip_bad: bool, duplicates: bool) -> None:
-    """Load OTLP FILES (files, directories or globs; JSON, JSON lines, protobuf; gzip/zstd)."""
+@click.option(
+    "--fail-fast", is_flag=True, help="Stop at the first bad file (by default every good file is loaded)."
+)
+@click.option(
+    "--lenient-ids",
+    is_flag=True,
+    help="Accept spans with missing or empty ids (as in the OTLP spec's file-exporter examples) and count them.",
+)
+def load(
+    files: tuple[str, ...],
+    db: str,
+    signal: str | None,
+    skip_bad: bool,
+    duplicates: bool,
+    fail_fast: bool,
+    lenient_ids: bool,
+) -> None:
+    """Load OTLP FILES (files, directories or globs; JSON, JSON lines, protobuf; gzip/zstd).
+
+    Every good file is loaded, each bad one is reported with its error, and the exit status
+    is 1 when any file failed (2 when nothing could be loaded at all).
+    """
     from otlp_lab import Lab
 
     try:
         with Lab(db) as lab:
             t0 = time.perf_counter()
             result = load_with_progress(
-                lab, files, signal=signal, on_error="skip" if skip_bad else "raise", duplicates=duplicates
+                lab,
+                files,
+                signal=signal,
+                on_error="skip" if skip_bad else "raise",
+                duplicates=duplicates,
+                fail_fast=fail_fast,
+                lenient_ids=lenient_ids,
             )
             print_load(result, time.perf_counter() - t0)
     except OtlpLabError as exc:
         fail(exc)
+    if not result.ok:
+        sys.exit(1)
 
 
 def live_headers() -> dict[str, str]:

@@ -319,7 +319,7 @@ class AttrTable:
                     f"{what}[{n}] must be an object with 'key' and 'value'. Got {kv!r} instead."
                 ) from None
             ck = None
-            if type(val) is dict and len(val) == 1:
+            if type(key) is str and type(val) is dict and len(val) == 1:
                 ((tn, raw),) = val.items()
                 if type(raw) in _HASHABLE:
                     ck = (key, tn, raw)

@@ -20,7 +20,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from otlp_lab.errors import DecodeError
 from otlp_lab.otlp._anyvalue import T_STR, VALUE_TYPE, AttrTable
-from otlp_lab.otlp._json import UINT32, json_int, json_list, json_object
+from otlp_lab.otlp._json import UINT32, json_int, json_item, json_list, json_object
 
 I64 = pa.int64()
 TS = pa.timestamp("ns")
@@ -280,12 +280,12 @@ def iter_json_batches(
     b = make()
     for ri, res in enumerate(json_list(json_get(doc, res_key, _snake(res_key)), res_key)):
         rp = f"{res_key}[{ri}]"
-        json_object(res, rp)
+        json_item(res, rp)
         for si, scope in enumerate(
             json_list(json_get(res, scope_key, _snake(scope_key)), f"{rp}.{scope_key}")
         ):
             sp = f"{rp}.{scope_key}[{si}]"
-            json_object(scope, sp)
+            json_item(scope, sp)
             items = json_list(json_get(scope, items_key, _snake(items_key)), f"{sp}.{items_key}")
             scope_obj = json_object(scope.get("scope"), f"{sp}.scope")
             for lo in range(0, len(items), batch_rows):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from google.protobuf.message import DecodeError as PbDecodeError
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
@@ -58,6 +59,7 @@ class DecodeReport:
     nbytes: int = 0
     sha256: str | None = None
     signals: set[str] = field(default_factory=set)
+    missing_ids: int = 0  # records accepted without a trace or span id (lenient_ids=True)
 
 
 def _parse(cls: type, data: bytes, name: str) -> Any:
@@ -67,8 +69,49 @@ def _parse(cls: type, data: bytes, name: str) -> Any:
         raise DecodeError(f"invalid protobuf {name} request ({locate_wire_error(data)})") from None
 
 
-def unit_batches(unit: Unit, *, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[Batch]:
-    """Staging tables for one request."""
+# Ids a record cannot do without (logs and exemplars may have none): table -> (column, bytes, name).
+_REQUIRED_IDS = {
+    "spans": (("trace_id", 16, "trace_id"), ("span_id", 8, "span_id")),
+    "span_links": (("linked_trace_id", 16, "link trace_id"), ("linked_span_id", 8, "link span_id")),
+}
+
+
+def check_required_ids(batch: Batch, *, lenient: bool = False) -> int:
+    """Records of ``batch`` with an empty trace or span id: refused, or counted when ``lenient``.
+
+    OTLP requires them, but the spec's own file-exporter examples leave them empty.
+    """
+    missing = 0
+    for table, cols in _REQUIRED_IDS.items():
+        t = batch.get(table)
+        if t is None or not t.num_rows:
+            continue
+        mask = None
+        for col, size, name in cols:
+            empty = pc.equal(pc.binary_length(t.column(col)), 0)
+            if not lenient and pc.any(empty).as_py():
+                row = pc.index(empty, True).as_py()
+                raise DecodeError(
+                    f"{name} of row {row} is 0 bytes (empty); an OTLP {name} is {size} bytes. Records without "
+                    "ids (as in the OTLP spec's file-exporter examples) load with lenient_ids=True "
+                    "(CLI: --lenient-ids), which counts them"
+                )
+            mask = empty if mask is None else pc.or_(mask, empty)
+        if table == "spans" and mask is not None:
+            missing += pc.sum(mask).as_py() or 0
+    return missing
+
+
+def unit_batches(
+    unit: Unit, *, batch_rows: int = DEFAULT_BATCH_ROWS, lenient_ids: bool = False
+) -> Iterator[Batch]:
+    """Staging tables for one request (records with empty ids refused unless ``lenient_ids``)."""
+    for batch in _unit_batches(unit, batch_rows):
+        check_required_ids(batch, lenient=lenient_ids)
+        yield batch
+
+
+def _unit_batches(unit: Unit, batch_rows: int) -> Iterator[Batch]:
     sig, payload = unit.signal, unit.payload
     if sig is None:
         return
@@ -107,14 +150,19 @@ def iter_stream_batches(
     on_error: str = "raise",
     on_unit: Callable[[Unit], None] | None = None,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    lenient_ids: bool = False,
 ) -> Iterator[Batch]:
     """Staging batches of every request in a (possibly compressed) binary stream.
 
     The options are checked at once (not when the first batch is asked for); no request
-    larger than ``max_request_bytes`` after decompression is read into memory.
+    larger than ``max_request_bytes`` after decompression is read into memory. Spans with
+    an empty trace or span id are refused unless ``lenient_ids`` (then counted in
+    ``report.missing_ids``).
     """
     check_load_options(signal=signal, on_error=on_error, max_request_bytes=max_request_bytes)
-    return _stream_batches(stream, report, signal, batch_rows, on_error, on_unit, max_request_bytes)
+    return _stream_batches(
+        stream, report, signal, batch_rows, on_error, on_unit, max_request_bytes, lenient_ids
+    )
 
 
 def _stream_batches(
@@ -125,6 +173,7 @@ def _stream_batches(
     on_error: str,
     on_unit: Callable[[Unit], None] | None,
     max_request_bytes: int,
+    lenient_ids: bool,
 ) -> Iterator[Batch]:
     name = report.source
     try:
@@ -142,7 +191,9 @@ def _stream_batches(
                     )
                 else:
                     try:
-                        yield from unit_batches(unit, batch_rows=batch_rows)
+                        for batch in _unit_batches(unit, batch_rows):
+                            report.missing_ids += check_required_ids(batch, lenient=lenient_ids)
+                            yield batch
                     except DecodeError as exc:
                         error = exc.located(source=name, where=unit.where)
             if error is not None:

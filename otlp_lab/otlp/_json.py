@@ -151,6 +151,13 @@ def json_list(raw: Any, what: str) -> list:
     return raw
 
 
+def json_item(raw: Any, what: str) -> dict:
+    """A list element that is a message: a JSON object (null is refused, as in proto3 JSON)."""
+    if not isinstance(raw, dict):
+        raise DecodeError(f"{what} must be an object. Got {type(raw).__name__} {_show(raw)} instead.")
+    return raw
+
+
 def json_object(raw: Any, what: str) -> dict:
     """A message field: a JSON object (absent or null is empty)."""
     if raw is None:

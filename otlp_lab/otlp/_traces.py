@@ -22,7 +22,7 @@ from otlp_lab.otlp._batches import (
     json_u32,
     times,
 )
-from otlp_lab.otlp._json import json_enum, json_hex_id, json_list, json_object, json_time
+from otlp_lab.otlp._json import json_enum, json_hex_id, json_item, json_list, json_object, json_time
 from otlp_lab.otlp._kvbulk import RawKvLists
 
 SPAN_KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
@@ -198,7 +198,7 @@ class SpanBuilder(Builder):
                 svc = self.ctx["service_name"][-1]
                 for seq, e in enumerate(events):
                     ep = f"{p}.events[{seq}]"
-                    json_object(e, ep)
+                    json_item(e, ep)
                     ev = self.ev
                     ev["trace_id"].append(tid)
                     ev["span_id"].append(sid)
@@ -217,7 +217,7 @@ class SpanBuilder(Builder):
             if links:
                 for seq, li in enumerate(links):
                     lp = f"{p}.links[{seq}]"
-                    json_object(li, lp)
+                    json_item(li, lp)
                     self._add_link(
                         tid,
                         sid,
@@ -238,8 +238,8 @@ class SpanBuilder(Builder):
         tid = pa.array(self.trace_id, pa.binary())
         sid = pa.array(self.span_id, pa.binary())
         par = pa.array(self.parent, pa.binary())
-        check_id_lengths(tid, "trace_id", (16,))
-        check_id_lengths(sid, "span_id", (8,))
+        check_id_lengths(tid, "trace_id", (0, 16))  # empty: refused or counted by check_required_ids
+        check_id_lengths(sid, "span_id", (0, 8))
         check_id_lengths(par, "parent_span_id", (0, 8))
         if len(self.span_raw.offsets) > 1:
             ak, av = self.span_raw.arrays()
@@ -286,8 +286,8 @@ class SpanBuilder(Builder):
             ln = self.ln
             lt = pa.array(ln["l_trace"], pa.binary())
             ls = pa.array(ln["l_span"], pa.binary())
-            check_id_lengths(lt, "link trace_id", (16,))
-            check_id_lengths(ls, "link span_id", (8,))
+            check_id_lengths(lt, "link trace_id", (0, 16))
+            check_id_lengths(ls, "link span_id", (0, 8))
             lk, lv = self.ln_attrs.arrays(keys, vals)
             out["span_links"] = pa.table(
                 {

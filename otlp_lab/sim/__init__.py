@@ -36,7 +36,16 @@ as the HPA decides.
 
 from otlp_lab.sim._dist import Constant, Distribution, Empirical, Exponential, Gamma, LogNormal
 from otlp_lab.sim._faults import Brownout, CpuContention, Crash, Errors, Fault, Latency, Partition, ZoneOutage
-from otlp_lab.sim._fit import FitReport, Rehearsal, Validation, fit, invocations, rehearse, validate
+from otlp_lab.sim._fit import (
+    FitReport,
+    Rehearsal,
+    Validation,
+    fit,
+    invocations,
+    rehearse,
+    validate,
+    windows_before,
+)
 from otlp_lab.sim._imported import with_imported
 from otlp_lab.sim._live import StreamResult, stream
 from otlp_lab.sim._metastable import MetastabilityMap, metastability
@@ -95,6 +104,7 @@ __all__ = [
     "validate",
     "rehearse",
     "invocations",
+    "windows_before",
     "FitReport",
     "Validation",
     "Rehearsal",

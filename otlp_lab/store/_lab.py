@@ -16,7 +16,7 @@ import polars as pl
 import pyarrow as pa
 
 from otlp_lab._config import parse_duration_s
-from otlp_lab.errors import ConfigError, StoreError, UnsupportedFormatError
+from otlp_lab.errors import ConfigError, OtlpLabError, StoreError, UnsupportedFormatError
 from otlp_lab.otlp import (
     DEFAULT_BATCH_ROWS,
     DEFAULT_MAX_REQUEST_BYTES,
@@ -42,11 +42,13 @@ class FileResult:
     """What happened to one file in :meth:`Lab.load`."""
 
     source: str
-    status: str  # "loaded", "duplicate" (content already in the database), "ignored" (found in a directory, not OTLP)
+    status: str  # "loaded", "duplicate" (content already in the database), "ignored" (found in a
+    # directory, not OTLP), "failed" (bad OTLP: nothing of it was loaded; ``error`` says why)
     counts: dict[str, int] = field(default_factory=dict)
     skipped: list[Skipped] = field(default_factory=list)
     error: str | None = None
     nbytes: int = 0
+    missing_ids: int = 0  # spans loaded without a trace or span id (lenient_ids=True)
 
 
 @dataclass
@@ -69,13 +71,35 @@ class LoadResult(Mapping[str, int]):
     def skipped(self) -> list[Skipped]:
         return [s for f in self.files for s in f.skipped]
 
-    def __repr__(self) -> str:
-        loaded = sum(f.status == "loaded" for f in self.files)
-        dup = sum(f.status == "duplicate" for f in self.files)
+    @property
+    def failed(self) -> list[FileResult]:
+        """Files that could not be loaded (each with its ``error``); the others were loaded."""
+        return [f for f in self.files if f.status == "failed"]
+
+    @property
+    def ok(self) -> bool:
+        """Whether every file was loaded (or skipped as a duplicate or as not OTLP)."""
+        return not self.failed
+
+    @property
+    def missing_ids(self) -> int:
+        """Spans accepted without a trace or span id (``lenient_ids=True``)."""
+        return sum(f.missing_ids for f in self.files)
+
+    def summary(self) -> str:
+        """One line: files loaded, failed, already loaded, ignored; rows; requests skipped."""
+        n = {k: sum(f.status == k for f in self.files) for k in ("loaded", "failed", "duplicate", "ignored")}
+        parts = [f"{n['loaded']} files loaded"]
+        parts += [f"{n['failed']} failed"] if n["failed"] else []
+        parts += [f"{n['duplicate']} already loaded"] if n["duplicate"] else []
+        parts += [f"{n['ignored']} not OTLP (ignored)"] if n["ignored"] else []
+        parts += [f"{len(self.skipped)} bad requests skipped"] if self.skipped else []
+        parts += [f"{self.missing_ids} spans without ids"] if self.missing_ids else []
         rows = ", ".join(f"{k}={v:,}" for k, v in self.counts.items() if v)
-        extra = f", {dup} already loaded" if dup else ""
-        extra += f", {len(self.skipped)} bad requests skipped" if self.skipped else ""
-        return f"LoadResult({loaded} files loaded{extra}: {rows or 'no rows'})"
+        return f"{', '.join(parts)}: {rows or 'no rows'}"
+
+    def __repr__(self) -> str:
+        return f"LoadResult({self.summary()})"
 
 
 class Lab:
@@ -176,12 +200,17 @@ class Lab:
         batch_rows: int = DEFAULT_BATCH_ROWS,
         progress: Callable[[str, int, int], None] | None = None,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        fail_fast: bool = False,
+        lenient_ids: bool = False,
     ) -> LoadResult:
         """Load OTLP files, directories or globs; return rows added per table.
 
         Each file loads in its own transaction: a file that fails leaves the database as
         it was. A file whose content (sha256) is already loaded is skipped unless
-        ``duplicates=True``.
+        ``duplicates=True``. When several files are loaded (a directory, a glob, several
+        paths), every good file is loaded and each bad one is reported in
+        ``result.failed`` with its error (``result.ok`` is False); a single file that
+        fails raises.
 
         Parameters
         ----------
@@ -202,14 +231,23 @@ class Lab:
             The largest single request (a JSON document or line, a protobuf message) read,
             after decompression; a larger one is refused with ``BodyTooLargeError`` before
             it is read into memory.
+        fail_fast : bool
+            Stop at the first file that fails, raising its error (files before it stay
+            loaded).
+        lenient_ids : bool
+            Accept spans whose trace or span id is missing or empty (OTLP requires them,
+            but the spec's own file-exporter examples leave them empty); they are counted
+            in ``result.missing_ids``.
 
         Raises
         ------
         DecodeError
-            A file is not valid OTLP (the message names the file and where).
+            A single file (or, with ``fail_fast``, any file) is not valid OTLP (the message
+            names the file and where).
         """
         check_load_options(signal=signal, on_error=on_error, max_request_bytes=max_request_bytes)
         files = expand_paths(paths)
+        single = len(files) == 1 and files[0][1]  # one file, named by the caller
         result = LoadResult(counts=dict.fromkeys(SIGNAL_TABLES, 0))
         total = sum(f.stat().st_size for f, _ in files)
         done = 0
@@ -226,11 +264,19 @@ class Lab:
                     batch_rows=batch_rows,
                     on_progress=tick,
                     max_request_bytes=max_request_bytes,
+                    lenient_ids=lenient_ids,
                 )
             except UnsupportedFormatError as exc:
-                if named:
+                if named and (single or fail_fast):
                     raise
-                fr = FileResult(str(f), "ignored", error=exc.reason, nbytes=f.stat().st_size)
+                status = "failed" if named else "ignored"
+                fr = FileResult(
+                    str(f), status, error=str(exc) if named else exc.reason, nbytes=f.stat().st_size
+                )
+            except OtlpLabError as exc:
+                if single or fail_fast:
+                    raise
+                fr = FileResult(str(f), "failed", error=str(exc), nbytes=f.stat().st_size)
             result.files.append(fr)
             for k, v in fr.counts.items():
                 result.counts[k] += v
@@ -249,6 +295,7 @@ class Lab:
         batch_rows: int,
         on_progress: Callable[[int], None] | None = None,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        lenient_ids: bool = False,
     ) -> FileResult:
         sha, nbytes = file_sha256(path)
         fr = FileResult(str(path), "loaded", nbytes=nbytes)
@@ -260,6 +307,7 @@ class Lab:
 
             def batches() -> Iterator[Batch]:
                 report.skipped.clear()
+                report.missing_ids = 0
                 return iter_file_batches(
                     path,
                     report,
@@ -268,10 +316,12 @@ class Lab:
                     batch_rows=batch_rows,
                     on_progress=on_progress,
                     max_request_bytes=max_request_bytes,
+                    lenient_ids=lenient_ids,
                 )
 
             fr.counts = self._ingest_retrying(batches, report)
             fr.skipped = report.skipped
+            fr.missing_ids = report.missing_ids
         return fr
 
     def load_bytes(

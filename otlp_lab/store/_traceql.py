@@ -12,7 +12,10 @@ Supported (Tempo's semantics, evaluated per trace):
   ``<=``, ``=~``, ``!~`` (regular expressions are fully anchored, as in Tempo);
 * between spansets: ``&&`` (the trace has both; the spans of both), ``||``, and the structural
   ``>>`` (right-hand spans with an ancestor on the left), ``>`` (with their parent on the left),
-  ``~`` (with a sibling on the left); as in Tempo's grammar, structural operators bind tighter
+  ``<<`` (that are an ancestor of a left-hand span), ``<`` (the parent of one), ``~`` (with a
+  sibling on the left); each also negated (``!>>``, ``!>``, ``!<<``, ``!<``, ``!~``: the
+  right-hand spans in no such relation) and as a union (``&>>``, ``&>``, ``&<<``, ``&<``,
+  ``&~``: the spans of both sides that are in one); as in Tempo's grammar, structural operators bind tighter
   than ``&&`` and ``||``, which share one precedence and group from the left
   (``a || b && c`` is ``(a || b) && c``, inside a filter too);
 * pipelines: ``count()``, ``avg(f)``, ``min(f)``, ``max(f)``, ``sum(f)`` with an optional
@@ -23,8 +26,8 @@ durations (``500ms``, ``1.5s``, ``2m``; ``ns``, ``us``, ``µs``, ``ms``, ``s``, 
 Numbers compare with attributes that hold numbers (or numeric text). Aggregates of
 ``duration`` are in nanoseconds.
 
-Anything else (``<<``, ``<``, ``!>>``, ``&>>``, arithmetic, ``rate()``, ``quantile_over_time``,
-``event.``/``link.`` scopes, ...) raises :class:`~otlp_lab.errors.TraceQLError` naming the part.
+Anything else (arithmetic, ``rate()`` and other metrics functions, ``coalesce()``, ``parent.``,
+``event.``, ``link.`` and ``instrumentation.`` scopes, ``nestedSet*``, ...) raises :class:`~otlp_lab.errors.TraceQLError` naming the part.
 """
 
 from __future__ import annotations
@@ -64,13 +67,14 @@ for _k in ("name", "status", "statusMessage", "kind", "duration"):
     INTRINSICS[f"span:{_k}"] = INTRINSICS[_k]
 UNSUPPORTED_SCOPES = ("event", "link", "instrumentation", "parent", "span:", "trace:", "event:", "link:")
 AGGREGATES = ("count", "avg", "min", "max", "sum")
+STRUCTURAL = (">>", ">", "~", "<<", "<", "!>>", "!>", "!<<", "!<", "!~", "&>>", "&>", "&<<", "&<", "&~")
 
 _TOKEN = re.compile(
     r"""
     (?P<ws>\s+)
   | (?P<string>"(?:[^"\\]|\\.)*"|`[^`]*`)
   | (?P<number>\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h)?(?![A-Za-z_]))
-  | (?P<op>!>>|!>|!~|&>>|&>|&~|&<<|&<|>>|<<|&&|\|\||!=|>=|<=|=~|[{}(),|!=<>~+\-*/%^])
+  | (?P<op>!>>|!>|!<<|!<|!~|&>>|&>|&~|&<<|&<|>>|<<|&&|\|\||!=|>=|<=|=~|[{}(),|!=<>~+\-*/%^])
   | (?P<attr>(?:span|resource|event|link|instrumentation|parent)?\.(?:"(?:[^"\\]|\\.)*"|[^\s{}()=!<>~,|&"]+))
   | (?P<ident>[A-Za-z_][A-Za-z0-9_]*(?::[A-Za-z_][A-Za-z0-9_]*)?)
     """,
@@ -124,7 +128,7 @@ class SpansetFilter:
 
 @dataclass
 class SpansetOp:
-    op: str  # "&&", "||", ">>", ">", "~"
+    op: str  # "&&", "||", or one of STRUCTURAL
     left: Any
     right: Any
 
@@ -185,8 +189,6 @@ class Parser:
             stages.append(self.stage())
         tok = self.peek()
         if tok.kind != "end":
-            if tok.text in ("<<", "<", "!>>", "!>", "!~", "&>>", "&>", "&~", "&<<", "&<"):
-                raise self.unsupported("the structural operator", tok)
             if tok.text in ("+", "-", "*", "/", "%", "^"):
                 raise self.unsupported("arithmetic", tok)
             raise self.error("unexpected text after the query")
@@ -204,11 +206,9 @@ class Parser:
         left = self.spanset_primary()
         while True:
             tok = self.peek()
-            if tok.text in (">>", ">", "~"):
+            if tok.text in STRUCTURAL:
                 self.next()
                 left = SpansetOp(tok.text, left, self.spanset_primary())
-            elif tok.text in ("<<", "<", "!>>", "!>", "!~", "&>>", "&>", "&~", "&<<", "&<"):
-                raise self.unsupported("the structural operator", tok)
             else:
                 return left
 
@@ -470,29 +470,50 @@ class Compiler:
                 f"SELECT * FROM {a} WHERE trace_id IN (SELECT trace_id FROM {b}) "
                 f"UNION SELECT * FROM {b} WHERE trace_id IN (SELECT trace_id FROM {a})"
             )
-        if node.op == ">":
-            return self.add(
-                f"SELECT DISTINCT b.trace_id, b.span_id FROM {b} b JOIN _edges e USING (trace_id, span_id) "
-                f"JOIN {a} a ON a.trace_id = e.trace_id AND a.span_id = e.parent_span_id"
+        return self.structural(node.op, a, b)
+
+    def structural(self, op: str, a: str, b: str) -> str:
+        """Tempo's structural operators: pairs (left span, right span) in a relation, then which side to keep.
+
+        ``>`` child, ``<`` parent, ``>>`` descendant, ``<<`` ancestor, ``~`` sibling: the right-hand
+        spans in that relation to a left-hand span. ``!`` in front: the right-hand spans in no such
+        relation. ``&`` in front: the spans of both sides that are in one.
+        """
+        base = op.lstrip("!&")
+        if base in (">", "<", "~"):
+            join = {
+                ">": "JOIN _edges e ON e.trace_id = b.trace_id AND e.span_id = b.span_id AND e.parent_span_id = a.span_id",
+                "<": "JOIN _edges e ON e.trace_id = a.trace_id AND e.span_id = a.span_id AND e.parent_span_id = b.span_id",
+                "~": "JOIN _edges ea ON ea.trace_id = a.trace_id AND ea.span_id = a.span_id "
+                "JOIN _edges e ON e.trace_id = b.trace_id AND e.span_id = b.span_id "
+                "AND e.parent_span_id = ea.parent_span_id AND b.span_id <> a.span_id",
+            }[base]
+            pairs = self.add(
+                f"SELECT DISTINCT a.trace_id, a.span_id AS a_span, b.span_id AS b_span FROM {a} a "
+                f"JOIN {b} b ON b.trace_id = a.trace_id {join}"
             )
-        if node.op == "~":
-            return self.add(
-                f"SELECT DISTINCT b.trace_id, b.span_id FROM {b} b JOIN _edges e USING (trace_id, span_id) "
-                f"JOIN _edges se ON se.trace_id = e.trace_id AND se.parent_span_id = e.parent_span_id "
-                f"AND se.span_id <> e.span_id JOIN {a} a ON a.trace_id = se.trace_id AND a.span_id = se.span_id"
+        else:
+            # >> and <<: walk from the left spans down (their descendants) or up (their ancestors);
+            # UNION (not UNION ALL) stops on parent cycles.
+            w = f"_w{self.n + 1}"
+            self.n += 1
+            if base == ">>":
+                step0 = f"SELECT a.trace_id, a.span_id AS a_span, e.span_id FROM {a} a JOIN _edges e ON e.trace_id = a.trace_id AND e.parent_span_id = a.span_id"
+                step = f"SELECT w.trace_id, w.a_span, e.span_id FROM {w} w JOIN _edges e ON e.trace_id = w.trace_id AND e.parent_span_id = w.span_id"
+            else:
+                step0 = f"SELECT a.trace_id, a.span_id AS a_span, e.parent_span_id AS span_id FROM {a} a JOIN _edges e ON e.trace_id = a.trace_id AND e.span_id = a.span_id WHERE e.parent_span_id IS NOT NULL"
+                step = f"SELECT w.trace_id, w.a_span, e.parent_span_id FROM {w} w JOIN _edges e ON e.trace_id = w.trace_id AND e.span_id = w.span_id WHERE e.parent_span_id IS NOT NULL"
+            self.ctes.append(f"{w}(trace_id, a_span, span_id) AS ({step0} UNION {step})")
+            pairs = self.add(
+                f"SELECT DISTINCT w.trace_id, w.a_span, w.span_id AS b_span FROM {w} w "
+                f"JOIN {b} b ON b.trace_id = w.trace_id AND b.span_id = w.span_id"
             )
-        # ">>": descendants of the left spans, walked down from them (UNION stops on cycles)
-        d = f"_d{self.n + 1}"
-        self.ctes.append(
-            f"{d}(trace_id, span_id) AS (SELECT e.trace_id, e.span_id FROM _edges e JOIN {a} a "
-            f"ON e.trace_id = a.trace_id AND e.parent_span_id = a.span_id "
-            f"UNION SELECT e.trace_id, e.span_id FROM _edges e JOIN {d} d "
-            f"ON e.trace_id = d.trace_id AND e.parent_span_id = d.span_id)"
-        )
-        self.n += 1
-        return self.add(
-            f"SELECT * FROM {b} b WHERE EXISTS (SELECT 1 FROM {d} d WHERE d.trace_id = b.trace_id AND d.span_id = b.span_id)"
-        )
+        right = f"SELECT DISTINCT trace_id, b_span AS span_id FROM {pairs}"
+        if op.startswith("!"):
+            return self.add(f"SELECT * FROM {b} EXCEPT {right}")
+        if op.startswith("&"):
+            return self.add(f"{right} UNION SELECT DISTINCT trace_id, a_span FROM {pairs}")
+        return self.add(right)
 
 
 def compile_traceql(query: str) -> str:

@@ -21,9 +21,12 @@ from otlp_lab.viz._traces import (
     slow_traces_table_figure,
     trace_waterfall_figure,
 )
+from otlp_lab.viz._twin import twin_rehearsal_figure, twin_validation_figure
 from otlp_lab.viz.report import calls_into, summary_frame, write_report
 
 __all__ = [
+    "twin_validation_figure",
+    "twin_rehearsal_figure",
     "TEMPLATE",
     "calls_into",
     "fault_latency_figure",

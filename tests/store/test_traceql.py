@@ -91,6 +91,17 @@ def ids(lab: Lab, query: str) -> set[int]:
         ("{ .db.name != nil }", {4}),
         ("{ !(status = error) && kind = client }", {2, 12}),
         ('{ resource.service.name = "cart" } | { kind = internal }', {5}),
+        # the other structural operators, negated and union forms
+        ("{ status = error } < { }", {2, 3}),
+        ('{ name = "SELECT" } << { kind = server }', {1, 3}),
+        ('{ resource.service.name = "frontend" } !>> { }', {1, 11}),
+        ("{ kind = server } !> { }", {1, 3, 11, 13}),
+        ('{ name = "GetCart" } !< { }', {1, 3, 4, 5, 11, 12, 13}),
+        ('{ name = "SELECT" } !<< { resource.service.name = "frontend" }', {11, 12}),
+        ('{ name = "serialize" } !~ { kind = client }', {2, 12}),
+        ("{ kind = server } &> { status = error }", {3, 4}),
+        ('{ name = "SELECT" } &~ { name = "serialize" }', {4, 5}),
+        ('{ name = "SELECT" } &<< { kind = server }', {1, 3, 4}),
     ],
 )
 def test_documented_query_shapes(tq: Lab, query: str, expected: set[int]):
@@ -111,9 +122,8 @@ def test_pipeline_columns(tq: Lab):
 @pytest.mark.parametrize(
     ("query", "part"),
     [
-        ("{ } << { }", "<<"),
-        ("{ } !>> { }", "!>>"),
-        ("{ } &>> { }", "&>>"),
+        ("{ } | quantile_over_time(duration, .9)", "quantile_over_time"),
+        ("{ parent.http.method = 1 }", "parent.http.method"),
         ("{ span.http.status_code + 1 > 2 }", "+"),
         ("{ } | rate()", "rate"),
         ('{ event.name = "x" }', "event.name"),
