@@ -753,6 +753,29 @@ class Lab:
 
         return trace_diff(self, _hex(trace_a), _hex(trace_b))
 
+    def seal(self, path: str | os.PathLike[str] | None = None) -> Any:
+        """Extend the Lab's hash chain over the loads not sealed yet; returns a ``Seal`` with the root.
+
+        Keep ``seal().root`` (or the JSON ``path`` writes) outside the database; :meth:`verify`
+        names the load and table of any row added, deleted or modified since. See
+        :mod:`otlp_lab.store._seal`.
+
+        Examples
+        --------
+        >>> root = lab.seal().root                    # doctest: +SKIP
+        >>> lab.verify(root).ok                       # doctest: +SKIP
+        True
+        """
+        from otlp_lab.store._seal import seal
+
+        return seal(self, path)
+
+    def verify(self, root: str | os.PathLike[str] | None = None) -> Any:
+        """Check the sealed loads and the chain (and ``root``, hex or a seal JSON file): a ``VerifyReport``."""
+        from otlp_lab.store._seal import verify
+
+        return verify(self, root)
+
     def info(self) -> dict[str, Any]:
         """Tables with row counts, the time range, the services seen, and ``duplicate_spans``.
 
