@@ -70,3 +70,8 @@ __all__ += [
     "scenario_windows",
     "strategy_bars_figure",
 ]
+
+# anomaly detection and root-cause ranking (otlp_lab.ml)
+from otlp_lab.viz._ml import anomaly_scores_figure, evidence_figure, ranking_figure  # noqa: E402
+
+__all__ += ["anomaly_scores_figure", "evidence_figure", "ranking_figure"]
