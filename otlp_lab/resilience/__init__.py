@@ -76,6 +76,12 @@ Limits
     ``wait_time_s(now, n=1)``. ``LoadShedder(LoadShedderConfig(...))``:
     ``admit(now, priority=0) -> bool`` (0 = most critical; an admitted request counts as in
     flight) then ``on_finish(now, latency_s)``; shed counts in ``shed[priority]``.
+    ``ConnectionPool(ConnectionPoolConfig(max_connections=..., max_pending_requests=...,
+    max_requests=..., max_retries=..., max_requests_per_connection=None, http2=False))``: an
+    Envoy cluster's connection pools and circuit breakers as Envoy enforces them (a host always
+    gets one connection; pending while connecting; overflow = local 503 ``UO``):
+    ``request(host) -> (stream, effects)``, ``connected(conn)``, ``finish(stream)``,
+    ``cancel(stream)``; the simulator drives it per caller sidecar and upstream service.
     ``Deadline.after(now, timeout_s)`` (``Deadline()`` = none): ``remaining_s(now)``,
     ``expired(now)``, ``child(now, timeout_s=None, margin_s=0.0)`` = min(own timeout,
     parent remaining - margin); ``to_grpc_timeout(now)`` / ``Deadline.from_grpc_timeout``.
@@ -89,6 +95,11 @@ Graceful degradation
     below ``exit_thresholds[level - 1]``; ``allows(skip_from_level)`` says whether a call that
     is skipped from that level on may run. ``Fallback(default=..., cache=FallbackCache(...))``
     serves fresh-cached / stale-cached / default values after a failure.
+
+Config importers
+    ``import_all(path)`` (every policy of an Istio, Envoy, resilience4j or gRPC file, keyed by
+    host/subset, cluster, instance or method) and ``import_yaml(path, name=...)`` return
+    :class:`ImportedPolicies`; ``otlp_lab.sim.Policy.from_imported`` simulates one.
 
 Composition and drivers
     ``stack = PolicyStack(retry=..., breaker=..., bulkhead=..., rate_limiter=...,
@@ -112,221 +123,23 @@ Composition and drivers
     (``.status`` / ``.status_code`` / ``.code()``; TimeoutError -> DEADLINE_EXCEEDED,
     ConnectionError -> UNAVAILABLE); a breaker counts every non-local failure except
     ``PolicyStack(breaker_ignores=...)``.
+
+Autoscaling (the Kubernetes HorizontalPodAutoscaler, ``autoscaling/v2``)
+    ``hpa = HorizontalPodAutoscaler(AutoscalerConfig(min_replicas=2, max_replicas=10,
+    metrics=[{"kind": "cpu", "target": 0.6}]))`` or ``AutoscalerConfig.from_manifest("hpa.yaml")``;
+    every sync period (15 s) the driver calls ``hpa.recommend(now, current=n, ready={"cpu":
+    [per ready pod]}, unready=k)`` and gets a ``ScaleDecision`` (``desired``, ``reason``):
+    ``ceil(ready_pods * mean / target)`` outside the 10 % tolerance (pods not ready count as
+    idle when scaling up), held within the stabilisation windows (scale-down 300 s), limited by
+    the ``behavior`` policies (default up: max(4 pods, 100 %) per 15 s) and min/max replicas.
+    The simulator owns the pods: they join the balancers ``pod_startup_s`` after the decision.
 """
 
 from __future__ import annotations
 
-# resilience (see _core.py, _retry.py, _breaker.py, _limits.py, _timeout.py, _degrade.py,
-# _compose.py, _drivers.py)
-from otlp_lab.resilience._breaker import (
-    BreakerMetrics,
-    CircuitBreaker,
-    CircuitBreakerConfig,
-    CircuitState,
-    SlidingWindowType,
-)
-from otlp_lab.resilience._compose import PolicyStack, classify_exception, raise_for_final
-from otlp_lab.resilience._core import (
-    GRPC_STATUS_NAMES,
-    ConfigBase,
-    Outcome,
-    Status,
-    Transition,
-    parse_duration_s,
-    parse_grpc_pushback,
-    parse_retry_after,
-)
-from otlp_lab.resilience._degrade import DegradationConfig, Degrader, Fallback, FallbackCache, FallbackResult
-from otlp_lab.resilience._drivers import drive_async, simpy_call
-from otlp_lab.resilience._limits import Bulkhead, LimitKind, LoadShedder, LoadShedderConfig, TokenBucket
-from otlp_lab.resilience._pool import ConnectionPool, ConnectionPoolConfig
-from otlp_lab.resilience._retry import (
-    Admission,
-    Cancel,
-    Decision,
-    Done,
-    GiveUp,
-    HedgingPolicy,
-    Jitter,
-    RetryBudget,
-    RetryCall,
-    RetryPolicy,
-    RetryThrottle,
-    Send,
-    Wait,
-)
-from otlp_lab.resilience._timeout import Deadline, current_deadline, deadline_scope
+from typing import Any
 
-__all__ = [
-    # outcomes and shared pieces
-    "GRPC_STATUS_NAMES",
-    "ConfigBase",
-    "Outcome",
-    "Status",
-    "Transition",
-    "parse_duration_s",
-    "parse_grpc_pushback",
-    "parse_retry_after",
-    # retry and hedging
-    "Admission",
-    "Cancel",
-    "Decision",
-    "Done",
-    "GiveUp",
-    "HedgingPolicy",
-    "Jitter",
-    "RetryBudget",
-    "RetryCall",
-    "RetryPolicy",
-    "RetryThrottle",
-    "Send",
-    "Wait",
-    # circuit breaker
-    "BreakerMetrics",
-    "CircuitBreaker",
-    "CircuitBreakerConfig",
-    "CircuitState",
-    "SlidingWindowType",
-    # limits and deadlines
-    "Bulkhead",
-    "ConnectionPool",
-    "ConnectionPoolConfig",
-    "Deadline",
-    "LimitKind",
-    "LoadShedder",
-    "LoadShedderConfig",
-    "TokenBucket",
-    "current_deadline",
-    "deadline_scope",
-    # degradation
-    "DegradationConfig",
-    "Degrader",
-    "Fallback",
-    "FallbackCache",
-    "FallbackResult",
-    # composition and drivers
-    "PolicyStack",
-    "classify_exception",
-    "drive_async",
-    "raise_for_final",
-    "simpy_call",
-]
-
-# load balancing (see _balancers.py, _health.py, _outlier.py, _config_import.py): append imports below
-# and extend __all__ with `__all__ += [...]`
-from otlp_lab.resilience._balancers import (  # noqa: E402
-    BALANCER_POLICIES,
-    Endpoint,
-    HashKey,
-    LeastRequest,
-    LoadBalancer,
-    LoadBalancerConfig,
-    Maglev,
-    Passthrough,
-    PowerOfTwoChoices,
-    RandomBalancer,
-    RingHash,
-    RoundRobin,
-    SmoothWeightedRoundRobin,
-    stable_hash64,
-)
-from otlp_lab.resilience._failover import (  # noqa: E402
-    DEFAULT_OVERPROVISIONING_FACTOR,
-    DEFAULT_PANIC_THRESHOLD_PERCENT,
-    HostSelection,
-    LocalityFailoverBalancer,
-    PriorityLoad,
-    locality_priorities,
-    priority_load,
-    select_hosts,
-    with_health,
-)
-from otlp_lab.resilience._health import (  # noqa: E402
-    HealthCheckConfig,
-    HealthChecker,
-    HealthState,
-    HealthTransition,
-    ProbeOutcome,
-    ProbeResult,
-)
-from otlp_lab.resilience._outlier import (  # noqa: E402
-    EjectionType,
-    OutlierAction,
-    OutlierDetectionConfig,
-    OutlierDetector,
-    OutlierEvent,
-    http_status_of,
-)
-from otlp_lab.resilience.config import (  # noqa: E402
-    EXAMPLES_DIR,
-    ISTIO_DEFAULT_RETRY,
-    ImportedPolicies,
-    from_envoy_cluster,
-    from_grpc_service_config,
-    from_istio,
-    from_resilience4j,
-    import_all,
-    import_yaml,
-    parse_config_duration_s,
-)
-
-__all__ += [
-    # load balancers
-    "BALANCER_POLICIES",
-    "Endpoint",
-    "HashKey",
-    "LeastRequest",
-    "LoadBalancer",
-    "LoadBalancerConfig",
-    "Maglev",
-    "Passthrough",
-    "PowerOfTwoChoices",
-    "RandomBalancer",
-    "RingHash",
-    "RoundRobin",
-    "SmoothWeightedRoundRobin",
-    "stable_hash64",
-    # host selection: priorities, panic, locality failover
-    "DEFAULT_OVERPROVISIONING_FACTOR",
-    "DEFAULT_PANIC_THRESHOLD_PERCENT",
-    "HostSelection",
-    "LocalityFailoverBalancer",
-    "PriorityLoad",
-    "locality_priorities",
-    "priority_load",
-    "select_hosts",
-    "with_health",
-    # active health checks
-    "HealthCheckConfig",
-    "HealthChecker",
-    "HealthState",
-    "HealthTransition",
-    "ProbeOutcome",
-    "ProbeResult",
-    # outlier detection
-    "EjectionType",
-    "OutlierAction",
-    "OutlierDetectionConfig",
-    "OutlierDetector",
-    "OutlierEvent",
-    "http_status_of",
-    # config importers
-    "EXAMPLES_DIR",
-    "ISTIO_DEFAULT_RETRY",
-    "ImportedPolicies",
-    "from_envoy_cluster",
-    "from_grpc_service_config",
-    "from_istio",
-    "from_resilience4j",
-    "import_all",
-    "import_yaml",
-    "parse_config_duration_s",
-]
-
-# autoscaling (see _autoscale.py): the Kubernetes HorizontalPodAutoscaler as a state machine
-from otlp_lab.resilience._autoscale import (  # noqa: E402
-    DEFAULT_SCALE_DOWN,
-    DEFAULT_SCALE_UP,
+from otlp_lab.resilience._autoscale import (
     AutoscalerConfig,
     HorizontalPodAutoscaler,
     HpaMetric,
@@ -334,14 +147,202 @@ from otlp_lab.resilience._autoscale import (  # noqa: E402
     HpaScalingRules,
     ScaleDecision,
 )
+from otlp_lab.resilience._balancers import (
+    Endpoint,
+    LoadBalancer,
+    LoadBalancerConfig,
+)
+from otlp_lab.resilience._breaker import (
+    CircuitBreaker,
+    CircuitBreakerConfig,
+    CircuitState,
+)
+from otlp_lab.resilience._compose import (
+    PolicyStack,
+    classify_exception,
+    raise_for_final,
+)
+from otlp_lab.resilience._core import (
+    Outcome,
+    parse_grpc_pushback,
+    parse_retry_after,
+)
+from otlp_lab.resilience._degrade import (
+    DegradationConfig,
+    Degrader,
+    Fallback,
+    FallbackCache,
+)
+from otlp_lab.resilience._drivers import (
+    drive_async,
+    simpy_call,
+)
+from otlp_lab.resilience._health import (
+    HealthCheckConfig,
+    HealthChecker,
+)
+from otlp_lab.resilience._limits import (
+    Bulkhead,
+    LoadShedder,
+    LoadShedderConfig,
+    TokenBucket,
+)
+from otlp_lab.resilience._outlier import (
+    OutlierDetectionConfig,
+    OutlierDetector,
+)
+from otlp_lab.resilience._pool import (
+    ConnectionPool,
+    ConnectionPoolConfig,
+)
+from otlp_lab.resilience._retry import (
+    Cancel,
+    Done,
+    GiveUp,
+    HedgingPolicy,
+    RetryBudget,
+    RetryPolicy,
+    RetryThrottle,
+    Send,
+    Wait,
+)
+from otlp_lab.resilience._timeout import (
+    Deadline,
+    current_deadline,
+    deadline_scope,
+)
+from otlp_lab.resilience.config import (
+    EXAMPLES_DIR,
+    ImportedPolicies,
+    from_envoy_cluster,
+    from_grpc_service_config,
+    from_istio,
+    from_resilience4j,
+    import_all,
+    import_yaml,
+)
 
-__all__ += [
+__all__ = [
+    # outcomes
+    "Outcome",
+    "parse_grpc_pushback",
+    "parse_retry_after",
+    # retry and hedging
+    "Cancel",
+    "Done",
+    "GiveUp",
+    "HedgingPolicy",
+    "RetryBudget",
+    "RetryPolicy",
+    "RetryThrottle",
+    "Send",
+    "Wait",
+    # circuit breaker
+    "CircuitBreaker",
+    "CircuitBreakerConfig",
+    "CircuitState",
+    # limits, connection pool, deadlines
+    "Bulkhead",
+    "LoadShedder",
+    "LoadShedderConfig",
+    "TokenBucket",
+    "ConnectionPool",
+    "ConnectionPoolConfig",
+    "Deadline",
+    "current_deadline",
+    "deadline_scope",
+    # degradation
+    "DegradationConfig",
+    "Degrader",
+    "Fallback",
+    "FallbackCache",
+    # composition and drivers
+    "PolicyStack",
+    "classify_exception",
+    "raise_for_final",
+    "drive_async",
+    "simpy_call",
+    # load balancing, outlier detection, health checks
+    "Endpoint",
+    "LoadBalancer",
+    "LoadBalancerConfig",
+    "OutlierDetectionConfig",
+    "OutlierDetector",
+    "HealthCheckConfig",
+    "HealthChecker",
+    # config importers (Istio, Envoy, resilience4j, gRPC)
+    "EXAMPLES_DIR",
+    "ImportedPolicies",
+    "from_envoy_cluster",
+    "from_grpc_service_config",
+    "from_istio",
+    "from_resilience4j",
+    "import_all",
+    "import_yaml",
+    # autoscaling: the Kubernetes HorizontalPodAutoscaler as a state machine
     "AutoscalerConfig",
     "HorizontalPodAutoscaler",
     "HpaMetric",
     "HpaScalingPolicy",
     "HpaScalingRules",
     "ScaleDecision",
-    "DEFAULT_SCALE_UP",
-    "DEFAULT_SCALE_DOWN",
 ]
+
+# Building blocks kept importable from here for code written against the older, longer list; their
+# homes are the private modules named below (balancer classes, host selection, enums, constants).
+_ELSEWHERE = {
+    "Admission": "otlp_lab.resilience._retry",
+    "BALANCER_POLICIES": "otlp_lab.resilience._balancers",
+    "BreakerMetrics": "otlp_lab.resilience._breaker",
+    "ConfigBase": "otlp_lab.resilience._core",
+    "DEFAULT_OVERPROVISIONING_FACTOR": "otlp_lab.resilience._failover",
+    "DEFAULT_PANIC_THRESHOLD_PERCENT": "otlp_lab.resilience._failover",
+    "Decision": "otlp_lab.resilience._retry",
+    "EjectionType": "otlp_lab.resilience._outlier",
+    "FallbackResult": "otlp_lab.resilience._degrade",
+    "GRPC_STATUS_NAMES": "otlp_lab.resilience._core",
+    "HashKey": "otlp_lab.resilience._balancers",
+    "HealthState": "otlp_lab.resilience._health",
+    "HealthTransition": "otlp_lab.resilience._health",
+    "HostSelection": "otlp_lab.resilience._failover",
+    "ISTIO_DEFAULT_RETRY": "otlp_lab.resilience.config",
+    "Jitter": "otlp_lab.resilience._retry",
+    "LeastRequest": "otlp_lab.resilience._balancers",
+    "LimitKind": "otlp_lab.resilience._limits",
+    "LocalityFailoverBalancer": "otlp_lab.resilience._failover",
+    "Maglev": "otlp_lab.resilience._balancers",
+    "OutlierAction": "otlp_lab.resilience._outlier",
+    "OutlierEvent": "otlp_lab.resilience._outlier",
+    "Passthrough": "otlp_lab.resilience._balancers",
+    "PowerOfTwoChoices": "otlp_lab.resilience._balancers",
+    "PriorityLoad": "otlp_lab.resilience._failover",
+    "ProbeOutcome": "otlp_lab.resilience._health",
+    "ProbeResult": "otlp_lab.resilience._health",
+    "RandomBalancer": "otlp_lab.resilience._balancers",
+    "RetryCall": "otlp_lab.resilience._retry",
+    "RingHash": "otlp_lab.resilience._balancers",
+    "RoundRobin": "otlp_lab.resilience._balancers",
+    "SlidingWindowType": "otlp_lab.resilience._breaker",
+    "SmoothWeightedRoundRobin": "otlp_lab.resilience._balancers",
+    "Status": "otlp_lab.resilience._core",
+    "Transition": "otlp_lab.resilience._core",
+    "http_status_of": "otlp_lab.resilience._outlier",
+    "locality_priorities": "otlp_lab.resilience._failover",
+    "parse_config_duration_s": "otlp_lab.resilience.config",
+    "parse_duration_s": "otlp_lab.resilience._core",
+    "priority_load": "otlp_lab.resilience._failover",
+    "select_hosts": "otlp_lab.resilience._failover",
+    "stable_hash64": "otlp_lab.resilience._balancers",
+    "DEFAULT_SCALE_DOWN": "otlp_lab.resilience._autoscale",
+    "DEFAULT_SCALE_UP": "otlp_lab.resilience._autoscale",
+    "with_health": "otlp_lab.resilience._failover",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _ELSEWHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'otlp_lab.resilience' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

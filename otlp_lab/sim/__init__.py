@@ -21,11 +21,31 @@ with timestamps from now, exporting over OTLP to a collector or :class:`otlp_lab
 
 >>> from otlp_lab.sim import stream
 >>> stream("shop", "http://127.0.0.1:4318", protocol="http/protobuf", duration_s=30, speed=5)  # doctest: +SKIP
+
+:func:`sweep` runs a scenario over a grid of settings × policy variants × seeds in a process
+pool or on a Dask cluster (the same numbers either way) and summarises each point with a 95 %
+confidence interval over the seeds; :func:`metastability` maps whether the fleet recovers
+after a load spike over spike size × spike duration × base load. A service with an
+``autoscaler`` (a Kubernetes HPA, from its settings or a real manifest) gains and loses pods
+as the HPA decides.
+
+>>> from otlp_lab.sim import sweep, metastability
+>>> sweep("retry_storm", {"workloads[0].rate.base_rps": [100, 140]}, seeds=5).summary     # doctest: +SKIP
+>>> metastability("retry_storm", loads_rps=[60, 100, 140], sizes=[1.5, 2.5], durations_s=[2]).points  # doctest: +SKIP
 """
 
 from otlp_lab.sim._dist import Constant, Distribution, Empirical, Exponential, Gamma, LogNormal
 from otlp_lab.sim._faults import Brownout, CpuContention, Crash, Errors, Fault, Latency, Partition, ZoneOutage
-from otlp_lab.sim._fit import FitReport, Rehearsal, Validation, fit, invocations, rehearse, validate
+from otlp_lab.sim._fit import (
+    FitReport,
+    Rehearsal,
+    Validation,
+    fit,
+    invocations,
+    rehearse,
+    validate,
+    windows_before,
+)
 from otlp_lab.sim._imported import with_imported
 from otlp_lab.sim._live import StreamResult, stream
 from otlp_lab.sim._metastable import MetastabilityMap, metastability
@@ -85,6 +105,7 @@ __all__ = [
     "validate",
     "rehearse",
     "invocations",
+    "windows_before",
     "FitReport",
     "Validation",
     "Rehearsal",

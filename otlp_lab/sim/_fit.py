@@ -43,6 +43,7 @@ __all__ = [
     "invocations",
     "rehearse",
     "validate",
+    "windows_before",
 ]
 
 #: Resource attributes naming an instance, most specific first.
@@ -87,11 +88,23 @@ def _windows(window: Any) -> list[tuple[dt.datetime | None, dt.datetime | None]]
     return out
 
 
-def _window_seconds(window: Any) -> float | None:
-    """Total length of the windows, when every bound is given."""
+def _window_seconds(window: Any, inv: pl.DataFrame | None = None) -> float | None:
+    """Total length of the windows, when every bound is given; with ``inv``, of those holding
+    at least one of its requests (a list of windows may reach past what was captured)."""
     ws = _windows(window)
     if not ws or any(a is None or b is None for a, b in ws):
         return None
+    if inv is not None and inv.height:
+        starts = inv.filter(pl.col("caller_span").is_null())["start_ns"]
+        epoch = dt.datetime(1970, 1, 1)
+        ws = [
+            (a, b)
+            for a, b in ws
+            if (
+                (starts >= (a - epoch) // dt.timedelta(microseconds=1) * 1000)
+                & (starts < (b - epoch) // dt.timedelta(microseconds=1) * 1000)
+            ).any()  # type: ignore[operator]
+        ]
     return sum((b - a).total_seconds() for a, b in ws)  # type: ignore[operator]
 
 
@@ -229,10 +242,20 @@ def invocations(lab: Any, *, window: Any = None, part: tuple[int, int] | None = 
 
 
 def _self_time(inv: pl.DataFrame) -> pl.DataFrame:
-    """Per invocation: duration minus the union of its calls' intervals (clamped to it), in seconds."""
+    """Per invocation: duration minus the union of its calls' intervals (clamped to it), in seconds.
+
+    The calls' intervals are the callees' own (server) spans: the time between a client span and
+    its server span (network, sidecars, serialisation) stays in the caller's local work, since the
+    twin has no network of its own (``network_latency_s: 0``).
+    """
     calls = (
         inv.filter(pl.col("caller_span").is_not_null())
-        .select("trace_id", pl.col("caller_span").alias("span_id"), "call_start_ns", "call_end_ns")
+        .select(
+            "trace_id",
+            pl.col("caller_span").alias("span_id"),
+            pl.col("start_ns").alias("call_start_ns"),
+            pl.col("end_ns").alias("call_end_ns"),
+        )
         .join(inv.select("trace_id", "span_id", "start_ns", "end_ns"), on=["trace_id", "span_id"])
         .with_columns(
             a=pl.max_horizontal("call_start_ns", "start_ns"),
@@ -424,7 +447,7 @@ def fit(
         _self_time(invocations(lab, window=window, part=part)), max_variants=max_variants
     )
     t0_ns, t1_ns = int(inv["start_ns"].min()), int(inv["end_ns"].max())
-    window_s = max(_window_seconds(window) or (t1_ns - t0_ns) / 1e9, 1e-3)
+    window_s = max(_window_seconds(window, inv) or (t1_ns - t0_ns) / 1e9, 1e-3)
     notes: list[str] = []
     # a part of the traces arrives at that share of the rate: count arrivals over a proportionally
     # longer window, so the twin's rates stand for the whole capture
@@ -569,11 +592,11 @@ def fit(
         by_service.setdefault(r["service"], []).append(r)
     dist_notes: dict[tuple[str, str], str] = {}
     for svc, eps in by_service.items():
-        c = max(8, 2 * conc.get(svc, 1))
+        c = max(32, 4 * conc.get(svc, 1))
         lines += [
             f"  {_q(svc)}:",
             f"    instances: {instances.get(svc, 1)}  # distinct {'/'.join(INSTANCE_KEYS)} seen",
-            f"    concurrency: {c}  # 2x the most requests seen in progress at once on one instance ({conc.get(svc, 1)})",
+            f"    concurrency: {c}  # no queueing is visible in spans: 4x the most requests seen in progress on one instance ({conc.get(svc, 1)}), at least 32",
             "    endpoints:",
         ]
         for r in eps:
@@ -829,6 +852,8 @@ class Validation:
     end_to_end: pl.DataFrame
     min_spans: int
     sim_lab: Any = None
+    #: End-to-end durations (ms) of the held-out requests and the simulated ones, for plots.
+    e2e_ms: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -952,7 +977,13 @@ def compare_invocations(
             }
         )
     e2e_frame = pl.DataFrame(e2e_rows)
-    return Validation(endpoints=endpoints, edges=edges, end_to_end=e2e_frame, min_spans=min_spans)
+    return Validation(
+        endpoints=endpoints,
+        edges=edges,
+        end_to_end=e2e_frame,
+        min_spans=min_spans,
+        e2e_ms={"captured": x, "simulated": y},
+    )
 
 
 def validate(
@@ -996,7 +1027,8 @@ def validate(
 
     held_inv = invocations(lab, window=window, part=part)
     held_window_s = max(
-        _window_seconds(window) or (held_inv["end_ns"].max() - held_inv["start_ns"].min()) / 1e9, 1e-3
+        _window_seconds(window, held_inv) or (held_inv["end_ns"].max() - held_inv["start_ns"].min()) / 1e9,
+        1e-3,
     )
     # the held-out arrivals, per class of request as the twin knows them (the same requests arrive)
     held_classes, _ = _variants(held_inv, classes=report.classes)
@@ -1205,3 +1237,27 @@ def rehearse(
         .sort("ratio_p50", descending=True)
     )
     return Rehearsal(services=out, fault=fault, calibration=calibration)
+
+
+def windows_before(
+    times: Any, *, before_s: float = 50.0, gap_s: float = 2.0
+) -> list[tuple[dt.datetime, dt.datetime]]:
+    """Fault-free windows of a labelled capture: the ``before_s`` seconds before each fault.
+
+    ``times`` are the faults' injection times: datetimes, ISO strings or Unix seconds, or a frame
+    with a ``time`` column (:func:`otlp_lab.datasets.trainticket_faults`). The windows end
+    ``gap_s`` before each injection. Pass them (plus any normal window) as ``window=`` to :func:`fit`.
+    """
+    if isinstance(times, pl.DataFrame):
+        if "time" not in times.columns:
+            raise ScenarioError(
+                f"the faults frame needs a 'time' column. Got columns {times.columns} instead."
+            )
+        times = times["time"].to_list()
+    out = []
+    for t in times:
+        if isinstance(t, (int, float)) and not isinstance(t, bool):
+            t = dt.datetime.fromtimestamp(float(t), dt.UTC)
+        b = _bound(t)
+        out.append((b - dt.timedelta(seconds=before_s), b - dt.timedelta(seconds=gap_s)))
+    return out

@@ -451,6 +451,7 @@ class Scenario:
             ) from None
         if isinstance(data, dict):
             data.setdefault("name", p.name.removesuffix(".yaml").removesuffix(".yml"))
+            _relative_manifests(data, p.parent)
         try:
             return cls.from_dict(data)
         except ScenarioError as exc:
@@ -536,6 +537,19 @@ def _keys(d: Any, key: str, allowed: tuple[str, ...], *, required: tuple[str, ..
             path = f"{key}.{k}" if key else k
             raise ScenarioError(f"scenario key '{path}' is required.", key=path)
     return dict(d)
+
+
+def _relative_manifests(data: dict[str, Any], base: Path) -> None:
+    """``autoscaler: {manifest: hpa.yaml}`` paths are relative to the scenario file."""
+    services = data.get("services")
+    if not isinstance(services, Mapping):
+        return
+    for spec in services.values():
+        auto = spec.get("autoscaler") if isinstance(spec, Mapping) else None
+        if isinstance(auto, dict) and isinstance(auto.get("manifest"), str):
+            m = Path(auto["manifest"])
+            if not m.is_absolute():
+                auto["manifest"] = str(base / m)
 
 
 def _mapping(d: Any, key: str) -> dict[str, Any]:

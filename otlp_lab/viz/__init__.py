@@ -21,9 +21,12 @@ from otlp_lab.viz._traces import (
     slow_traces_table_figure,
     trace_waterfall_figure,
 )
+from otlp_lab.viz._twin import twin_rehearsal_figure, twin_validation_figure
 from otlp_lab.viz.report import calls_into, summary_frame, write_report
 
 __all__ = [
+    "twin_validation_figure",
+    "twin_rehearsal_figure",
     "TEMPLATE",
     "calls_into",
     "fault_latency_figure",
@@ -67,3 +70,8 @@ __all__ += [
     "scenario_windows",
     "strategy_bars_figure",
 ]
+
+# anomaly detection and root-cause ranking (otlp_lab.ml)
+from otlp_lab.viz._ml import anomaly_scores_figure, evidence_figure, ranking_figure  # noqa: E402
+
+__all__ += ["anomaly_scores_figure", "evidence_figure", "ranking_figure"]

@@ -113,17 +113,18 @@ def test_pods_join_the_balancers_when_ready_and_the_run_records_it(lab: Lab) -> 
 
 
 def test_autoscaler_from_a_manifest_in_a_scenario_yaml(tmp_path: Path) -> None:
-    y = tmp_path / "s.yaml"
+    y = tmp_path / "s.yaml"  # beside a copy of the manifest: the path is relative to the scenario file
+    (tmp_path / "php-apache.yaml").write_bytes((DATA / "php-apache.yaml").read_bytes())
     y.write_text(
-        f"""
+        """
 name: hpa
 duration_s: 5
 services:
   api:
     instances: 2
-    autoscaler: {{manifest: {DATA / "php-apache.yaml"}, pod_startup_s: 20s}}
+    autoscaler: {manifest: php-apache.yaml, pod_startup_s: 20s}
 workloads:
-  - {{kind: open, target: api, rate: 10}}
+  - {kind: open, target: api, rate: 10}
 """
     )
     sc = Scenario.from_yaml(y)

@@ -336,3 +336,24 @@ def test_cli_fit_validate(tmp_path: Path) -> None:
     assert Scenario.from_yaml(out).service("shop-payment") is not None
     bad = CliRunner().invoke(main, ["fit", "--db", str(db), "--since", "not-a-time"])
     assert bad.exit_code == 2 and "ISO" in bad.output and "Traceback" not in bad.output
+
+
+def test_twin_figures(capture, twin) -> None:
+    from otlp_lab.viz import twin_rehearsal_figure, twin_validation_figure
+
+    v = validate(fit(capture, part=(0, 2)), capture, part=(1, 2), repeat=1)
+    fig = twin_validation_figure(v)
+    names = {t.name for t in fig.data}
+    assert {"p50", "p95", "held-out capture", "twin"} <= names
+    p50 = next(t for t in fig.data if t.name == "p50")
+    assert len(p50.x) == 8  # one dot per operation
+    r = rehearse(
+        fit(capture),
+        capture,
+        service="catalog",
+        kind="latency",
+        at=START + dt.timedelta(seconds=30),
+        repeat=1,
+    )
+    bars = twin_rehearsal_figure(r)
+    assert [t.name for t in bars.data] == ["captured", "twin"] and len(bars.data[0].y) == r.services.height
