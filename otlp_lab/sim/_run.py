@@ -420,7 +420,7 @@ def _per_service(sim: Simulation, sc: Scenario) -> pl.DataFrame:
                 "errors": errors,
                 "rejected": sum(i.rejected for i in insts),
                 "error_rate": errors / arrivals if arrivals else 0.0,
-                "utilisation": sum(i.area for i in insts) / (svc.instances * svc.concurrency * end)
+                "utilisation": sum(i.area for i in insts) / (_pod_seconds(sim, svc, end) * svc.concurrency)
                 if end
                 else 0.0,
                 "mean_ms": _ms(h.mean),
@@ -453,6 +453,17 @@ def _per_service(sim: Simulation, sc: Scenario) -> pl.DataFrame:
             "amplification": pl.Float64,
         },
     )
+
+
+def _pod_seconds(sim: Simulation, svc: Any, end: float) -> float:
+    """Instance-seconds the service had in the balancers (its instances × the run, unless autoscaled)."""
+    if svc.autoscaler is None:
+        return svc.instances * end
+    changes = [(t, ready) for t, name, _, ready, _ in sim.scale_log if name == svc.name]
+    total = 0.0
+    for (t0, ready), (t1, _) in zip(changes, [*changes[1:], (end, 0)], strict=True):
+        total += ready * (min(t1, end) - min(t0, end))
+    return total or svc.instances * end
 
 
 def _timeline_frame(sim: Simulation) -> pl.DataFrame:
