@@ -678,6 +678,8 @@ def compare(
     *,
     duration_s: float | None = None,
     progress: bool = False,
+    workers: int = 1,
+    scheduler: Any = None,
 ) -> pl.DataFrame:
     """One row per policy variant: goodput, offered load, error rate, p50/p95/p99, amplification.
 
@@ -690,12 +692,23 @@ def compare(
     lab : Lab, optional
         Every run lands there, told apart by ``sim.policy`` / ``sim.run_id``.
     seed : int
+    workers, scheduler :
+        Without a Lab, run the variants in processes or on a Dask cluster (see :func:`run_many`).
 
     Examples
     --------
     >>> compare("retry_storm", {"as is": {}, "no retries": {"*": {"retry": None}}})  # doctest: +SKIP
     """
-    results = run_many(scenario, policies, lab=lab, seed=seed, duration_s=duration_s, progress=progress)
+    results = run_many(
+        scenario,
+        policies,
+        lab=lab,
+        seed=seed,
+        duration_s=duration_s,
+        progress=progress,
+        workers=workers,
+        scheduler=scheduler,
+    )
     return pl.DataFrame([r.summary() for r in results.values()])
 
 
