@@ -32,6 +32,7 @@ from otlp_lab.otlp import (
 )
 from otlp_lab.store._critical import critical_path, summarize
 from otlp_lab.store._guard import limit_sql, where_sql
+from otlp_lab.store._parquet import attach_sql, create_parquet_views, write_parquet
 from otlp_lab.store._schema import INSERTS, MACROS, METRIC_TABLES, SIGNAL_TABLES, TABLES
 from otlp_lab.store._servicegraph import MODES, service_graph_sql
 from otlp_lab.store._views import VIEWS, red_sql
@@ -148,6 +149,7 @@ class Lab:
                 ) from exc
         for m in MACROS:
             self._con.execute(m)
+        self.attached: Path | None = None  # the Parquet folder of a Lab made by attach()
         if not read_only:
             self._create_schema()
         else:
@@ -158,6 +160,57 @@ class Lab:
                     self._con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
                 except duckdb.Error:
                     pass  # not an otlp_lab database (no spans table): nothing to analyse
+        create_parquet_views(self._con)
+
+    @classmethod
+    def attach(cls, folder: str | os.PathLike[str], *, memory_limit: str | None = None) -> Lab:
+        """A Lab that queries a Parquet folder written by :meth:`to_parquet` (or
+        ``otlp-lab export --format parquet``) in place, without loading it.
+
+        Every table is a view over the folder's files, in the Lab's own types (attributes
+        as ``MAP(VARCHAR, VARIANT)``), so SQL, the analysis views and methods work as on a
+        loaded Lab; loading into it is refused.
+
+        Examples
+        --------
+        >>> lab = Lab.attach("out/parquet")  # doctest: +SKIP
+        >>> lab.sql("SELECT attributes['http.route']::VARCHAR AS route, count(*) FROM spans GROUP BY 1")  # doctest: +SKIP
+        """
+        path = Path(folder)
+        if not path.is_dir():
+            raise ConfigError(
+                f"attach needs a folder written by lab.to_parquet() or `otlp-lab export --format parquet`. "
+                f"{str(path)!r} is not a folder."
+            )
+        if not any((path / t).is_dir() for t in TABLES):
+            raise ConfigError(
+                f"{str(path)!r} holds none of the Lab's table folders ({', '.join(TABLES)}); "
+                "write one with lab.to_parquet(folder) or `otlp-lab export --format parquet`."
+            )
+        lab = cls(memory_limit=memory_limit)
+        con = lab._con
+        try:
+            for table in TABLES:
+                sql = attach_sql(path, table)
+                if sql is not None:
+                    con.execute(f"DROP TABLE {table}")
+                    con.execute(f"CREATE VIEW {table} AS {sql}")
+            create_parquet_views(con)
+        except duckdb.Error as exc:
+            lab.close()
+            raise StoreError(f"cannot read the Parquet folder {path}: {exc}") from exc
+        lab.attached = path
+        return lab
+
+    def to_parquet(self, folder: str | os.PathLike[str], *, overwrite: bool = False) -> dict[str, int]:
+        """Write every table to ``folder`` as Parquet, Hive-partitioned by date and service.
+
+        Attributes keep their OTLP types in a struct every Parquet reader holds (see
+        :mod:`otlp_lab.store._parquet`); DuckDB, Polars, pyarrow and Spark read the folder,
+        and :meth:`attach` queries it as a Lab. Returns rows written per table.
+        """
+        with self._lock:
+            return write_parquet(self._con, folder, overwrite=overwrite)
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -400,6 +453,11 @@ class Lab:
         the transaction is rolled back and the caller decodes again with ``check_keys`` (the
         last value of a repeated key wins).
         """
+        if self.attached is not None:
+            raise StoreError(
+                f"this Lab reads the Parquet folder {self.attached} in place and cannot load data; "
+                "load into Lab() or Lab('file.duckdb') instead"
+            )
         con = self._con
         counts: dict[str, int] = {}
         con.execute("BEGIN TRANSACTION")

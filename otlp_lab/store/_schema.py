@@ -83,7 +83,17 @@ MACROS = [
         'x': CASE WHEN t = 7 THEN v::BLOB END,
         'j': CASE WHEN t IN (5, 6) THEN v::JSON::VARCHAR END}""",
     "CREATE OR REPLACE TEMP MACRO _otlp_typed(v) AS _otlp_typed_as(v, _otlp_tag(v))",
-    "CREATE OR REPLACE TEMP MACRO _otlp_kv(m) AS {'k': map_keys(m), 'v': list_transform(map_values(m), lambda x: _otlp_typed(x))}",
+    # A map's values as typed structs, variant_typeof evaluated once per value (a macro's
+    # argument is expanded at each use, so _otlp_typed(x) would evaluate it up to 20 times).
+    """CREATE OR REPLACE TEMP MACRO _otlp_tag_of(ty) AS CASE
+        WHEN ty = 'VARCHAR' THEN 1 WHEN ty IN ('BOOL_TRUE', 'BOOL_FALSE', 'BOOLEAN') THEN 2
+        WHEN ty IN ('INT64', 'INT32', 'INT16', 'INT8', 'UINT8', 'UINT16', 'UINT32', 'UINT64') THEN 3
+        WHEN ty IN ('DOUBLE', 'FLOAT') THEN 4 WHEN ty = 'BLOB' THEN 7 WHEN ty LIKE 'ARRAY%' THEN 5
+        WHEN ty LIKE 'OBJECT%' THEN 6 ELSE 1 END""",
+    """CREATE OR REPLACE TEMP MACRO _otlp_vals(m) AS list_transform(
+        list_transform(map_values(m), lambda v: {'v': v, 't': CASE WHEN v IS NULL THEN 0 ELSE _otlp_tag_of(variant_typeof(v)) END}),
+        lambda x: _otlp_typed_as(x.v, x.t))""",
+    "CREATE OR REPLACE TEMP MACRO _otlp_kv(m) AS {'k': map_keys(m), 'v': _otlp_vals(m)}",
 ]
 
 TABLES: dict[str, str] = {
