@@ -421,7 +421,7 @@ def _per_service(sim: Simulation, sc: Scenario) -> pl.DataFrame:
                 "errors": errors,
                 "rejected": sum(i.rejected for i in insts),
                 "error_rate": errors / arrivals if arrivals else 0.0,
-                "utilisation": sum(i.area for i in insts) / (svc.instances * svc.concurrency * end)
+                "utilisation": sum(i.area for i in insts) / (_pod_seconds(sim, svc, end) * svc.concurrency)
                 if end
                 else 0.0,
                 "mean_ms": _ms(h.mean),
@@ -454,6 +454,17 @@ def _per_service(sim: Simulation, sc: Scenario) -> pl.DataFrame:
             "amplification": pl.Float64,
         },
     )
+
+
+def _pod_seconds(sim: Simulation, svc: Any, end: float) -> float:
+    """Instance-seconds the service had in the balancers (its instances × the run, unless autoscaled)."""
+    if svc.autoscaler is None:
+        return svc.instances * end
+    changes = [(t, ready) for t, name, _, ready, _ in sim.scale_log if name == svc.name]
+    total = 0.0
+    for (t0, ready), (t1, _) in zip(changes, [*changes[1:], (end, 0)], strict=True):
+        total += ready * (min(t1, end) - min(t0, end))
+    return total or svc.instances * end
 
 
 def _timeline_frame(sim: Simulation) -> pl.DataFrame:
@@ -662,6 +673,8 @@ def compare(
     *,
     duration_s: float | None = None,
     progress: bool = False,
+    workers: int = 1,
+    scheduler: Any = None,
 ) -> pl.DataFrame:
     """One row per policy variant: goodput, offered load, error rate, p50/p95/p99, amplification.
 
@@ -674,12 +687,23 @@ def compare(
     lab : Lab, optional
         Every run lands there, told apart by ``sim.policy`` / ``sim.run_id``.
     seed : int
+    workers, scheduler :
+        Without a Lab, run the variants in processes or on a Dask cluster (see :func:`run_many`).
 
     Examples
     --------
     >>> compare("retry_storm", {"as is": {}, "no retries": {"*": {"retry": None}}})  # doctest: +SKIP
     """
-    results = run_many(scenario, policies, lab=lab, seed=seed, duration_s=duration_s, progress=progress)
+    results = run_many(
+        scenario,
+        policies,
+        lab=lab,
+        seed=seed,
+        duration_s=duration_s,
+        progress=progress,
+        workers=workers,
+        scheduler=scheduler,
+    )
     return pl.DataFrame([r.summary() for r in results.values()])
 
 
