@@ -16,32 +16,12 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from otlp_lab.errors import DecodeError
-from otlp_lab.otlp._anyvalue import VALUE_TYPE
-from otlp_lab.otlp._batches import I64, TS, AttrLists, Builder, check_id_lengths, ints, json_get, times
+from otlp_lab.otlp._batches import AttrLists, Builder, check_id_lengths, ints, json_get, times
 from otlp_lab.otlp._json import check_message
 from otlp_lab.otlp._traces import hex_id
+from otlp_lab.otlp.staging import EXEMPLAR_TYPE, I64, METRIC_KINDS, TABLE_OF_KIND
 
-KINDS = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
-TABLE_OF_KIND = {
-    "gauge": "metric_gauge",
-    "sum": "metric_sum",
-    "histogram": "metric_histogram",
-    "exponential_histogram": "metric_exp_histogram",
-    "summary": "metric_summary",
-}
-TEMPORALITIES = ("UNSPECIFIED", "DELTA", "CUMULATIVE")
-
-EXEMPLAR_TYPE = pa.struct(
-    [
-        ("time", TS),
-        ("value", pa.float64()),
-        ("int_value", I64),
-        ("span_id", pa.binary()),
-        ("trace_id", pa.binary()),
-        ("attr_keys", pa.list_(pa.string())),
-        ("attr_vals", pa.list_(VALUE_TYPE)),
-    ]
-)
+KINDS = METRIC_KINDS
 
 
 class _Kind:
