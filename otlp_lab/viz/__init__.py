@@ -87,3 +87,8 @@ __all__ += [
     "ledger_commits_figure",
     "ledger_sweep_figure",
 ]
+
+# anomaly detection and root-cause ranking (otlp_lab.ml)
+from otlp_lab.viz._ml import anomaly_scores_figure, evidence_figure, ranking_figure  # noqa: E402
+
+__all__ += ["anomaly_scores_figure", "evidence_figure", "ranking_figure"]
