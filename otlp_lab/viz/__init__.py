@@ -11,6 +11,13 @@ The figure builders never touch the database. :func:`write_report` and :func:`ca
 take the Lab itself.
 """
 
+from otlp_lab.viz._edge import (
+    buffer_timeline_figure,
+    edge_bytes_figure,
+    edge_policy_figure,
+    ledger_commits_figure,
+    ledger_sweep_figure,
+)
 from otlp_lab.viz._ml import anomaly_scores_figure, evidence_figure, ranking_figure
 from otlp_lab.viz._report import calls_into, summary_frame, write_report, write_sim_report
 from otlp_lab.viz._sim import (
@@ -70,6 +77,12 @@ __all__ = [
     # digital twins (otlp_lab.sim.fit)
     "twin_rehearsal_figure",
     "twin_validation_figure",
+    # edge and ledger simulations (otlp_lab.sim.edge, otlp_lab.sim.ledger)
+    "buffer_timeline_figure",
+    "edge_bytes_figure",
+    "edge_policy_figure",
+    "ledger_commits_figure",
+    "ledger_sweep_figure",
     # anomaly detection and root-cause ranking (otlp_lab.ml)
     "anomaly_scores_figure",
     "evidence_figure",
