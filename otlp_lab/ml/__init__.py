@@ -6,6 +6,13 @@
 * Detectors with the scikit-learn contract (:class:`NSigma`, :class:`MedianIQR`,
   :class:`LatencyModel`, :func:`isolation_forest`, :func:`local_outlier_factor`) on the matrix
   :class:`WindowMatrix` builds; :class:`StreamingScorer` scores new windows of a growing Lab.
+* Root-cause rankers (:class:`RandomRanker`, :class:`NSigmaRanker`, :class:`SpectrumRanker`,
+  :class:`BlameRanker`, :class:`MultimodalRanker`) on an :class:`Incident`, each returning a
+  :class:`Ranking` with its evidence.
+* :func:`evaluate` scores them all against labelled faults: a folder laid out like the TrainTicket
+  dataset, or the simulated suite (:func:`suite_cases`).
+
+Modules to come beside these (forecasting, policy tuning, alerts) build on the same features.
 
 >>> from otlp_lab import Lab
 >>> from otlp_lab.sim import run
@@ -24,6 +31,7 @@ from otlp_lab.ml._detectors import (
     isolation_forest,
     local_outlier_factor,
 )
+from otlp_lab.ml._evaluate import Evaluation, default_detectors, default_rankers, evaluate, read_faults
 from otlp_lab.ml._features import (
     LogTemplates,
     log_features,
@@ -33,7 +41,17 @@ from otlp_lab.ml._features import (
     trace_features,
     window_features,
 )
+from otlp_lab.ml._rca import (
+    BlameRanker,
+    Incident,
+    MultimodalRanker,
+    NSigmaRanker,
+    RandomRanker,
+    Ranking,
+    SpectrumRanker,
+)
 from otlp_lab.ml._streaming import StreamingScorer
+from otlp_lab.ml._suite import SUITE_KINDS, SuiteCase, suite_cases, suite_scenario
 
 __all__ = [
     # features
@@ -53,4 +71,22 @@ __all__ = [
     "local_outlier_factor",
     "WindowMatrix",
     "StreamingScorer",
+    # root-cause ranking
+    "Incident",
+    "Ranking",
+    "RandomRanker",
+    "NSigmaRanker",
+    "SpectrumRanker",
+    "BlameRanker",
+    "MultimodalRanker",
+    # evaluation
+    "evaluate",
+    "Evaluation",
+    "default_detectors",
+    "default_rankers",
+    "read_faults",
+    "SUITE_KINDS",
+    "SuiteCase",
+    "suite_cases",
+    "suite_scenario",
 ]

@@ -21,18 +21,18 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, get_args
 
 import orjson
 
+from otlp_lab._config import Signal
 from otlp_lab.errors import BodyTooLargeError, DecodeError, UnsupportedFormatError
 from otlp_lab.otlp._inflate import GZIP_MAGIC as GZIP_MAGIC  # re-exported: the receiver sniffs bodies
 from otlp_lab.otlp._inflate import ZSTD_MAGIC as ZSTD_MAGIC
 from otlp_lab.otlp._inflate import decompress_bytes as decompress_bytes
 from otlp_lab.otlp._inflate import open_decompressed as open_decompressed
 
-Signal = Literal["traces", "metrics", "logs"]
-SIGNALS: tuple[Signal, ...] = ("traces", "metrics", "logs")
+SIGNALS: tuple[Signal, ...] = get_args(Signal)
 _JSON_TOP = {
     "resourceSpans": "traces",
     "resource_spans": "traces",

@@ -123,6 +123,16 @@ Composition and drivers
     (``.status`` / ``.status_code`` / ``.code()``; TimeoutError -> DEADLINE_EXCEEDED,
     ConnectionError -> UNAVAILABLE); a breaker counts every non-local failure except
     ``PolicyStack(breaker_ignores=...)``.
+
+Autoscaling (the Kubernetes HorizontalPodAutoscaler, ``autoscaling/v2``)
+    ``hpa = HorizontalPodAutoscaler(AutoscalerConfig(min_replicas=2, max_replicas=10,
+    metrics=[{"kind": "cpu", "target": 0.6}]))`` or ``AutoscalerConfig.from_manifest("hpa.yaml")``;
+    every sync period (15 s) the driver calls ``hpa.recommend(now, current=n, ready={"cpu":
+    [per ready pod]}, unready=k)`` and gets a ``ScaleDecision`` (``desired``, ``reason``):
+    ``ceil(ready_pods * mean / target)`` outside the 10 % tolerance (pods not ready count as
+    idle when scaling up), held within the stabilisation windows (scale-down 300 s), limited by
+    the ``behavior`` policies (default up: max(4 pods, 100 %) per 15 s) and min/max replicas.
+    The simulator owns the pods: they join the balancers ``pod_startup_s`` after the decision.
 """
 
 from __future__ import annotations

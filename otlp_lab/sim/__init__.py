@@ -21,6 +21,17 @@ with timestamps from now, exporting over OTLP to a collector or :class:`otlp_lab
 
 >>> from otlp_lab.sim import stream
 >>> stream("shop", "http://127.0.0.1:4318", protocol="http/protobuf", duration_s=30, speed=5)  # doctest: +SKIP
+
+:func:`sweep` runs a scenario over a grid of settings × policy variants × seeds in a process
+pool or on a Dask cluster (the same numbers either way) and summarises each point with a 95 %
+confidence interval over the seeds; :func:`metastability` maps whether the fleet recovers
+after a load spike over spike size × spike duration × base load. A service with an
+``autoscaler`` (a Kubernetes HPA, from its settings or a real manifest) gains and loses pods
+as the HPA decides.
+
+>>> from otlp_lab.sim import sweep, metastability
+>>> sweep("retry_storm", {"workloads[0].rate.base_rps": [100, 140]}, seeds=5).summary     # doctest: +SKIP
+>>> metastability("retry_storm", loads_rps=[60, 100, 140], sizes=[1.5, 2.5], durations_s=[2]).points  # doctest: +SKIP
 """
 
 from otlp_lab.sim._dist import Constant, Distribution, Empirical, Exponential, Gamma, LogNormal
@@ -40,13 +51,14 @@ from otlp_lab.sim._live import StreamResult, stream
 from otlp_lab.sim._metastable import MetastabilityMap, metastability
 from otlp_lab.sim._model import Call, Endpoint, OneOf, Parallel, Policy, Service
 from otlp_lab.sim._run import RunResult, compare, lab_timeline, run, run_many, timelines
-from otlp_lab.sim._scenario import Scenario, scenario_path, shipped_scenarios
+from otlp_lab.sim._scenario import Scenario, SimBudget, scenario_path, shipped_scenarios
 from otlp_lab.sim._sweep import SweepResult, parse_grid, set_path, sweep
 from otlp_lab.sim._workload import Burst, ClosedLoop, Diurnal, OpenLoop, Rate, Steady, Steps
 
 __all__ = [
     # scenario
     "Scenario",
+    "SimBudget",
     "scenario_path",
     "shipped_scenarios",
     # fleet

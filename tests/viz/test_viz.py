@@ -361,7 +361,7 @@ def test_write_report_is_one_self_contained_html_file(
         "cdn.plot.ly"
     )  # only plotly.js' own optional URLs
     assert "TrainTicket &lt;test&gt;" in html
-    for section in ("summary", "graph", "latency", "red", "traces", "waterfall", "faults"):
+    for section in ("summary", "graph", "latency", "red", "traces", "waterfall", "critical", "faults"):
         assert f'<section id="{section}">' in html
     # Every figure refers to the one shared template rather than inlining its own copy.
     calls = re.findall(

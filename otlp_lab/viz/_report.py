@@ -217,7 +217,8 @@ def write_report(
     Sections: a summary table (counts, time range, services); the service graph and its
     busiest edges; latency by operation; RED (rate, errors, duration) over time; the
     slowest traces (and error traces, when any); a waterfall with the critical path of
-    the slowest (or most failing) trace; and, with ``faults``, latency around each fault
+    the slowest (or most failing) trace; the operations holding most critical time over all
+    traces; and, with ``faults``, latency around each fault
     that falls in the captured time range, as the faulty service and as its callers saw it.
 
     plotly.js is embedded once (about 4.8 MB), so the file opens without network access;
@@ -404,6 +405,24 @@ def write_report(
         by_svc, numeric=["critical_ms", "share_%"]
     )
     sections.append(("waterfall", "Trace waterfall and critical path", body))
+
+    # Critical time over every trace
+    summary_cp = lab.critical_path_summary(by=["service_name", "name"]).head(15)
+    if summary_cp.height:
+        shown = summary_cp.select(
+            "service_name",
+            pl.col("name").alias("operation"),
+            pl.col("critical_ms").round(1),
+            "traces",
+            pl.col("mean_ms_per_trace").round(2),
+            (pl.col("share") * 100).round(1).alias("share_%"),
+        )
+        body = (
+            "<p class='note'>The same critical-path rules run on every trace, summed: the operations that held "
+            "requests up the most, over the whole capture. <code>traces</code> counts the traces where the "
+            "operation was on the critical path; <code>share_%</code> is its part of all critical time.</p>"
+        ) + _table(shown, numeric=["critical_ms", "traces", "mean_ms_per_trace", "share_%"])
+        sections.append(("critical", "Where critical time goes, over all traces", body))
 
     # Faults
     if faults is not None:
