@@ -37,6 +37,29 @@ def table(title: str, frame: Any, *, max_rows: int = 10, max_width: int = 48) ->
     return t
 
 
+def fits(frame: Any, width: int, *, max_width: int = 48, max_rows: int = 10) -> bool:
+    """Whether ``frame``'s columns fit side by side in ``width`` characters (cells cut at ``max_width``)."""
+    need = 1
+    for col in frame.columns:
+        cells = [len(cell(v)) for v in frame[col].head(max_rows).to_list()]
+        need += min(max([len(col), *cells]), max_width) + 3
+    return need <= width
+
+
+def print_records(frame: Any, *, max_rows: int = 10, max_width: int = 200) -> None:
+    """Rows one after another, one ``column  value`` line each (for rows too wide for a table)."""
+    name_w = max((len(c) for c in frame.columns), default=0)
+    for n, row in enumerate(frame.head(max_rows).iter_rows(named=True), 1):
+        console.print(f"[bold]-[ record {n} ]" + "-" * max(0, name_w - 8), highlight=False)
+        for col, v in row.items():
+            text = cell(v)
+            if len(text) > max_width:
+                text = text[: max_width - 1] + "…"
+            console.print(f"[bold]{col:<{name_w}}[/] │ {text}", highlight=False, soft_wrap=True)
+    shown = min(max_rows, frame.height)
+    console.print(f"{shown} of {frame.height:,} rows" if frame.height > shown else f"{frame.height:,} rows")
+
+
 def cell(v: Any) -> str:
     if v is None:
         return "·"

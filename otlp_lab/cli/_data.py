@@ -12,7 +12,7 @@ import click
 
 from otlp_lab.errors import OtlpLabError
 
-from ._common import console, fail, load_with_progress, print_load, table
+from ._common import console, fail, fits, load_with_progress, print_load, print_records, table
 from ._group import main
 
 
@@ -118,25 +118,76 @@ def info(db: str) -> None:
 @main.command()
 @click.argument("query")
 @click.option("--db", required=True, type=click.Path(exists=True, dir_okay=False), help="DuckDB file.")
-@click.option("--max-rows", default=40, show_default=True, help="Rows to print.")
-@click.option("--csv", "as_csv", is_flag=True, help="Print CSV instead of a table (all rows).")
-def sql(query: str, db: str, max_rows: int, as_csv: bool) -> None:
-    """Run a SQL QUERY and print the result as a readable table.
+@click.option("--max-rows", default=40, show_default=True, help="Rows to print (table format).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json", "parquet"]),
+    default="table",
+    show_default=True,
+    help="table: readable in a terminal (one record per block when the columns do not fit); csv; "
+    "json: JSON lines, attributes as JSON objects; parquet (needs --out): attributes keep their OTLP types.",
+)
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the result to this file (all rows).")
+@click.option("--csv", "as_csv", is_flag=True, help="Same as --format csv.")
+def sql(query: str, db: str, max_rows: int, fmt: str, out: str | None, as_csv: bool) -> None:
+    """Run a SQL QUERY and print the result (or write it with --out).
 
     While `otlp-lab receive` writes the database, the query runs through the receiver (one
     read-only SELECT; credentials from OTLP_LAB_TOKEN or OTEL_EXPORTER_OTLP_HEADERS).
     """
+    from otlp_lab.errors import ConfigError
     from otlp_lab.transport import open_lab
 
+    fmt = "csv" if as_csv else fmt
+    if fmt == "parquet" and out is None:
+        raise ConfigError("--format parquet writes a file: add --out result.parquet")
     try:
         with open_lab(db, headers=live_headers()) as lab:  # through the receiver if one writes it
+            if out is not None and fmt != "table" and hasattr(lab, "con"):
+                n = _copy_query(lab, query, fmt, out)
+                console.print(f"wrote {n:,} rows to {out}", highlight=False)
+                return
             frame = lab.sql(query)
     except OtlpLabError as exc:
         fail(exc)
-    if as_csv:
+    if out is not None:  # a live query's frame
+        {"parquet": frame.write_parquet, "json": frame.write_ndjson}.get(fmt, frame.write_csv)(out)
+        console.print(f"wrote {frame.height:,} rows to {out}", highlight=False)
+    elif fmt == "csv":
         click.echo(frame.write_csv(), nl=False)
-    else:
+    elif fmt == "json":
+        click.echo(frame.write_ndjson(), nl=False)
+    elif fits(frame, console.width):
         console.print(table(f"{frame.height:,} rows", frame, max_rows=max_rows))
+    else:
+        print_records(frame, max_rows=max_rows)
+
+
+def _copy_query(lab: Any, query: str, fmt: str, out: str) -> int:
+    """Write the result of ``query`` with DuckDB's COPY (all rows; attribute maps kept typed in Parquet)."""
+    from otlp_lab.errors import StoreError
+    from otlp_lab.store._parquet import portable_columns
+
+    con = lab.con
+    source = "(" + query.strip().rstrip(";") + ")"
+    path = out.replace("'", "''")
+    try:
+        if fmt == "parquet":
+            cols = portable_columns(con, source)
+        else:
+            rel = con.sql(f"SELECT * FROM {source}")
+            cols = [
+                f'"{c}"::JSON AS "{c}"'
+                if "VARIANT" in str(t) or (fmt == "csv" and "MAP" in str(t))
+                else f'"{c}"'
+                for c, t in zip(rel.columns, rel.types, strict=True)
+            ]
+        opts = {"parquet": "FORMAT parquet", "csv": "FORMAT csv, HEADER", "json": "FORMAT json"}[fmt]
+        con.execute(f"COPY (SELECT {', '.join(cols)} FROM {source}) TO '{path}' ({opts})")
+        return con.execute(f"SELECT count(*) FROM {source}").fetchall()[0][0]
+    except Exception as exc:  # duckdb.Error
+        raise StoreError(f"query failed: {exc}") from exc
 
 
 DEMO_SCENARIO = "retry_storm"

@@ -173,6 +173,11 @@ def receive(
     console.print(
         f"storing into [bold]{db}[/]; Ctrl-C stops (queued requests are committed first)", highlight=False
     )
+    if receiver.http_endpoint:
+        console.print(
+            f"live queries meanwhile: otlp-lab sql --db {db} 'SELECT ...' (or otlp-lab info --db {db})",
+            highlight=False,
+        )
     sys.stdout.flush()
     t_end = time.monotonic() + duration if duration else None
     last = None

@@ -1,6 +1,7 @@
 """The OTLP wire codec: protobuf / OTLP-JSON <-> columnar (Arrow) batches. No I/O beyond reading
 the files it is given, and no DuckDB."""
 
+from otlp_lab.otlp import staging
 from otlp_lab.otlp._decode import (
     DEFAULT_BATCH_ROWS,
     Batch,
@@ -51,4 +52,5 @@ __all__ = [
     "rpc_status",
     "to_otlp_json",
     "write_requests",
+    "staging",
 ]

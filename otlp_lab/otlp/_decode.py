@@ -17,7 +17,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 
 from otlp_lab.errors import ConfigError, DecodeError, UnsupportedFormatError
 from otlp_lab.otlp._logs import iter_logs_json, iter_logs_pb
-from otlp_lab.otlp._metrics import iter_metrics_pb, json_to_metrics_request
+from otlp_lab.otlp._metrics import iter_metrics_pb, json_metrics_batches, json_to_metrics_request
 from otlp_lab.otlp._source import (
     DEFAULT_MAX_REQUEST_BYTES,
     SIGNALS,
@@ -128,7 +128,11 @@ def _unit_batches(unit: Unit, batch_rows: int) -> Iterator[Batch]:
         elif sig == "logs":
             yield from iter_logs_json(payload, batch_rows)
         else:
-            yield from iter_metrics_pb(json_to_metrics_request(payload), batch_rows)
+            fast = json_metrics_batches(payload, batch_rows)
+            if fast is not None:
+                yield from fast
+            else:
+                yield from iter_metrics_pb(json_to_metrics_request(payload), batch_rows)
 
 
 def check_load_options(*, signal: Any = None, on_error: Any = "raise", max_request_bytes: Any = 1) -> None:

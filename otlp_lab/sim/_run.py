@@ -151,13 +151,14 @@ def _run_id(lab: Any, base: str) -> str:
     """``base``, or ``base#2``, ``#3``... when the Lab already holds a run of that id."""
     if lab is None:
         return base
-    lab.con.execute(RUNS_DDL)
-    taken = {
-        r[0]
-        for r in lab.con.execute(
-            "SELECT run_id FROM sim_runs WHERE run_id = ? OR run_id LIKE ?", [base, base + "#%"]
-        ).fetchall()
-    }
+    with lab.transaction() as con:
+        con.execute(RUNS_DDL)
+        taken = {
+            r[0]
+            for r in con.execute(
+                "SELECT run_id FROM sim_runs WHERE run_id = ? OR run_id LIKE ?", [base, base + "#%"]
+            ).fetchall()
+        }
     if base not in taken:
         return base
     n = 2
@@ -420,7 +421,7 @@ def _per_service(sim: Simulation, sc: Scenario) -> pl.DataFrame:
                 "errors": errors,
                 "rejected": sum(i.rejected for i in insts),
                 "error_rate": errors / arrivals if arrivals else 0.0,
-                "utilisation": sum(i.area for i in insts) / (svc.instances * svc.concurrency * end)
+                "utilisation": sum(i.area for i in insts) / (_pod_seconds(sim, svc, end) * svc.concurrency)
                 if end
                 else 0.0,
                 "mean_ms": _ms(h.mean),
@@ -453,6 +454,17 @@ def _per_service(sim: Simulation, sc: Scenario) -> pl.DataFrame:
             "amplification": pl.Float64,
         },
     )
+
+
+def _pod_seconds(sim: Simulation, svc: Any, end: float) -> float:
+    """Instance-seconds the service had in the balancers (its instances × the run, unless autoscaled)."""
+    if svc.autoscaler is None:
+        return svc.instances * end
+    changes = [(t, ready) for t, name, _, ready, _ in sim.scale_log if name == svc.name]
+    total = 0.0
+    for (t0, ready), (t1, _) in zip(changes, [*changes[1:], (end, 0)], strict=True):
+        total += ready * (min(t1, end) - min(t0, end))
+    return total or svc.instances * end
 
 
 def _timeline_frame(sim: Simulation) -> pl.DataFrame:
@@ -543,9 +555,6 @@ def _write_ground_truth(
     lab: Any, sim: Simulation, sc: Scenario, r: RunResult, start_ns: int, *, speed: float = 1.0
 ) -> None:
     """The ``faults`` and ``sim_runs`` rows of a run; simulated second ``s`` is at ``start_ns + s / speed``."""
-    con = lab.con
-    con.execute(RUNS_DDL)
-    con.execute(FAULTS_DDL)
 
     def ns(seconds: float) -> int:
         return start_ns + round(seconds / speed * 1e9)
@@ -561,8 +570,9 @@ def _write_ground_truth(
         )  # type: ignore[attr-defined]
         for service, instance in targets:
             rows.append((r.run_id, service, instance, f.kind, ns(f.at_s), end, params))
-    try:
-        con.execute("BEGIN TRANSACTION")
+    with lab.transaction() as con:  # both tables or neither, under the Lab's lock
+        con.execute(RUNS_DDL)
+        con.execute(FAULTS_DDL)
         if rows:
             con.executemany(
                 "INSERT INTO faults VALUES (?, ?, ?, ?, make_timestamp_ns(?), make_timestamp_ns(?), ?)", rows
@@ -585,10 +595,6 @@ def _write_ground_truth(
                 r.wall_s,
             ],
         )
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
 
 
 # ---------------------------------------------------------------- several runs
@@ -667,6 +673,8 @@ def compare(
     *,
     duration_s: float | None = None,
     progress: bool = False,
+    workers: int = 1,
+    scheduler: Any = None,
 ) -> pl.DataFrame:
     """One row per policy variant: goodput, offered load, error rate, p50/p95/p99, amplification.
 
@@ -679,12 +687,23 @@ def compare(
     lab : Lab, optional
         Every run lands there, told apart by ``sim.policy`` / ``sim.run_id``.
     seed : int
+    workers, scheduler :
+        Without a Lab, run the variants in processes or on a Dask cluster (see :func:`run_many`).
 
     Examples
     --------
     >>> compare("retry_storm", {"as is": {}, "no retries": {"*": {"retry": None}}})  # doctest: +SKIP
     """
-    results = run_many(scenario, policies, lab=lab, seed=seed, duration_s=duration_s, progress=progress)
+    results = run_many(
+        scenario,
+        policies,
+        lab=lab,
+        seed=seed,
+        duration_s=duration_s,
+        progress=progress,
+        workers=workers,
+        scheduler=scheduler,
+    )
     return pl.DataFrame([r.summary() for r in results.values()])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import queue
@@ -32,6 +33,7 @@ from otlp_lab.otlp import (
 )
 from otlp_lab.store._critical import critical_path, summarize
 from otlp_lab.store._guard import limit_sql, where_sql
+from otlp_lab.store._parquet import attach_sql, create_parquet_views, write_parquet
 from otlp_lab.store._schema import INSERTS, MACROS, METRIC_TABLES, SIGNAL_TABLES, TABLES
 from otlp_lab.store._servicegraph import MODES, service_graph_sql
 from otlp_lab.store._views import VIEWS, red_sql
@@ -139,6 +141,7 @@ class Lab:
         except duckdb.Error as exc:
             raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
         self._lock = threading.RLock()
+        self._tx_depth = 0  # nesting of transaction() blocks
         if memory_limit is not None:
             try:
                 self._con.execute("SET memory_limit = ?", [str(memory_limit)])
@@ -148,6 +151,7 @@ class Lab:
                 ) from exc
         for m in MACROS:
             self._con.execute(m)
+        self.attached: Path | None = None  # the Parquet folder of a Lab made by attach()
         if not read_only:
             self._create_schema()
         else:
@@ -158,6 +162,57 @@ class Lab:
                     self._con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
                 except duckdb.Error:
                     pass  # not an otlp_lab database (no spans table): nothing to analyse
+        create_parquet_views(self._con)
+
+    @classmethod
+    def attach(cls, folder: str | os.PathLike[str], *, memory_limit: str | None = None) -> Lab:
+        """A Lab that queries a Parquet folder written by :meth:`to_parquet` (or
+        ``otlp-lab export --format parquet``) in place, without loading it.
+
+        Every table is a view over the folder's files, in the Lab's own types (attributes
+        as ``MAP(VARCHAR, VARIANT)``), so SQL, the analysis views and methods work as on a
+        loaded Lab; loading into it is refused.
+
+        Examples
+        --------
+        >>> lab = Lab.attach("out/parquet")  # doctest: +SKIP
+        >>> lab.sql("SELECT attributes['http.route']::VARCHAR AS route, count(*) FROM spans GROUP BY 1")  # doctest: +SKIP
+        """
+        path = Path(folder)
+        if not path.is_dir():
+            raise ConfigError(
+                f"attach needs a folder written by lab.to_parquet() or `otlp-lab export --format parquet`. "
+                f"{str(path)!r} is not a folder."
+            )
+        if not any((path / t).is_dir() for t in TABLES):
+            raise ConfigError(
+                f"{str(path)!r} holds none of the Lab's table folders ({', '.join(TABLES)}); "
+                "write one with lab.to_parquet(folder) or `otlp-lab export --format parquet`."
+            )
+        lab = cls(memory_limit=memory_limit)
+        con = lab._con
+        try:
+            for table in TABLES:
+                sql = attach_sql(path, table)
+                if sql is not None:
+                    con.execute(f"DROP TABLE {table}")
+                    con.execute(f"CREATE VIEW {table} AS {sql}")
+            create_parquet_views(con)
+        except duckdb.Error as exc:
+            lab.close()
+            raise StoreError(f"cannot read the Parquet folder {path}: {exc}") from exc
+        lab.attached = path
+        return lab
+
+    def to_parquet(self, folder: str | os.PathLike[str], *, overwrite: bool = False) -> dict[str, int]:
+        """Write every table to ``folder`` as Parquet, Hive-partitioned by date and service.
+
+        Attributes keep their OTLP types in a struct every Parquet reader holds (see
+        :mod:`otlp_lab.store._parquet`); DuckDB, Polars, pyarrow and Spark read the folder,
+        and :meth:`attach` queries it as a Lab. Returns rows written per table.
+        """
+        with self._lock:
+            return write_parquet(self._con, folder, overwrite=overwrite)
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -172,6 +227,47 @@ class Lab:
         con.execute("CREATE SEQUENCE IF NOT EXISTS load_ids START 1")
         for name, sql in VIEWS.items():
             con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The connection, inside one transaction and the Lab's lock, for writing tables the Lab
+        does not load itself (the simulator's ``sim_runs`` and ``faults``, a sweep's results).
+
+        Committed when the block ends, rolled back if it raises; other threads using this Lab
+        (a receiver's writer, a loader) wait meanwhile. DuckDB errors become
+        :class:`~otlp_lab.errors.StoreError`.
+
+        Examples
+        --------
+        >>> lab = Lab()
+        >>> with lab.transaction() as con:
+        ...     _ = con.execute("CREATE TABLE IF NOT EXISTS notes (t VARCHAR)")
+        ...     _ = con.execute("INSERT INTO notes VALUES ('hello')")
+        >>> lab.sql("SELECT * FROM notes")["t"].to_list()
+        ['hello']
+        """
+        with self._lock:
+            con = self._con
+            if self._tx_depth:  # nested: part of the enclosing transaction
+                self._tx_depth += 1
+                try:
+                    yield con
+                finally:
+                    self._tx_depth -= 1
+                return
+            con.execute("BEGIN TRANSACTION")
+            self._tx_depth = 1
+            try:
+                yield con
+            except BaseException as exc:
+                con.execute("ROLLBACK")
+                if isinstance(exc, duckdb.Error):
+                    raise StoreError(f"the database refused the write: {exc}") from exc
+                raise
+            else:
+                con.execute("COMMIT")
+            finally:
+                self._tx_depth = 0
 
     def close(self) -> None:
         self._con.close()
@@ -400,6 +496,11 @@ class Lab:
         the transaction is rolled back and the caller decodes again with ``check_keys`` (the
         last value of a repeated key wins).
         """
+        if self.attached is not None:
+            raise StoreError(
+                f"this Lab reads the Parquet folder {self.attached} in place and cannot load data; "
+                "load into Lab() or Lab('file.duckdb') instead"
+            )
         con = self._con
         counts: dict[str, int] = {}
         con.execute("BEGIN TRANSACTION")

@@ -6,6 +6,8 @@ value with its OTLP type (string, bool, int64, double, blob, array, object).
 
 from __future__ import annotations
 
+from otlp_lab.otlp.staging import SPAN_KINDS, STATUS_CODES, TEMPORALITIES
+
 ATTR = "MAP(VARCHAR, VARIANT)"
 
 CONTEXT_DDL = f"""
@@ -56,7 +58,17 @@ _EXEMPLARS_SELECT = """
     list_transform(exemplars, lambda e: {'time': e.time, 'value': e.value, 'int_value': e.int_value,
         'span_id': nullif(lower(hex(e.span_id)), ''), 'trace_id': nullif(lower(hex(e.trace_id)), ''),
         'filtered_attributes': _otlp_map(e.attr_keys, e.attr_vals)}),"""
-_TEMPORALITY = "CASE aggregation_temporality WHEN 0 THEN 'UNSPECIFIED' WHEN 1 THEN 'DELTA' WHEN 2 THEN 'CUMULATIVE' ELSE aggregation_temporality::VARCHAR END"
+
+
+def _enum_sql(col: str, names: tuple[str, ...]) -> str:
+    """SQL naming an OTLP enum integer (the number itself when unknown)."""
+    listed = ", ".join(f"'{n}'" for n in names)
+    return (
+        f"CASE WHEN {col} BETWEEN 0 AND {len(names) - 1} THEN [{listed}][{col} + 1] ELSE {col}::VARCHAR END"
+    )
+
+
+_TEMPORALITY = _enum_sql("aggregation_temporality", TEMPORALITIES)
 
 MACROS = [
     """CREATE OR REPLACE TEMP MACRO _otlp_value(v) AS CASE v.t
@@ -83,7 +95,17 @@ MACROS = [
         'x': CASE WHEN t = 7 THEN v::BLOB END,
         'j': CASE WHEN t IN (5, 6) THEN v::JSON::VARCHAR END}""",
     "CREATE OR REPLACE TEMP MACRO _otlp_typed(v) AS _otlp_typed_as(v, _otlp_tag(v))",
-    "CREATE OR REPLACE TEMP MACRO _otlp_kv(m) AS {'k': map_keys(m), 'v': list_transform(map_values(m), lambda x: _otlp_typed(x))}",
+    # A map's values as typed structs, variant_typeof evaluated once per value (a macro's
+    # argument is expanded at each use, so _otlp_typed(x) would evaluate it up to 20 times).
+    """CREATE OR REPLACE TEMP MACRO _otlp_tag_of(ty) AS CASE
+        WHEN ty = 'VARCHAR' THEN 1 WHEN ty IN ('BOOL_TRUE', 'BOOL_FALSE', 'BOOLEAN') THEN 2
+        WHEN ty IN ('INT64', 'INT32', 'INT16', 'INT8', 'UINT8', 'UINT16', 'UINT32', 'UINT64') THEN 3
+        WHEN ty IN ('DOUBLE', 'FLOAT') THEN 4 WHEN ty = 'BLOB' THEN 7 WHEN ty LIKE 'ARRAY%' THEN 5
+        WHEN ty LIKE 'OBJECT%' THEN 6 ELSE 1 END""",
+    """CREATE OR REPLACE TEMP MACRO _otlp_vals(m) AS list_transform(
+        list_transform(map_values(m), lambda v: {'v': v, 't': CASE WHEN v IS NULL THEN 0 ELSE _otlp_tag_of(variant_typeof(v)) END}),
+        lambda x: _otlp_typed_as(x.v, x.t))""",
+    "CREATE OR REPLACE TEMP MACRO _otlp_kv(m) AS {'k': map_keys(m), 'v': _otlp_vals(m)}",
 ]
 
 TABLES: dict[str, str] = {
@@ -195,8 +217,8 @@ METRIC_TABLES = {
     "summary": "metric_summary",
 }
 
-_KIND = "CASE WHEN kind BETWEEN 0 AND 5 THEN ['UNSPECIFIED', 'INTERNAL', 'SERVER', 'CLIENT', 'PRODUCER', 'CONSUMER'][kind + 1] ELSE kind::VARCHAR END"
-_STATUS = "CASE WHEN status_code BETWEEN 0 AND 2 THEN ['UNSET', 'OK', 'ERROR'][status_code + 1] ELSE status_code::VARCHAR END"
+_KIND = _enum_sql("kind", SPAN_KINDS)
+_STATUS = _enum_sql("status_code", STATUS_CODES)
 
 INSERTS: dict[str, str] = {
     "spans": f"""INSERT INTO spans {CONTEXT_CTE} SELECT

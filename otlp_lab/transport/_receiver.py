@@ -24,6 +24,17 @@ before its reply was written is stored and may be sent again). A clean stop (``s
 SIGINT or SIGTERM in the CLI) refuses new requests with UNAVAILABLE/503, lets the ones in
 flight finish, commits the queue and closes the database.
 
+Exactly-once with a queued sender
+---------------------------------
+A request carrying ``otlp-lab-request-id`` (sent by a :class:`Sender` with ``queue_dir``) is
+stored with that id in the same transaction; a repeat (the sender crashed before it recorded
+the acknowledgement) is acknowledged again without being stored (``stats.duplicates``).
+
+Live queries
+------------
+``POST /v1/query`` on the HTTP port answers read-only SQL from loopback clients while the
+receiver holds the database (see :mod:`otlp_lab.transport._live`, :class:`LiveLab`).
+
 Memory bound
 ------------
 One budget, ``max_queue_bytes``, covers every request body from before it is read until its
@@ -124,7 +135,8 @@ class ReceiverConfig:
     decode_workers : int, default 2
         Threads decoding request bodies.
     max_concurrent_requests : int, default 256
-        HTTP connections (and gRPC streams per connection) served at once.
+        HTTP connections (and gRPC streams per connection) served at once; at the limit a new
+        HTTP connection evicts the one idle longest, else the one reading a request longest.
     read_timeout_s : float, default 30
         HTTP: a keep-alive connection idle this long is closed.
     request_timeout_s : float, default 30

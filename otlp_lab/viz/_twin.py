@@ -36,7 +36,13 @@ def twin_validation_figure(validation: Any, *, top: int = 12, title: str | None 
     fig.add_trace(go.Scatter(x=xs, y=xs * 1.1, line={"width": 0}, showlegend=False, hoverinfo="skip"), 1, 1)
     fig.add_trace(
         go.Scatter(
-            x=xs, y=xs * 0.9, fill="tonexty", fillcolor="rgba(0,0,0,0.07)", line={"width": 0}, name="±10 %", hoverinfo="skip"
+            x=xs,
+            y=xs * 0.9,
+            fill="tonexty",
+            fillcolor="rgba(0,0,0,0.07)",
+            line={"width": 0},
+            name="±10 %",
+            hoverinfo="skip",
         ),
         1,
         1,

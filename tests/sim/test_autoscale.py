@@ -136,3 +136,34 @@ workloads:
     y.write_text(bad)
     with pytest.raises(ScenarioError, match=r"services\.api\.autoscaler.*'pod_startup_s' and 'name'"):
         Scenario.from_yaml(y)
+
+
+def test_request_rate_metric_scales_up_at_once_and_down_after_the_window() -> None:
+    from otlp_lab.sim import Steps
+
+    sc = Scenario(
+        "rps",
+        duration_s=350,
+        services=[
+            Service(
+                "api",
+                instances=1,
+                concurrency=8,
+                service_time=Exponential(0.005),
+                autoscaler={
+                    "min_replicas": 1,
+                    "max_replicas": 5,
+                    "metrics": [{"kind": "requests", "target": 30, "name": "http_requests_per_second"}],
+                    "pod_startup_s": 5,
+                },
+            )
+        ],
+        workloads=[OpenLoop("api", rate=Steps(75, ((30.0, 5.0),)))],
+    )
+    log = run(sc, seed=3).scaling()
+    up = log.filter(reason="ScaleUp").row(0, named=True)
+    assert up["t_s"] == 15.0 and up["desired"] == 3  # ceil(1 pod * ~75/s / 30/s per pod)
+    assert log.filter(reason="ready")["t_s"].to_list()[:2] == [20.0, 20.0]
+    down = log.filter(reason="ScaleDown").row(0, named=True)
+    # the last recommendation of 3 came at t = 30 (new pods not yet counted): it holds them for 300 s
+    assert down["t_s"] == 30.0 + 300.0 and down["desired"] == 1 and down["ready"] == 1

@@ -127,6 +127,13 @@ def test_same_numbers_whichever_executor_ran_them() -> None:
     ) as cluster:
         onto = sweep(tiny(), grid, scheduler=cluster.scheduler_address, **kw)
         remote = run_many(tiny(), POLICIES, seed=3, scheduler=cluster.scheduler_address)
+        cli = CliRunner().invoke(
+            main,
+            ["sweep", "retry_storm", "--seeds", "2", "--duration", "2s", "--no-progress"]
+            + ["--scheduler", cluster.scheduler_address],
+        )
+    assert cli.exit_code == 0, cli.output
+    assert "2 runs" in cli.output and "dask(tcp://127.0.0.1:" in cli.output
     local = run_many(tiny(), POLICIES, seed=3)
     assert list(remote) == list(POLICIES)
     for label, r in local.items():

@@ -427,9 +427,7 @@ def _write(lab: Any, sc: EdgeScenario, r: EdgeResult, start_ns: int) -> None:
     offered = int(ps["offered"].sum())
     lost = int(ps["dropped"].sum() + ps["shed"].sum())
     stale = r.deliveries().filter(pl.col("kind") == TRACE)["staleness_s"]
-    con = lab.con
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with lab.transaction():  # every table of the run or none, under the Lab's lock
         write_run_row(
             lab,
             run_id=r.run_id,
@@ -467,10 +465,6 @@ def _write(lab: Any, sc: EdgeScenario, r: EdgeResult, start_ns: int) -> None:
             "edge_runs",
             ps.select(pl.lit(r.run_id).alias("run_id"), pl.lit(r.label).alias("label"), pl.all()),
         )
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
 
 
 def compare_edge(
