@@ -23,10 +23,11 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, get_args
 
 import orjson
 
+from otlp_lab._config import Signal
 from otlp_lab.errors import BodyTooLargeError, DecodeError, UnsupportedFormatError
 from otlp_lab.otlp._inflate import GZIP_MAGIC as GZIP_MAGIC  # re-exported: the receiver sniffs bodies
 from otlp_lab.otlp._inflate import ZSTD_MAGIC as ZSTD_MAGIC
@@ -35,8 +36,7 @@ from otlp_lab.otlp._inflate import open_decompressed as open_decompressed
 from otlp_lab.otlp._jaeger import is_jaeger, jaeger_to_otlp
 from otlp_lab.otlp._zipkin import is_zipkin, zipkin_to_otlp
 
-Signal = Literal["traces", "metrics", "logs"]
-SIGNALS: tuple[Signal, ...] = ("traces", "metrics", "logs")
+SIGNALS: tuple[Signal, ...] = get_args(Signal)
 _JSON_TOP = {
     "resourceSpans": "traces",
     "resource_spans": "traces",
