@@ -1,6 +1,7 @@
 """The OTLP wire codec: protobuf / OTLP-JSON <-> columnar (Arrow) batches. No I/O beyond reading
 the files it is given, and no DuckDB."""
 
+from otlp_lab.otlp import staging
 from otlp_lab.otlp._decode import (
     DEFAULT_BATCH_ROWS,
     Batch,
@@ -15,6 +16,7 @@ from otlp_lab.otlp._decode import (
 from otlp_lab.otlp._encode import (
     DEFAULT_MAX_BYTES,
     FORMATS,
+    Format,
     encode_requests,
     json_line,
     protobuf_frame,
@@ -30,6 +32,7 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_REQUEST_BYTES",
     "FORMATS",
+    "Format",
     "SIGNALS",
     "Batch",
     "DecodeReport",
@@ -51,4 +54,5 @@ __all__ = [
     "rpc_status",
     "to_otlp_json",
     "write_requests",
+    "staging",
 ]

@@ -34,19 +34,16 @@ from otlp_lab.otlp._json import (
     json_list,
     json_object,
 )
-
-T_EMPTY, T_STR, T_BOOL, T_INT, T_DOUBLE, T_ARRAY, T_KVLIST, T_BYTES = range(8)
-
-VALUE_TYPE = pa.struct(
-    [
-        ("t", pa.int8()),
-        ("s", pa.string()),
-        ("b", pa.bool_()),
-        ("i", pa.int64()),
-        ("d", pa.float64()),
-        ("x", pa.binary()),
-        ("j", pa.string()),
-    ]
+from otlp_lab.otlp.staging import (
+    T_ARRAY,
+    T_BOOL,
+    T_BYTES,
+    T_DOUBLE,
+    T_EMPTY,
+    T_INT,
+    T_KVLIST,
+    T_STR,
+    VALUE_TYPE,
 )
 
 _HASHABLE = (str, int, float, bool)

@@ -19,27 +19,11 @@ from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from otlp_lab.errors import DecodeError
-from otlp_lab.otlp._anyvalue import T_STR, VALUE_TYPE, AttrTable
+from otlp_lab.otlp._anyvalue import AttrTable
 from otlp_lab.otlp._json import UINT32, json_int, json_item, json_list, json_object
+from otlp_lab.otlp.staging import CONTEXT, I64, T_STR, TS
 
-I64 = pa.int64()
-TS = pa.timestamp("ns")
-KEYS_T = pa.list_(pa.string())
-VALS_T = pa.list_(VALUE_TYPE)
-
-CTX_FIELDS = [
-    ("service_name", pa.string()),
-    ("resource_keys", KEYS_T),
-    ("resource_vals", VALS_T),
-    ("resource_dropped_attributes_count", I64),
-    ("resource_schema_url", pa.string()),
-    ("scope_name", pa.string()),
-    ("scope_version", pa.string()),
-    ("scope_keys", KEYS_T),
-    ("scope_vals", VALS_T),
-    ("scope_dropped_attributes_count", I64),
-    ("scope_schema_url", pa.string()),
-]
+CTX_FIELDS = [(f.name, f.type) for f in CONTEXT if f.name != "ctx"]
 
 
 def ints(values: list[int], name: str) -> pa.Array:

@@ -17,7 +17,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 
 from otlp_lab.errors import ConfigError, DecodeError, UnsupportedFormatError
 from otlp_lab.otlp._logs import iter_logs_json, iter_logs_pb
-from otlp_lab.otlp._metrics import iter_metrics_pb, json_to_metrics_request
+from otlp_lab.otlp._metrics import iter_metrics_pb, json_metrics_batches, json_to_metrics_request
 from otlp_lab.otlp._source import (
     DEFAULT_MAX_REQUEST_BYTES,
     SIGNALS,
@@ -102,15 +102,6 @@ def check_required_ids(batch: Batch, *, lenient: bool = False) -> int:
     return missing
 
 
-def unit_batches(
-    unit: Unit, *, batch_rows: int = DEFAULT_BATCH_ROWS, lenient_ids: bool = False
-) -> Iterator[Batch]:
-    """Staging tables for one request (records with empty ids refused unless ``lenient_ids``)."""
-    for batch in _unit_batches(unit, batch_rows):
-        check_required_ids(batch, lenient=lenient_ids)
-        yield batch
-
-
 def _unit_batches(unit: Unit, batch_rows: int) -> Iterator[Batch]:
     sig, payload = unit.signal, unit.payload
     if sig is None:
@@ -128,7 +119,11 @@ def _unit_batches(unit: Unit, batch_rows: int) -> Iterator[Batch]:
         elif sig == "logs":
             yield from iter_logs_json(payload, batch_rows)
         else:
-            yield from iter_metrics_pb(json_to_metrics_request(payload), batch_rows)
+            fast = json_metrics_batches(payload, batch_rows)
+            if fast is not None:
+                yield from fast
+            else:
+                yield from iter_metrics_pb(json_to_metrics_request(payload), batch_rows)
 
 
 def check_load_options(*, signal: Any = None, on_error: Any = "raise", max_request_bytes: Any = 1) -> None:

@@ -78,9 +78,9 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 
 from otlp_lab.errors import ConfigError, EncodeError
 from otlp_lab.otlp._anyvalue import T_STR, typed_to_pb
-from otlp_lab.otlp._metrics import KINDS, TEMPORALITIES
 from otlp_lab.otlp._source import SIGNALS, Signal
-from otlp_lab.otlp._traces import SPAN_KINDS, STATUS_CODES
+from otlp_lab.otlp.staging import METRIC_KINDS as KINDS
+from otlp_lab.otlp.staging import SPAN_KINDS, STATUS_CODES, TEMPORALITIES
 
 __all__ = [
     "DEFAULT_MAX_BYTES",

@@ -16,32 +16,12 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from otlp_lab.errors import DecodeError
-from otlp_lab.otlp._anyvalue import VALUE_TYPE
-from otlp_lab.otlp._batches import I64, TS, AttrLists, Builder, check_id_lengths, ints, json_get, times
+from otlp_lab.otlp._batches import AttrLists, Builder, check_id_lengths, ints, json_get, times
 from otlp_lab.otlp._json import check_message
 from otlp_lab.otlp._traces import hex_id
+from otlp_lab.otlp.staging import EXEMPLAR_TYPE, I64, METRIC_KINDS, TABLE_OF_KIND
 
-KINDS = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
-TABLE_OF_KIND = {
-    "gauge": "metric_gauge",
-    "sum": "metric_sum",
-    "histogram": "metric_histogram",
-    "exponential_histogram": "metric_exp_histogram",
-    "summary": "metric_summary",
-}
-TEMPORALITIES = ("UNSPECIFIED", "DELTA", "CUMULATIVE")
-
-EXEMPLAR_TYPE = pa.struct(
-    [
-        ("time", TS),
-        ("value", pa.float64()),
-        ("int_value", I64),
-        ("span_id", pa.binary()),
-        ("trace_id", pa.binary()),
-        ("attr_keys", pa.list_(pa.string())),
-        ("attr_vals", pa.list_(VALUE_TYPE)),
-    ]
-)
+KINDS = METRIC_KINDS
 
 
 class _Kind:
@@ -277,3 +257,166 @@ def json_to_metrics_request(doc: dict) -> ExportMetricsServiceRequest:
         return json_format.ParseDict(doc, ExportMetricsServiceRequest(), ignore_unknown_fields=True)
     except json_format.ParseError as exc:
         raise DecodeError(f"not a valid OTLP/JSON metrics request: {exc}") from None
+
+
+# ---------------------------------------------------------------- OTLP/JSON gauges and sums, directly
+
+
+class _Fallback(Exception):
+    """The request needs the full path (another point kind, exemplars, an odd value)."""
+
+
+_RM_KEYS = frozenset({"resource", "scopeMetrics", "schemaUrl"})
+_SM_KEYS = frozenset({"scope", "metrics", "schemaUrl"})
+_METRIC_KEYS = frozenset({"name", "description", "unit", "gauge", "sum", "metadata"})
+_DATA_KEYS = frozenset({"dataPoints", "aggregationTemporality", "isMonotonic"})
+_POINT_KEYS = frozenset({"attributes", "startTimeUnixNano", "timeUnixNano", "asDouble", "asInt", "flags"})
+_TEMPORALITY = {
+    "AGGREGATION_TEMPORALITY_UNSPECIFIED": 0,
+    "AGGREGATION_TEMPORALITY_DELTA": 1,
+    "AGGREGATION_TEMPORALITY_CUMULATIVE": 2,
+}
+_U64, _I64_LO, _I64_HI = 2**64, -(2**63), 2**63
+
+
+def _time(raw: Any) -> int:
+    if raw is None:
+        return 0
+    t = type(raw)
+    if t is str and raw.isascii() and raw.isdigit():
+        v = int(raw)
+    elif t is int:
+        v = raw
+    else:
+        raise _Fallback
+    if not 0 <= v < _U64:
+        raise _Fallback
+    return v
+
+
+def _text(d: dict, key: str) -> str:
+    v = d.get(key)
+    if v is None:
+        return ""
+    if type(v) is not str:
+        raise _Fallback
+    return v
+
+
+def _add_metric_json(b: MetricBuilder, m: Any, path: str) -> None:
+    if type(m) is not dict or not m.keys() <= _METRIC_KEYS:
+        raise _Fallback
+    which = "gauge" if "gauge" in m else "sum" if "sum" in m else None
+    if which is None:
+        return  # a metric with no data carries no points
+    if "gauge" in m and "sum" in m:
+        raise _Fallback
+    data = m[which]
+    if type(data) is not dict or not data.keys() <= _DATA_KEYS:
+        raise _Fallback
+    points = data.get("dataPoints") or []
+    if type(points) is not list:
+        raise _Fallback
+    name, desc, unit = _text(m, "name"), _text(m, "description"), _text(m, "unit")
+    a = b.attrs
+    meta = a.index_json(m.get("metadata"), f"{path}.metadata")
+    if which == "sum":
+        temp = data.get("aggregationTemporality", 0)
+        temp = _TEMPORALITY.get(temp, temp) if type(temp) is str else temp
+        mono = data.get("isMonotonic", False)
+        if type(temp) is not int or not -(2**31) <= temp < 2**31 or type(mono) is not bool:
+            raise _Fallback
+    k = b.kinds[which]
+    ctx = len(b.ctx["service_name"]) - 1
+    c_name, c_desc, c_unit = k.col("metric_name").append, k.col("description").append, k.col("unit").append
+    c_start, c_time, c_flags = k.col("start_time").append, k.col("time").append, k.col("flags").append
+    c_val, c_int = k.col("value").append, k.col("int_value").append
+    m_idx, m_off = k.meta.idx, k.meta.offsets
+    a_idx, a_off = k.attrs.idx, k.attrs.offsets
+    index = a.index_json
+    for pi, p in enumerate(points):
+        if type(p) is not dict or not p.keys() <= _POINT_KEYS:
+            raise _Fallback
+        k.ctx.append(ctx)
+        c_name(name)
+        c_desc(desc)
+        c_unit(unit)
+        m_idx.extend(meta)
+        m_off.append(len(m_idx))
+        attrs = p.get("attributes")
+        if attrs:
+            a_idx.extend(index(attrs, f"{path}.{which}.dataPoints[{pi}].attributes"))
+        a_off.append(len(a_idx))
+        c_start(_time(p.get("startTimeUnixNano")))
+        c_time(_time(p.get("timeUnixNano")))
+        flags = p.get("flags", 0)
+        if type(flags) is not int or not 0 <= flags < 2**32:
+            raise _Fallback
+        c_flags(flags)
+        d, i = p.get("asDouble"), p.get("asInt")
+        if d is not None:
+            if i is not None or (type(d) is not float and type(d) is not int):
+                raise _Fallback
+            c_val(float(d))
+            c_int(None)
+        elif i is not None:
+            if type(i) is str and i.lstrip("-").isascii() and i.lstrip("-").isdigit():
+                i = int(i)
+            elif type(i) is not int:
+                raise _Fallback
+            if not _I64_LO <= i < _I64_HI:
+                raise _Fallback
+            c_val(float(i))
+            c_int(i)
+        else:
+            c_val(None)
+            c_int(None)
+        k.ex_offsets.append(len(k.ex_idx))
+    if which == "sum":
+        n = len(points)
+        k.col("aggregation_temporality").extend([temp] * n)
+        k.col("is_monotonic").extend([mono] * n)
+    b.n += len(points)
+
+
+def json_metrics_batches(doc: dict, batch_rows: int) -> list[dict[str, pa.Table]] | None:
+    """Staging tables of an OTLP/JSON metrics request read straight from the JSON, when it
+    holds only gauges and sums in the canonical camelCase form without exemplars (what the
+    Collector's file exporter writes for most metrics); ``None`` when it needs the full path
+    (which also gives the precise error for anything invalid)."""
+    try:
+        out = []
+        b = MetricBuilder()
+        rms = doc.get("resourceMetrics")
+        if type(rms) is not list or len(doc) != 1:
+            raise _Fallback
+        for ri, rm in enumerate(rms):
+            if (
+                type(rm) is not dict
+                or not rm.keys() <= _RM_KEYS
+                or type(rm.get("scopeMetrics", [])) is not list
+            ):
+                raise _Fallback
+            for si, sm in enumerate(rm.get("scopeMetrics") or []):
+                if (
+                    type(sm) is not dict
+                    or not sm.keys() <= _SM_KEYS
+                    or type(sm.get("metrics", [])) is not list
+                ):
+                    raise _Fallback
+                path = f"resourceMetrics[{ri}].scopeMetrics[{si}]"
+                open_for = None
+                for mi, m in enumerate(sm.get("metrics") or []):
+                    if b.n >= batch_rows:
+                        out.append(b.tables())
+                        b = MetricBuilder()
+                    if open_for is not b:
+                        b.open_context_json(rm, f"resourceMetrics[{ri}]", sm.get("scope"), f"{path}.scope")
+                        b.set_scope_schema_json(sm, path)
+                        open_for = b
+                    _add_metric_json(b, m, f"{path}.metrics[{mi}]")
+        if b.n:
+            out.append(b.tables())
+        return out
+    except (_Fallback, DecodeError, AttributeError, TypeError):
+        return None

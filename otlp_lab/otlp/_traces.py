@@ -24,9 +24,8 @@ from otlp_lab.otlp._batches import (
 )
 from otlp_lab.otlp._json import json_enum, json_hex_id, json_item, json_list, json_object, json_time
 from otlp_lab.otlp._kvbulk import RawKvLists
+from otlp_lab.otlp.staging import SPAN_KINDS, STATUS_CODES
 
-SPAN_KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
-STATUS_CODES = ("UNSET", "OK", "ERROR")
 _KIND_BY_NAME = dict(Span.SpanKind.items()) | {k: n for n, k in enumerate(SPAN_KINDS)}
 _CODE_BY_NAME = dict(Status.StatusCode.items()) | {k: n for n, k in enumerate(STATUS_CODES)}
 

@@ -51,13 +51,14 @@ from otlp_lab.sim._live import StreamResult, stream
 from otlp_lab.sim._metastable import MetastabilityMap, metastability
 from otlp_lab.sim._model import Call, Endpoint, OneOf, Parallel, Policy, Service
 from otlp_lab.sim._run import RunResult, compare, lab_timeline, run, run_many, timelines
-from otlp_lab.sim._scenario import Scenario, scenario_path, shipped_scenarios
+from otlp_lab.sim._scenario import Scenario, SimBudget, scenario_path, shipped_scenarios
 from otlp_lab.sim._sweep import SweepResult, parse_grid, set_path, sweep
 from otlp_lab.sim._workload import Burst, ClosedLoop, Diurnal, OpenLoop, Rate, Steady, Steps
 
 __all__ = [
     # scenario
     "Scenario",
+    "SimBudget",
     "scenario_path",
     "shipped_scenarios",
     # fleet

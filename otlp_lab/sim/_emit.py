@@ -20,7 +20,21 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from otlp_lab.otlp._anyvalue import T_BOOL, T_DOUBLE, T_INT, T_STR, VALUE_TYPE
+from otlp_lab.otlp.staging import (
+    I64,
+    KIND_CLIENT,
+    KIND_INTERNAL,
+    KIND_SERVER,
+    SEVERITY_NUMBERS,
+    STATUS_ERROR,
+    STATUS_UNSET,
+    T_BOOL,
+    T_DOUBLE,
+    T_INT,
+    T_STR,
+    TS,
+    VALUE_TYPE,
+)
 
 __all__ = [
     "AttrPool",
@@ -32,12 +46,7 @@ __all__ = [
     "STATUS_ERROR",
 ]
 
-KIND_INTERNAL, KIND_SERVER, KIND_CLIENT = 1, 2, 3
-STATUS_UNSET, STATUS_OK, STATUS_ERROR = 0, 1, 2
-SEVERITY = {"DEBUG": 5, "INFO": 9, "WARN": 13, "ERROR": 17}
-
-TS = pa.timestamp("ns")
-I64 = pa.int64()
+SEVERITY = {k: SEVERITY_NUMBERS[k] for k in ("DEBUG", "INFO", "WARN", "ERROR")}
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
@@ -299,7 +308,7 @@ class Emitter:
         }
 
     def _exemplars(self, n: int) -> pa.Array:
-        from otlp_lab.otlp._metrics import EXEMPLAR_TYPE
+        from otlp_lab.otlp.staging import EXEMPLAR_TYPE
 
         return pa.array([[]] * n, pa.list_(EXEMPLAR_TYPE))
 

@@ -70,7 +70,6 @@ _CONTEXT_KV = {
     "scope_attributes": ("scope_keys", "scope_vals"),
 }
 _ROW_KV = {"attributes": ("attr_keys", "attr_vals"), "metadata": ("meta_keys", "meta_vals")}
-_TS = pa.timestamp("ns")
 
 
 @dataclass

@@ -34,14 +34,14 @@ def emitter(contexts: list[dict[str, Any]], *, salt: int, start_ns: int) -> Emit
 
 def write_frame(lab: Any, table: str, frame: pl.DataFrame) -> None:
     """Append ``frame`` to ``table`` (created from the frame's schema on first use), matching columns by name."""
-    con = lab.con
     name = f"_frame_{table}"
-    con.register(name, frame.to_arrow())
-    try:
-        con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM {name} LIMIT 0")
-        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {name}")
-    finally:
-        con.unregister(name)
+    with lab.transaction() as con:
+        con.register(name, frame.to_arrow())
+        try:
+            con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM {name} LIMIT 0")
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {name}")
+        finally:
+            con.unregister(name)
 
 
 def write_run_row(
@@ -62,37 +62,37 @@ def write_run_row(
     wall_s: float,
 ) -> None:
     """One ``sim_runs`` row (the columns mean what they mean for a fleet run; see each model's docs)."""
-    con = lab.con
-    con.execute(RUNS_DDL)
-    con.execute(
-        "INSERT INTO sim_runs VALUES (?, ?, ?, ?, make_timestamp_ns(?), ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            run_id,
-            scenario,
-            seed,
-            policy,
-            start_ns,
-            duration_s,
-            requests,
-            goodput,
-            error_rate,
-            p99_s,
-            amplification,
-            spans,
-            wall_s,
-        ],
-    )
+    with lab.transaction() as con:
+        con.execute(RUNS_DDL)
+        con.execute(
+            "INSERT INTO sim_runs VALUES (?, ?, ?, ?, make_timestamp_ns(?), ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                run_id,
+                scenario,
+                seed,
+                policy,
+                start_ns,
+                duration_s,
+                requests,
+                goodput,
+                error_rate,
+                p99_s,
+                amplification,
+                spans,
+                wall_s,
+            ],
+        )
 
 
 def write_faults(lab: Any, run_id: str, start_ns: int, rows: Iterable[Sequence[Any]]) -> None:
     """``faults`` rows ``(service, instance, kind, start_s, end_s, params_json)`` in simulated seconds."""
-    con = lab.con
-    con.execute(FAULTS_DDL)
     out = [
         (run_id, s, i, k, start_ns + round(a * 1e9), start_ns + round(b * 1e9), p)
         for s, i, k, a, b, p in rows
     ]
-    if out:
-        con.executemany(
-            "INSERT INTO faults VALUES (?, ?, ?, ?, make_timestamp_ns(?), make_timestamp_ns(?), ?)", out
-        )
+    with lab.transaction() as con:
+        con.execute(FAULTS_DDL)
+        if out:
+            con.executemany(
+                "INSERT INTO faults VALUES (?, ?, ?, ?, make_timestamp_ns(?), make_timestamp_ns(?), ?)", out
+            )

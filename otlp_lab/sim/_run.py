@@ -151,13 +151,14 @@ def _run_id(lab: Any, base: str) -> str:
     """``base``, or ``base#2``, ``#3``... when the Lab already holds a run of that id."""
     if lab is None:
         return base
-    lab.con.execute(RUNS_DDL)
-    taken = {
-        r[0]
-        for r in lab.con.execute(
-            "SELECT run_id FROM sim_runs WHERE run_id = ? OR run_id LIKE ?", [base, base + "#%"]
-        ).fetchall()
-    }
+    with lab.transaction() as con:
+        con.execute(RUNS_DDL)
+        taken = {
+            r[0]
+            for r in con.execute(
+                "SELECT run_id FROM sim_runs WHERE run_id = ? OR run_id LIKE ?", [base, base + "#%"]
+            ).fetchall()
+        }
     if base not in taken:
         return base
     n = 2
@@ -554,9 +555,6 @@ def _write_ground_truth(
     lab: Any, sim: Simulation, sc: Scenario, r: RunResult, start_ns: int, *, speed: float = 1.0
 ) -> None:
     """The ``faults`` and ``sim_runs`` rows of a run; simulated second ``s`` is at ``start_ns + s / speed``."""
-    con = lab.con
-    con.execute(RUNS_DDL)
-    con.execute(FAULTS_DDL)
 
     def ns(seconds: float) -> int:
         return start_ns + round(seconds / speed * 1e9)
@@ -572,8 +570,9 @@ def _write_ground_truth(
         )  # type: ignore[attr-defined]
         for service, instance in targets:
             rows.append((r.run_id, service, instance, f.kind, ns(f.at_s), end, params))
-    try:
-        con.execute("BEGIN TRANSACTION")
+    with lab.transaction() as con:  # both tables or neither, under the Lab's lock
+        con.execute(RUNS_DDL)
+        con.execute(FAULTS_DDL)
         if rows:
             con.executemany(
                 "INSERT INTO faults VALUES (?, ?, ?, ?, make_timestamp_ns(?), make_timestamp_ns(?), ?)", rows
@@ -596,10 +595,6 @@ def _write_ground_truth(
                 r.wall_s,
             ],
         )
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
 
 
 # ---------------------------------------------------------------- several runs

@@ -20,14 +20,14 @@ from typing import Any
 
 import yaml
 
-from otlp_lab._config import parse_duration_s
+from otlp_lab._config import check_int, check_number, parse_duration_s
 from otlp_lab.errors import ScenarioError
 from otlp_lab.sim._dist import Distribution, distribution_from_dict
 from otlp_lab.sim._faults import FAULT_KINDS, Fault
 from otlp_lab.sim._model import Call, Endpoint, OneOf, Parallel, Policy, Service, check_seconds, split_target
 from otlp_lab.sim._workload import RATE_KINDS, ClosedLoop, OpenLoop, Rate, Workload
 
-__all__ = ["Scenario", "scenario_path", "shipped_scenarios", "DEFAULT_START"]
+__all__ = ["Scenario", "SimBudget", "scenario_path", "shipped_scenarios", "DEFAULT_START"]
 
 DEFAULT_START = "2025-01-01T00:00:00Z"
 
@@ -35,6 +35,52 @@ DEFAULT_START = "2025-01-01T00:00:00Z"
 def seconds(v: Any, key: str) -> float:
     """A duration given as seconds or as text with a unit (``"250ms"``, ``"10m"``), named by ``key`` on error."""
     return parse_duration_s(v, key=key, error=ScenarioError)
+
+
+# ---------------------------------------------------------------- the budget
+
+
+@dataclass(frozen=True, slots=True)
+class SimBudget:
+    """How large a scenario may be before it is refused (with a :class:`ScenarioError`).
+
+    A simulation's time and memory follow the number of spans it makes, which is about
+    requests per second × duration × spans per request (each call adds a client and a
+    server span), and the number of instances it models. A laptop simulates some tens of
+    thousands of spans per second.
+
+    Parameters
+    ----------
+    max_spans : int, default 20,000,000
+        The most spans a run may be expected to make.
+    max_instances : int, default 10,000
+        The most instances across all services (each is a SimPy resource with its state).
+    max_duration_s : float, default 30 days
+        The longest simulated time.
+
+    Raise it in YAML (``budget: {max_spans: 100000000}``) or in Python
+    (``Scenario(..., budget=SimBudget(max_spans=100_000_000))``).
+    """
+
+    max_spans: int = 20_000_000
+    max_instances: int = 10_000
+    max_duration_s: float = 30 * 86400.0
+
+    def check(self, key: str = "budget") -> None:
+        check_int(self.max_spans, f"{key}.max_spans", minimum=1, error=ScenarioError)
+        check_int(self.max_instances, f"{key}.max_instances", minimum=1, error=ScenarioError)
+        check_number(
+            self.max_duration_s, f"{key}.max_duration_s", minimum=0, open_low=True, error=ScenarioError
+        )
+
+
+def _over_budget(what: str, setting: str, value: float, limit: float, key: str) -> ScenarioError:
+    return ScenarioError(
+        f"scenario key '{key}': {what} ({value:,.4g}) is over the simulation budget of {limit:,.4g} {setting}. "
+        f"If you mean it, raise the budget: 'budget: {{{setting}: N}}' in the YAML, or "
+        f"Scenario(..., budget=SimBudget({setting}=N)).",
+        key=key,
+    )
 
 
 # ---------------------------------------------------------------- the scenario
@@ -92,6 +138,7 @@ class Scenario:
     network_latency_s: float = 0.0
     metrics_interval_s: float = 10.0
     start_time: str | datetime = DEFAULT_START
+    budget: SimBudget = SimBudget()
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -195,6 +242,75 @@ class Scenario:
                     f"scenario key 'faults[{n}]' must be a Fault. Got {f!r} instead.", key=f"faults[{n}]"
                 )
             f.check(f"faults[{n}]", by_name.get, zones)
+        self._check_budget()
+
+    def spans_per_request(self, target: str) -> float:
+        """Expected spans one request to ``target`` makes (server spans, plus a client span per call),
+        counting each call's ``count`` and ``probability`` and, for a ``one_of``, its largest choice."""
+        memo: dict[str, float] = {}
+
+        def spans(t: str) -> float:
+            if t in memo:
+                return memo[t]
+            _, ep = self._resolve("", t)
+            total = 1.0
+            for step in ep.calls:
+                calls = step.calls if isinstance(step, (Parallel, OneOf)) else (step,)
+                each = [c.count * c.probability * (1.0 + spans(c.to)) for c in calls]
+                total += max(each) if isinstance(step, OneOf) else sum(each)
+            memo[t] = total
+            return total
+
+        return spans(target)
+
+    def _check_budget(self) -> None:
+        b = self.budget
+        if not isinstance(b, SimBudget):
+            raise ScenarioError(
+                f"scenario key 'budget' must be a SimBudget. Got {b!r} instead.", key="budget"
+            )
+        b.check()
+        if self.duration_s > b.max_duration_s:
+            raise _over_budget(
+                "the simulated time in seconds",
+                "max_duration_s",
+                self.duration_s,
+                b.max_duration_s,
+                "duration_s",
+            )
+        total = 0
+        for svc in self.services:
+            if svc.instances > b.max_instances:
+                raise _over_budget(
+                    f"{svc.name}'s instances",
+                    "max_instances",
+                    svc.instances,
+                    b.max_instances,
+                    f"services.{svc.name}.instances",
+                )
+            total += svc.instances
+        if total > b.max_instances:
+            raise _over_budget(
+                "the instances of all services", "max_instances", total, b.max_instances, "services"
+            )
+        expected = 0.0
+        for n, w in enumerate(self.workloads):
+            if isinstance(w, OpenLoop):
+                rate = w.profile.max_rps
+            else:
+                think = getattr(w.think_time, "mean_s", 1.0) or 0.0
+                rate = w.users / max(think, 1e-3)
+            per = self.spans_per_request(w.target)
+            expected += rate * self.duration_s * per
+            if expected > b.max_spans:
+                raise _over_budget(
+                    f"about {rate:,.4g} requests/s × {self.duration_s:,.4g} s × {per:,.3g} spans per request: the spans "
+                    "this run would make",
+                    "max_spans",
+                    expected,
+                    b.max_spans,
+                    f"workloads[{n}]",
+                )
 
     def _check_policy_name(self, key: str, name: Any) -> None:
         if name is not None and name not in self.policies:
@@ -329,6 +445,10 @@ class Scenario:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise ScenarioError(f"{p} is not valid YAML: {exc}") from exc
+        except RecursionError:
+            raise ScenarioError(
+                f"{p} is nested too deeply to be a scenario (YAML nests a few levels; this goes on for hundreds)"
+            ) from None
         if isinstance(data, dict):
             data.setdefault("name", p.name.removesuffix(".yaml").removesuffix(".yml"))
             _relative_manifests(data, p.parent)
@@ -348,6 +468,11 @@ class Scenario:
         for k in ("default_policy", "start_time", "description"):
             if k in d:
                 kw[k] = d[k]
+        if "budget" in d:
+            bd = _keys(d["budget"], "budget", ("max_spans", "max_instances", "max_duration_s"))
+            if "max_duration_s" in bd:
+                bd["max_duration_s"] = seconds(bd["max_duration_s"], "budget.max_duration_s")
+            kw["budget"] = SimBudget(**bd)
         policies = _mapping(d.get("policies") or {}, "policies")
         kw["policies"] = {name: _policy(spec, f"policies.{name}") for name, spec in policies.items()}
         services = _mapping(d["services"], "services")
@@ -378,6 +503,7 @@ _SCENARIO_KEYS = (
     "services",
     "workloads",
     "faults",
+    "budget",
 )
 _SERVICE_KEYS = (
     "instances",

@@ -593,14 +593,15 @@ def _sweep_id(lab: Any, name: str) -> str:
     base = f"{name}/sweep"
     if lab is None:
         return base
-    lab.con.execute(SWEEP_RUNS_DDL)
-    taken = {
-        r[0]
-        for r in lab.con.execute(
-            "SELECT DISTINCT sweep_id FROM sweep_runs WHERE sweep_id = ? OR sweep_id LIKE ?",
-            [base, base + "#%"],
-        ).fetchall()
-    }
+    with lab.transaction() as con:
+        con.execute(SWEEP_RUNS_DDL)
+        taken = {
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT sweep_id FROM sweep_runs WHERE sweep_id = ? OR sweep_id LIKE ?",
+                [base, base + "#%"],
+            ).fetchall()
+        }
     if base not in taken:
         return base
     n = 2
@@ -619,9 +620,6 @@ def _write(
     summary: pl.DataFrame,
     metrics: Sequence[str],
 ) -> None:
-    con = lab.con
-    con.execute(SWEEP_RUNS_DDL)
-    con.execute(SWEEP_SUMMARY_DDL)
     run_rows = [
         (
             sweep_id,
@@ -657,12 +655,9 @@ def _write(
                     rec[f"{m}_hi"],
                 )
             )
-    try:
-        con.execute("BEGIN TRANSACTION")
+    with lab.transaction() as con:
+        con.execute(SWEEP_RUNS_DDL)
+        con.execute(SWEEP_SUMMARY_DDL)
         con.executemany(f"INSERT INTO sweep_runs VALUES ({', '.join('?' * 17)})", run_rows)
         if sum_rows:
             con.executemany(f"INSERT INTO sweep_summary VALUES ({', '.join('?' * 10)})", sum_rows)
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import queue
@@ -140,6 +141,7 @@ class Lab:
         except duckdb.Error as exc:
             raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
         self._lock = threading.RLock()
+        self._tx_depth = 0  # nesting of transaction() blocks
         if memory_limit is not None:
             try:
                 self._con.execute("SET memory_limit = ?", [str(memory_limit)])
@@ -225,6 +227,47 @@ class Lab:
         con.execute("CREATE SEQUENCE IF NOT EXISTS load_ids START 1")
         for name, sql in VIEWS.items():
             con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The connection, inside one transaction and the Lab's lock, for writing tables the Lab
+        does not load itself (the simulator's ``sim_runs`` and ``faults``, a sweep's results).
+
+        Committed when the block ends, rolled back if it raises; other threads using this Lab
+        (a receiver's writer, a loader) wait meanwhile. DuckDB errors become
+        :class:`~otlp_lab.errors.StoreError`.
+
+        Examples
+        --------
+        >>> lab = Lab()
+        >>> with lab.transaction() as con:
+        ...     _ = con.execute("CREATE TABLE IF NOT EXISTS notes (t VARCHAR)")
+        ...     _ = con.execute("INSERT INTO notes VALUES ('hello')")
+        >>> lab.sql("SELECT * FROM notes")["t"].to_list()
+        ['hello']
+        """
+        with self._lock:
+            con = self._con
+            if self._tx_depth:  # nested: part of the enclosing transaction
+                self._tx_depth += 1
+                try:
+                    yield con
+                finally:
+                    self._tx_depth -= 1
+                return
+            con.execute("BEGIN TRANSACTION")
+            self._tx_depth = 1
+            try:
+                yield con
+            except BaseException as exc:
+                con.execute("ROLLBACK")
+                if isinstance(exc, duckdb.Error):
+                    raise StoreError(f"the database refused the write: {exc}") from exc
+                raise
+            else:
+                con.execute("COMMIT")
+            finally:
+                self._tx_depth = 0
 
     def close(self) -> None:
         self._con.close()

@@ -6,6 +6,8 @@ value with its OTLP type (string, bool, int64, double, blob, array, object).
 
 from __future__ import annotations
 
+from otlp_lab.otlp.staging import SPAN_KINDS, STATUS_CODES, TEMPORALITIES
+
 ATTR = "MAP(VARCHAR, VARIANT)"
 
 CONTEXT_DDL = f"""
@@ -56,7 +58,17 @@ _EXEMPLARS_SELECT = """
     list_transform(exemplars, lambda e: {'time': e.time, 'value': e.value, 'int_value': e.int_value,
         'span_id': nullif(lower(hex(e.span_id)), ''), 'trace_id': nullif(lower(hex(e.trace_id)), ''),
         'filtered_attributes': _otlp_map(e.attr_keys, e.attr_vals)}),"""
-_TEMPORALITY = "CASE aggregation_temporality WHEN 0 THEN 'UNSPECIFIED' WHEN 1 THEN 'DELTA' WHEN 2 THEN 'CUMULATIVE' ELSE aggregation_temporality::VARCHAR END"
+
+
+def _enum_sql(col: str, names: tuple[str, ...]) -> str:
+    """SQL naming an OTLP enum integer (the number itself when unknown)."""
+    listed = ", ".join(f"'{n}'" for n in names)
+    return (
+        f"CASE WHEN {col} BETWEEN 0 AND {len(names) - 1} THEN [{listed}][{col} + 1] ELSE {col}::VARCHAR END"
+    )
+
+
+_TEMPORALITY = _enum_sql("aggregation_temporality", TEMPORALITIES)
 
 MACROS = [
     """CREATE OR REPLACE TEMP MACRO _otlp_value(v) AS CASE v.t
@@ -205,8 +217,8 @@ METRIC_TABLES = {
     "summary": "metric_summary",
 }
 
-_KIND = "CASE WHEN kind BETWEEN 0 AND 5 THEN ['UNSPECIFIED', 'INTERNAL', 'SERVER', 'CLIENT', 'PRODUCER', 'CONSUMER'][kind + 1] ELSE kind::VARCHAR END"
-_STATUS = "CASE WHEN status_code BETWEEN 0 AND 2 THEN ['UNSET', 'OK', 'ERROR'][status_code + 1] ELSE status_code::VARCHAR END"
+_KIND = _enum_sql("kind", SPAN_KINDS)
+_STATUS = _enum_sql("status_code", STATUS_CODES)
 
 INSERTS: dict[str, str] = {
     "spans": f"""INSERT INTO spans {CONTEXT_CTE} SELECT

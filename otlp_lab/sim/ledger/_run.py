@@ -374,9 +374,7 @@ class _Output:
 
 def _write(lab: Any, sc: LedgerScenario, net: Net, r: LedgerResult, label: str, start_ns: int) -> None:
     s = r.summary
-    con = lab.con
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with lab.transaction():  # every table of the run or none, under the Lab's lock
         write_run_row(
             lab,
             run_id=r.run_id,
@@ -399,10 +397,6 @@ def _write(lab: Any, sc: LedgerScenario, net: Net, r: LedgerResult, label: str, 
             "ledger_runs",
             r.summary_row().select(pl.lit(r.run_id).alias("run_id"), pl.lit(label).alias("label"), pl.all()),
         )
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
 
 
 def sweep_ledger(
