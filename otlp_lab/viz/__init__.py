@@ -71,6 +71,23 @@ __all__ += [
     "strategy_bars_figure",
 ]
 
+# edge and ledger simulations (otlp_lab.sim.edge, otlp_lab.sim.ledger)
+from otlp_lab.viz._edge import (  # noqa: E402
+    buffer_timeline_figure,
+    edge_bytes_figure,
+    edge_policy_figure,
+    ledger_commits_figure,
+    ledger_sweep_figure,
+)
+
+__all__ += [
+    "buffer_timeline_figure",
+    "edge_bytes_figure",
+    "edge_policy_figure",
+    "ledger_commits_figure",
+    "ledger_sweep_figure",
+]
+
 # anomaly detection and root-cause ranking (otlp_lab.ml)
 from otlp_lab.viz._ml import anomaly_scores_figure, evidence_figure, ranking_figure  # noqa: E402
 
