@@ -46,6 +46,8 @@ def load(
 ) -> None:
     """Load OTLP FILES (files, directories or globs; JSON, JSON lines, protobuf; gzip/zstd).
 
+    Jaeger JSON (query API / UI download) and Zipkin v2 JSON load too, as traces.
+
     Every good file is loaded, each bad one is reported with its error, and the exit status
     is 1 when any file failed (2 when nothing could be loaded at all).
     """

@@ -56,7 +56,13 @@ def is_jaeger(doc: Any) -> bool:
     data = doc.get("data")
     if isinstance(data, list) and set(doc) <= _QUERY_KEYS:
         return all(isinstance(t, dict) and "spans" in t for t in data[:8])
-    return isinstance(doc.get("spans"), list) and ("processes" in doc or "traceID" in doc)
+    spans = doc.get("spans")
+    if not isinstance(spans, list):
+        return False
+    if "processes" in doc or "traceID" in doc:
+        return True
+    first = spans[0] if spans else None  # api_v2 protobuf JSON: refused by name in jaeger_to_otlp
+    return isinstance(first, dict) and "traceId" in first and "spanId" in first and "process" in first
 
 
 def _show(raw: Any) -> str:
@@ -347,6 +353,12 @@ def jaeger_to_otlp(doc: Any) -> dict:
         traces = [(f"data[{i}]", t) for i, t in enumerate(_list(doc.get("data"), "data"))]
     elif isinstance(doc, dict):
         traces = [("", doc)]
+        if "processes" not in doc and "traceID" not in doc:
+            raise UnsupportedFormatError(
+                "this is Jaeger's api_v2 protobuf JSON (spans with traceId/spanId and an embedded process), "
+                "which is not read; export the trace as the Jaeger UI's 'Download JSON' or from the query "
+                "API (/api/traces/<id>) instead"
+            )
     else:
         raise UnsupportedFormatError(
             f"Jaeger JSON must be an object. Got a JSON {type(doc).__name__} instead."

@@ -311,8 +311,10 @@ class Lab:
         Parameters
         ----------
         *paths
-            Files (OTLP/JSON, JSON lines, protobuf, length-prefixed protobuf; optionally
-            gzip or zstd compressed), directories (read recursively) or glob patterns.
+            Files (OTLP/JSON, JSON lines, protobuf, length-prefixed protobuf, Jaeger JSON,
+            Zipkin v2 JSON; optionally gzip or zstd compressed), directories (read
+            recursively) or glob patterns. Jaeger and Zipkin spans are mapped as the
+            OpenTelemetry Collector's translators map them.
         signal : {"traces", "metrics", "logs"}, optional
             Only accept this signal; another is an error. Detected per request otherwise.
         on_error : {"raise", "skip"}

@@ -564,3 +564,22 @@ def test_cli_loads_jaeger_and_zipkin(tmp_path):
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert Lab(db, read_only=True).sql("SELECT count(*) FROM spans").item() == 21
+
+
+def test_jaeger_api_v2_protobuf_json_is_refused_by_name():
+    # the shape of jaegertracing/jaeger model/converter/json/fixtures/domain_01.json
+    doc = {
+        "spans": [
+            {
+                "traceId": "1",
+                "spanId": "2",
+                "operationName": "x",
+                "startTime": "2017-01-26T16:46:31.639875139-05:00",
+                "duration": "5000ns",
+                "process": {"serviceName": "service-x"},
+            }
+        ],
+        "processMap": [],
+    }
+    with pytest.raises(UnsupportedFormatError, match="api_v2 protobuf JSON"):
+        load(doc)
