@@ -18,6 +18,7 @@ from otlp_lab.viz._edge import (
     ledger_commits_figure,
     ledger_sweep_figure,
 )
+from otlp_lab.viz._forecast import capacity_figure, forecast_figure
 from otlp_lab.viz._ml import anomaly_scores_figure, evidence_figure, ranking_figure
 from otlp_lab.viz._report import calls_into, summary_frame, write_report, write_sim_report
 from otlp_lab.viz._sim import (
@@ -47,6 +48,8 @@ from otlp_lab.viz._traces import (
 from otlp_lab.viz._twin import twin_rehearsal_figure, twin_validation_figure
 
 __all__ = [
+    "forecast_figure",
+    "capacity_figure",
     # traces (otlp_lab.store frames)
     "TEMPLATE",
     "fault_latency_figure",
