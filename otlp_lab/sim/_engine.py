@@ -24,6 +24,7 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from heapq import heappush
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,7 @@ from otlp_lab.resilience import (
     Deadline,
     HealthChecker,
     HorizontalPodAutoscaler,
+    LoadBalancer,
     Outcome,
     OutlierAction,
     OutlierDetector,
@@ -89,6 +91,11 @@ class _Choice:
 
     def __init__(self, cum: list[float], options: list[Any]) -> None:
         self.cum, self.options = cum, options
+
+
+def _one_healthy_level(eps: tuple[LbEndpoint, ...]) -> bool:
+    """Every endpoint healthy and on the same priority level (and at least one)."""
+    return bool(eps) and all(ep.healthy and ep.priority == eps[0].priority for ep in eps)
 
 
 def failure(status: str | int) -> Outcome:
@@ -299,6 +306,8 @@ class Client:
         "no_policy",
         "pool",
         "uo_attrs",
+        "plain_pick",
+        "plain",
     )
 
     def __init__(
@@ -370,6 +379,9 @@ class Client:
             or sim.scenario.service(target).autoscaler is not None  # type: ignore[union-attr]
         )
         self.lb_version = -1
+        # the balancer's own pick() is the base class's: with one healthy level, pick() is choose()
+        self.plain_pick = type(self.balancer).pick is LoadBalancer.pick
+        self.plain = self.plain_pick and bool(self.endpoints) and _one_healthy_level(self.endpoints)
         self.calls = self.attempts = self.retries = self.failures = self.ejections = 0
         pool = sim.pool
         self.base_attrs = (pool("peer.service", target), pool("rpc.system", "sim"))
@@ -388,6 +400,13 @@ class Client:
                 eps = with_health(eps, health=self.health, outlier=self.outlier)
             self.endpoints = eps
             self.lb_version = self.sim.health_version
+            self.plain = self.plain_pick and _one_healthy_level(eps)
+        if self.plain:
+            # what LoadBalancer.pick does when every host is healthy on one priority level: no draw,
+            # all of them are candidates (select_hosts' fast path), without building the selection
+            balancer = self.balancer
+            balancer.picks += 1
+            return self.by_id[balancer.choose(now, eps, key).id]
         return self.by_id[self.balancer.pick(now, eps, key).id]
 
     # -- listeners -------------------------------------------------------------------------
@@ -873,11 +892,13 @@ class Simulation:
 
     # ---------------------------------------------------------------- scheduling helpers
     def _later(self, delay: float, fn: Callable[[Any], None], arg: Any) -> None:
-        ev = Event(self.env)
+        env = self.env
+        ev = Event(env)
         ev._ok = True
         ev._value = arg
         ev.callbacks.append(fn)  # type: ignore[union-attr]
-        self.env.schedule(ev, NORMAL, delay)
+        # env.schedule(ev, NORMAL, delay), inlined: the same queue entry
+        heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), ev))
 
     def _arrive(self, ev: Event) -> None:
         self._arrive_now(ev._value)
