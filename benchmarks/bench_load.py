@@ -365,6 +365,8 @@ def main() -> None:
                 f"{grown / size:.2f}x the request ({size / 1e6:.0f} MB); target < 3x"
             )
 
+        export(pb_path, n, Path(tmp))
+
         prof = cProfile.Profile()
         prof.runcall(lab_load, pb_path)
         print("\nwhere (d) spends its time on protobuf (top 8 by own time):")
@@ -372,6 +374,26 @@ def main() -> None:
 
     if SHARED.is_dir():
         trainticket()
+
+
+def export(pb_path: Path, n: int, tmp: Path) -> None:
+    """``write_otlp`` (issue 12.4's target: >= 100,000 spans/s) and ``to_parquet`` of the loaded request."""
+    with Lab() as lab:
+        lab.load(pb_path)
+        r = {
+            "DuckDB COPY spans_parquet TO parquet": timed(
+                lambda: lab.con.execute(f"COPY (FROM spans_parquet) TO '{tmp / 'copy.parquet'}'"), 1
+            ),
+            "lab.to_parquet (Hive-partitioned)": timed(lambda: lab.to_parquet(tmp / "pq", overwrite=True), 1),
+            "lab.write_otlp, protobuf": timed(
+                lambda: lab.write_otlp(tmp / "out.binpb", "traces", fmt="protobuf"), 1
+            ),
+            "lab.write_otlp, JSON lines": timed(
+                lambda: lab.write_otlp(tmp / "out.jsonl", "traces", fmt="json"), 1
+            ),
+        }
+    compare("export of the loaded request", n, "spans", r)
+    print("target for write_otlp: >= 100,000 spans/s")
 
 
 def trainticket() -> None:

@@ -10,25 +10,36 @@ from otlp_lab.errors import (
     ConfigError,
     DecodeError,
     EncodeError,
+    ExportError,
     OtlpLabError,
+    ResilienceError,
+    ScenarioError,
     SchemaError,
     StoreError,
+    TransportError,
     UnsupportedFormatError,
 )
-from otlp_lab.store import Lab, LoadResult
+from otlp_lab.store import FileResult, Lab, LoadResult
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BodyTooLargeError",
-    "ConfigError",
-    "DecodeError",
-    "EncodeError",
+    # the workbench
     "Lab",
     "LoadResult",
+    "FileResult",
+    # the error tree (otlp_lab.errors)
     "OtlpLabError",
-    "SchemaError",
-    "StoreError",
+    "DecodeError",
     "UnsupportedFormatError",
+    "BodyTooLargeError",
+    "EncodeError",
+    "StoreError",
+    "SchemaError",
+    "ConfigError",
+    "ScenarioError",
+    "TransportError",
+    "ExportError",
+    "ResilienceError",
     "__version__",
 ]

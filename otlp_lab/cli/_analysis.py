@@ -35,7 +35,7 @@ from ._group import main
 def report(db: str, out: str, title: str | None, trace_id: str | None, faults_path: str | None) -> None:
     """Write the HTML report (service graph, latency, RED, slow traces, waterfall with critical path) of a capture."""
     from otlp_lab import Lab
-    from otlp_lab.viz.report import write_report
+    from otlp_lab.viz import write_report
 
     try:
         faults = None

@@ -46,6 +46,8 @@ def load(
 ) -> None:
     """Load OTLP FILES (files, directories or globs; JSON, JSON lines, protobuf; gzip/zstd).
 
+    Jaeger JSON (query API / UI download) and Zipkin v2 JSON load too, as traces.
+
     Every good file is loaded, each bad one is reported with its error, and the exit status
     is 1 when any file failed (2 when nothing could be loaded at all).
     """
@@ -222,7 +224,7 @@ def demo(db: str, report: str, seed: int) -> None:
     from otlp_lab import Lab
     from otlp_lab.datasets import trainticket_faults, trainticket_path
     from otlp_lab.sim import run_many
-    from otlp_lab.viz.report import write_report
+    from otlp_lab.viz import write_report
 
     db_path = Path(db)
     if db_path.exists():  # the demo starts from a fresh database each time
@@ -263,7 +265,7 @@ def demo(db: str, report: str, seed: int) -> None:
                 table(f"Same arrivals (seed {seed}), simulated in {time.perf_counter() - t0:.0f} s", frame)
             )
             sim_report = Path(report).with_name("simulation.html")
-            from otlp_lab.viz.report import write_sim_report
+            from otlp_lab.viz import write_sim_report
 
             console.print(f"report: [bold]{write_sim_report(results, sim_report, scenario=DEMO_SCENARIO)}[/]")
             console.print(

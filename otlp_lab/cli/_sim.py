@@ -259,7 +259,7 @@ def compare(
     from otlp_lab.errors import OtlpLabError
     from otlp_lab.sim import run, with_imported
     from otlp_lab.sim._scenario import load_scenario
-    from otlp_lab.viz.report import write_sim_report
+    from otlp_lab.viz import write_sim_report
 
     try:
         duration_s = parse_duration_s(duration, key="--duration", positive=True) if duration else None

@@ -12,7 +12,8 @@
 * :func:`evaluate` scores them all against labelled faults: a folder laid out like the TrainTicket
   dataset, or the simulated suite (:func:`suite_cases`).
 
-Modules to come beside these (forecasting, policy tuning, alerts) build on the same features.
+Beside them, on the same features: forecasting (:func:`forecast`, :func:`capacity_warnings`), alert rules
+(:func:`evaluate_alerts` and the sinks) and policy tuning by simulation (:func:`tune`).
 
 >>> from otlp_lab import Lab
 >>> from otlp_lab.sim import run
@@ -22,6 +23,16 @@ Modules to come beside these (forecasting, policy tuning, alerts) build on the s
 >>> wm = WindowMatrix().fit(w.filter(w["window_start"] < w["window_start"].min() + ...))  # doctest: +SKIP
 """
 
+from otlp_lab.ml._alerts import (
+    AlertRule,
+    JsonLinesSink,
+    LogSink,
+    WebhookSink,
+    alertmanager_payload,
+    evaluate_alerts,
+    load_rules,
+    store_alerts,
+)
 from otlp_lab.ml._detectors import (
     DEFAULT_FEATURES,
     LatencyModel,
@@ -41,6 +52,15 @@ from otlp_lab.ml._features import (
     trace_features,
     window_features,
 )
+from otlp_lab.ml._forecast import (
+    ForecastResult,
+    capacity_warnings,
+    fleet_capacity,
+    forecast,
+    forecast_series,
+    mase,
+    seasonal_naive,
+)
 from otlp_lab.ml._rca import (
     BlameRanker,
     Incident,
@@ -52,8 +72,30 @@ from otlp_lab.ml._rca import (
 )
 from otlp_lab.ml._streaming import StreamingScorer
 from otlp_lab.ml._suite import SUITE_KINDS, SuiteCase, suite_cases, suite_scenario
+from otlp_lab.ml._tune import TuneResult, policy_snippets, tune
 
 __all__ = [
+    # forecasting
+    "forecast",
+    "forecast_series",
+    "seasonal_naive",
+    "mase",
+    "capacity_warnings",
+    "fleet_capacity",
+    "ForecastResult",
+    # alerts
+    "AlertRule",
+    "load_rules",
+    "evaluate_alerts",
+    "store_alerts",
+    "alertmanager_payload",
+    "LogSink",
+    "JsonLinesSink",
+    "WebhookSink",
+    # policy tuning
+    "tune",
+    "TuneResult",
+    "policy_snippets",
     # features
     "span_frame",
     "window_features",

@@ -96,14 +96,24 @@ WITH s AS MATERIALIZED (
     SELECT trace_id, span_id, parent_span_id, service_name AS service, {pod} AS pod, name AS operation,
            start_time, end_time, duration_ns, status_code = 'ERROR' AS error,
            coalesce(TRY_CAST(attributes['http.request.resend_count']::VARCHAR AS BIGINT), 0) > 0 AS retry,
-           attributes['peer.service']::VARCHAR AS peer_attr, attributes['server.address']::VARCHAR AS addr_attr
+           attributes['peer.service']::VARCHAR AS peer_attr, attributes['server.address']::VARCHAR AS addr_attr,
+           regexp_matches(lower(coalesce(attributes['error.type']::VARCHAR, '') || ' ' || coalesce(status_message, '')),
+                          '{local_reject}') AS local_reject
     FROM spans WHERE {where}),
 kids AS (
     SELECT c.trace_id, c.parent_span_id AS span_id,
            greatest(c.start_time, p.start_time) AS cs, least(c.end_time, p.end_time) AS ce,
            c.service IS DISTINCT FROM p.service AS remote, c.service AS child_service, c.pod AS child_pod,
-           c.error AS child_error
+           c.error AS child_error, c.span_id AS child_span_id
     FROM s c JOIN s p ON c.trace_id = p.trace_id AND c.parent_span_id = p.span_id),
+seq AS (
+    SELECT *, lead(cs) OVER w AS next_cs, max(ce) OVER (w ROWS UNBOUNDED PRECEDING) AS run_ce
+    FROM kids WINDOW w AS (PARTITION BY trace_id, span_id ORDER BY cs, ce)),
+waits AS (  -- idle time after a failed call until the next one starts: waiting caused by the failure
+    SELECT trace_id, span_id, child_span_id, greatest(epoch_ns(next_cs) - epoch_ns(run_ce), 0) AS wait_ns
+    FROM seq WHERE child_error AND next_cs IS NOT NULL AND next_cs > run_ce),
+parent_wait AS (SELECT trace_id, span_id, sum(wait_ns) AS wait_ns FROM waits GROUP BY ALL),
+child_wait AS (SELECT trace_id, child_span_id AS span_id, sum(wait_ns) AS wait_ns FROM waits GROUP BY ALL),
 ordered AS (
     SELECT trace_id, span_id, cs, ce,
            max(ce) OVER (PARTITION BY trace_id, span_id ORDER BY cs, ce
@@ -126,7 +136,8 @@ kid_info AS (
 parents AS (SELECT DISTINCT ON (trace_id, span_id) trace_id, span_id, service FROM s)
 SELECT s.start_time AS time, s.trace_id, s.span_id, s.parent_span_id, s.service, s.pod, s.operation,
        s.duration_ns / 1e6 AS duration_ms,
-       greatest(s.duration_ns - coalesce(covered.covered_ns, 0), 0) / 1e6 AS self_ms,
+       (greatest(s.duration_ns - coalesce(covered.covered_ns, 0) - coalesce(pw.wait_ns, 0), 0)
+        + coalesce(cw.wait_ns, 0)) / 1e6 AS self_ms,
        s.error, s.retry,
        (p.service IS NULL OR p.service IS DISTINCT FROM s.service) AS is_entry,
        p.service AS parent_service,
@@ -134,13 +145,20 @@ SELECT s.start_time AS time, s.trace_id, s.span_id, s.parent_span_id, s.service,
             THEN 'edge' ELSE 'self' END AS unit,
        coalesce(k.remote_service, s.peer_attr) AS peer_service,
        coalesce(k.remote_pod, s.addr_attr) AS peer_pod,
-       s.error AND NOT coalesce(k.child_error, false) AS origin_error
+       s.error AND NOT coalesce(k.child_error, false) AND NOT s.local_reject AS origin_error
 FROM s
 LEFT JOIN covered USING (trace_id, span_id)
+LEFT JOIN parent_wait pw ON pw.trace_id = s.trace_id AND pw.span_id = s.span_id
+LEFT JOIN child_wait cw ON cw.trace_id = s.trace_id AND cw.span_id = s.span_id
 LEFT JOIN kid_info k USING (trace_id, span_id)
 LEFT JOIN parents p ON p.trace_id = s.trace_id AND p.span_id = s.parent_span_id
 ORDER BY s.start_time
 """
+
+
+#: Errors a client-side policy raised locally (a breaker open, a bulkhead or rate limit full, a retry
+#: budget spent): consequences of trouble elsewhere, never where a failure started.
+LOCAL_REJECT = "circuit|breaker|overflow|bulkhead|budget|rate.?limit|rejected|shed"
 
 
 def span_frame(lab: Any, *, start: Time = None, end: Time = None, where: str | None = None) -> pl.DataFrame:
@@ -160,12 +178,15 @@ def span_frame(lab: Any, *, start: Time = None, end: Time = None, where: str | N
     polars.DataFrame
         ``time`` (span start), ``trace_id``, ``span_id``, ``parent_span_id``, ``service``, ``pod``
         (``k8s.pod.name``, else ``service.instance.id``, else the service), ``operation``,
-        ``duration_ms``, ``self_ms`` (duration minus the union of its children's intervals),
+        ``duration_ms``, ``self_ms`` (duration minus the union of its children's intervals; the idle
+        time after a failed call until the parent's next call, a retry's backoff, moves from the
+        parent to the failed call, whose failure caused the wait),
         ``error``, ``retry`` (``http.request.resend_count`` > 0), ``is_entry`` (a root, or a child
         of another service's span), ``parent_service``, ``unit`` (``"edge"`` for a call to another
         service, ``"self"`` otherwise), ``peer_service`` / ``peer_pod`` (the callee of an edge span:
         its child's service and pod, else ``peer.service`` / ``server.address``) and ``origin_error``
-        (an error none of whose children failed: where the failure started).
+        (an error none of whose children failed, and not a local rejection such as a circuit breaker
+        open (:data:`LOCAL_REJECT` on ``error.type`` or the status message): where the failure started).
 
     Examples
     --------
@@ -174,7 +195,9 @@ def span_frame(lab: Any, *, start: Time = None, end: Time = None, where: str | N
     >>> lab = Lab(); _ = run("shop", lab=lab, seed=1, duration_s=5)   # doctest: +SKIP
     >>> span_frame(lab).select("service", "operation", "self_ms", "unit", "peer_service").head(3)  # doctest: +SKIP
     """
-    sql = _SPANS_SQL.format(pod=_POD, where=_where("start_time", start, end, where))
+    sql = _SPANS_SQL.format(
+        pod=_POD, where=_where("start_time", start, end, where), local_reject=LOCAL_REJECT
+    )
     return lab.sql(sql)
 
 

@@ -16,6 +16,7 @@ from otlp_lab.otlp._decode import (
 from otlp_lab.otlp._encode import (
     DEFAULT_MAX_BYTES,
     FORMATS,
+    Format,
     encode_requests,
     json_line,
     protobuf_frame,
@@ -31,6 +32,7 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_REQUEST_BYTES",
     "FORMATS",
+    "Format",
     "SIGNALS",
     "Batch",
     "DecodeReport",

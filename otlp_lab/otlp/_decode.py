@@ -102,15 +102,6 @@ def check_required_ids(batch: Batch, *, lenient: bool = False) -> int:
     return missing
 
 
-def unit_batches(
-    unit: Unit, *, batch_rows: int = DEFAULT_BATCH_ROWS, lenient_ids: bool = False
-) -> Iterator[Batch]:
-    """Staging tables for one request (records with empty ids refused unless ``lenient_ids``)."""
-    for batch in _unit_batches(unit, batch_rows):
-        check_required_ids(batch, lenient=lenient_ids)
-        yield batch
-
-
 def _unit_batches(unit: Unit, batch_rows: int) -> Iterator[Batch]:
     sig, payload = unit.signal, unit.payload
     if sig is None:

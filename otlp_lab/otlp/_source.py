@@ -7,6 +7,8 @@ Formats, detected from the content (never only from the file name):
 * OTLP protobuf request bodies (``Export{Trace,Metrics,Logs}ServiceRequest``);
 * the Collector file exporter's protobuf output: each request prefixed by its length
   as a 4-byte big-endian integer;
+* Jaeger JSON (query API / UI download) and Zipkin v2 JSON (a span list), translated to
+  OTLP/JSON as the OpenTelemetry Collector's translators do (``_jaeger.py``, ``_zipkin.py``);
 * any of those compressed with gzip or zstd.
 
 JSON lines and framed protobuf stream one request at a time, so memory stays bounded
@@ -21,18 +23,20 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, get_args
 
 import orjson
 
+from otlp_lab._config import Signal
 from otlp_lab.errors import BodyTooLargeError, DecodeError, UnsupportedFormatError
 from otlp_lab.otlp._inflate import GZIP_MAGIC as GZIP_MAGIC  # re-exported: the receiver sniffs bodies
 from otlp_lab.otlp._inflate import ZSTD_MAGIC as ZSTD_MAGIC
 from otlp_lab.otlp._inflate import decompress_bytes as decompress_bytes
 from otlp_lab.otlp._inflate import open_decompressed as open_decompressed
+from otlp_lab.otlp._jaeger import is_jaeger, jaeger_to_otlp
+from otlp_lab.otlp._zipkin import is_zipkin, zipkin_to_otlp
 
-Signal = Literal["traces", "metrics", "logs"]
-SIGNALS: tuple[Signal, ...] = ("traces", "metrics", "logs")
+SIGNALS: tuple[Signal, ...] = get_args(Signal)
 _JSON_TOP = {
     "resourceSpans": "traces",
     "resource_spans": "traces",
@@ -378,6 +382,17 @@ def _too_deep(exc: orjson.JSONDecodeError) -> bool:
     return "depth limit" in exc.msg or "recursion" in exc.msg.lower()
 
 
+def _doc_unit(doc: Any, where: str | None) -> Unit:
+    """One JSON document as a request: OTLP/JSON as is; Jaeger and Zipkin JSON translated to it."""
+    translate = jaeger_to_otlp if is_jaeger(doc) else zipkin_to_otlp if is_zipkin(doc) else None
+    if translate is None:
+        return Unit(json_signal(doc, where), "json", doc, where)
+    try:
+        return Unit("traces", "json", translate(doc), where)
+    except DecodeError as exc:
+        raise exc.located(where=where) from None
+
+
 def _json_units(stream: IO[bytes], name: str, limit: int) -> Iterator[Unit]:
     first = _readline_limited(stream, limit, "line 1")
     try:
@@ -399,10 +414,10 @@ def _json_units(stream: IO[bytes], name: str, limit: int) -> Iterator[Unit]:
                 source=name,
                 where=f"line {line}, byte {exc.pos}",
             ) from None
-        yield Unit(json_signal(doc, None), "json", doc, None)
+        yield _doc_unit(doc, None)
         return
     try:
-        yield Unit(json_signal(doc, "line 1"), "json", doc, "line 1")
+        yield _doc_unit(doc, "line 1")
     except DecodeError as exc:
         yield _bad(exc.located(source=name))
     lineno = 1
@@ -419,11 +434,11 @@ def _json_units(stream: IO[bytes], name: str, limit: int) -> Iterator[Unit]:
             yield _bad(DecodeError(msg, source=name, where=where))
             continue
         try:
-            sig = json_signal(doc, where)
+            unit = _doc_unit(doc, where)
         except DecodeError as exc:
             yield _bad(exc.located(source=name))
             continue
-        yield Unit(sig, "json", doc, where)
+        yield unit
 
 
 def _framed_units(stream: IO[bytes], name: str, hint: Signal | None, limit: int) -> Iterator[Unit]:

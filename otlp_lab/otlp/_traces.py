@@ -46,6 +46,47 @@ class _StatusCache(dict):
 enum_value = json_enum
 hex_id = json_hex_id
 
+# the JSON fast path (SpanBuilder._span_json_fast): canonical keys, common values only
+_FAST_SPAN_KEYS = frozenset(
+    {
+        "traceId",
+        "spanId",
+        "parentSpanId",
+        "traceState",
+        "name",
+        "kind",
+        "startTimeUnixNano",
+        "endTimeUnixNano",
+        "attributes",
+        "status",
+        "flags",
+        "droppedAttributesCount",
+        "droppedEventsCount",
+        "droppedLinksCount",
+    }
+)
+_FAST_STATUS_KEYS = frozenset({"code", "message"})
+_FAST_U32 = ("flags", "droppedAttributesCount", "droppedEventsCount", "droppedLinksCount")
+_FAST_KIND = {n: n for n in range(6)} | _KIND_BY_NAME
+_FAST_CODE = {**{n: n for n in range(3)}, **_CODE_BY_NAME}
+
+
+def _fast_time(raw: Any) -> int | None:
+    """Unix nanoseconds from the common forms (a decimal string or an int); ``None`` otherwise."""
+    if raw is None:
+        return 0
+    if type(raw) is str:
+        if not (raw.isascii() and raw.isdigit()):
+            return None
+        raw = int(raw)
+    elif type(raw) is not int:
+        return None
+    return raw if 0 <= raw < 2**64 else None
+
+
+def _is_u32(v: Any) -> bool:
+    return type(v) is int and 0 <= v < 2**32
+
 
 class SpanBuilder(Builder):
     def __init__(self) -> None:
@@ -159,77 +200,139 @@ class SpanBuilder(Builder):
 
     # ---------------------------------------------------------------- JSON
     def add_spans_json(self, spans: list, path: str, offset: int = 0) -> None:
-        a = self.attrs
+        fast = self._span_json_fast
         for k, sp in enumerate(spans, offset):
-            p = f"{path}[{k}]"
-            if not isinstance(sp, dict):
-                raise DecodeError(f"{p} must be a span object. Got {type(sp).__name__} instead.")
-            g = sp.get
-            tid = hex_id(json_get(sp, "traceId", "trace_id"), f"{p}.traceId")
-            sid = hex_id(json_get(sp, "spanId", "span_id"), f"{p}.spanId")
-            self.trace_id.append(tid)
-            self.span_id.append(sid)
-            self.parent.append(hex_id(json_get(sp, "parentSpanId", "parent_span_id"), f"{p}.parentSpanId"))
-            self.trace_state.append(json_str(sp, "traceState", "trace_state", p))
-            self.name.append(json_str(sp, "name", "name", p))
-            self.kind.append(enum_value(g("kind"), _KIND_BY_NAME, f"{p}.kind"))
-            self.start.append(
-                json_time(json_get(sp, "startTimeUnixNano", "start_time_unix_nano"), f"{p}.startTimeUnixNano")
-            )
-            self.end.append(
-                json_time(json_get(sp, "endTimeUnixNano", "end_time_unix_nano"), f"{p}.endTimeUnixNano")
-            )
-            self.span_attrs.idx.extend(a.index_json(g("attributes"), f"{p}.attributes"))
-            self.span_attrs.offsets.append(len(self.span_attrs.idx))
-            status = json_object(g("status"), f"{p}.status")
-            self.status.append(
-                (
-                    enum_value(status.get("code"), _CODE_BY_NAME, f"{p}.status.code"),
-                    json_str(status, "message", "message", f"{p}.status"),
-                )
-            )
-            self.flags.append(json_u32(sp, "flags", "flags", p))
-            self.d_attrs.append(json_u32(sp, "droppedAttributesCount", "dropped_attributes_count", p))
-            self.d_events.append(json_u32(sp, "droppedEventsCount", "dropped_events_count", p))
-            self.d_links.append(json_u32(sp, "droppedLinksCount", "dropped_links_count", p))
-            events = json_list(g("events"), f"{p}.events")
-            if events:
-                svc = self.ctx["service_name"][-1]
-                for seq, e in enumerate(events):
-                    ep = f"{p}.events[{seq}]"
-                    json_item(e, ep)
-                    ev = self.ev
-                    ev["trace_id"].append(tid)
-                    ev["span_id"].append(sid)
-                    ev["seq"].append(seq)
-                    ev["time"].append(
-                        json_time(json_get(e, "timeUnixNano", "time_unix_nano"), f"{ep}.timeUnixNano")
-                    )
-                    ev["name"].append(json_str(e, "name", "name", ep))
-                    ev["dropped"].append(
-                        json_u32(e, "droppedAttributesCount", "dropped_attributes_count", ep)
-                    )
-                    ev["service"].append(svc)
-                    self.ev_attrs.idx.extend(a.index_json(e.get("attributes"), f"{ep}.attributes"))
-                    self.ev_attrs.offsets.append(len(self.ev_attrs.idx))
-            links = json_list(g("links"), f"{p}.links")
-            if links:
-                for seq, li in enumerate(links):
-                    lp = f"{p}.links[{seq}]"
-                    json_item(li, lp)
-                    self._add_link(
-                        tid,
-                        sid,
-                        seq,
-                        hex_id(json_get(li, "traceId", "trace_id"), f"{lp}.traceId"),
-                        hex_id(json_get(li, "spanId", "span_id"), f"{lp}.spanId"),
-                        json_str(li, "traceState", "trace_state", lp),
-                        json_u32(li, "droppedAttributesCount", "dropped_attributes_count", lp),
-                        json_u32(li, "flags", "flags", lp),
-                    )
-                    self.ln_attrs.idx.extend(a.index_json(li.get("attributes"), f"{lp}.attributes"))
-                    self.ln_attrs.offsets.append(len(self.ln_attrs.idx))
+            if not fast(sp, path, k):
+                self._add_span_json(sp, f"{path}[{k}]")
         self.n += len(spans)
+
+    def _span_json_fast(self, sp: Any, path: str, k: int) -> bool:
+        """Add one span in the canonical camelCase form without events or links, checking each
+        field inline; ``False`` (nothing added) for anything else, which :meth:`_add_span_json`
+        then reads (with the precise error messages)."""
+        if type(sp) is not dict or not sp.keys() <= _FAST_SPAN_KEYS:
+            return False
+        g = sp.get
+        tid, sid, par = g("traceId"), g("spanId"), g("parentSpanId") or ""
+        try:
+            if len(tid) != 32 or len(sid) != 16 or (par and len(par) != 16):
+                return False
+            tid, sid = bytes.fromhex(tid), bytes.fromhex(sid)  # 16/8 bytes only when every character is hex
+            par = bytes.fromhex(par)
+        except (TypeError, ValueError):
+            return False
+        if len(tid) != 16 or len(sid) != 8 or (par and len(par) != 8):
+            return False
+        name, state, kind = g("name", ""), g("traceState", ""), g("kind", 0)
+        if type(name) is not str or type(state) is not str:
+            return False
+        kind = _FAST_KIND.get(kind) if type(kind) is not bool else None
+        start, end = _fast_time(g("startTimeUnixNano")), _fast_time(g("endTimeUnixNano"))
+        status = g("status")
+        if status is None:
+            code, msg = 0, ""
+        elif type(status) is dict and status.keys() <= _FAST_STATUS_KEYS:
+            code, msg = status.get("code", 0), status.get("message", "")
+            code = _FAST_CODE.get(code) if type(code) is not bool else None
+            if type(msg) is not str:
+                return False
+        else:
+            return False
+        counts = [g(f, 0) for f in _FAST_U32]
+        if (
+            kind is None
+            or code is None
+            or start is None
+            or end is None
+            or not all(_is_u32(c) for c in counts)
+        ):
+            return False
+        attrs = g("attributes")
+        idx = self.attrs.index_json(attrs, f"{path}[{k}].attributes") if attrs else ()
+        self.trace_id.append(tid)
+        self.span_id.append(sid)
+        self.parent.append(par)
+        self.trace_state.append(state)
+        self.name.append(name)
+        self.kind.append(kind)
+        self.start.append(start)
+        self.end.append(end)
+        self.span_attrs.idx.extend(idx)
+        self.span_attrs.offsets.append(len(self.span_attrs.idx))
+        self.status.append((code, msg))
+        self.flags.append(counts[0])
+        self.d_attrs.append(counts[1])
+        self.d_events.append(counts[2])
+        self.d_links.append(counts[3])
+        return True
+
+    def _add_span_json(self, sp: Any, p: str) -> None:
+        a = self.attrs
+        if not isinstance(sp, dict):
+            raise DecodeError(f"{p} must be a span object. Got {type(sp).__name__} instead.")
+        g = sp.get
+        tid = hex_id(json_get(sp, "traceId", "trace_id"), f"{p}.traceId")
+        sid = hex_id(json_get(sp, "spanId", "span_id"), f"{p}.spanId")
+        self.trace_id.append(tid)
+        self.span_id.append(sid)
+        self.parent.append(hex_id(json_get(sp, "parentSpanId", "parent_span_id"), f"{p}.parentSpanId"))
+        self.trace_state.append(json_str(sp, "traceState", "trace_state", p))
+        self.name.append(json_str(sp, "name", "name", p))
+        self.kind.append(enum_value(g("kind"), _KIND_BY_NAME, f"{p}.kind"))
+        self.start.append(
+            json_time(json_get(sp, "startTimeUnixNano", "start_time_unix_nano"), f"{p}.startTimeUnixNano")
+        )
+        self.end.append(
+            json_time(json_get(sp, "endTimeUnixNano", "end_time_unix_nano"), f"{p}.endTimeUnixNano")
+        )
+        self.span_attrs.idx.extend(a.index_json(g("attributes"), f"{p}.attributes"))
+        self.span_attrs.offsets.append(len(self.span_attrs.idx))
+        status = json_object(g("status"), f"{p}.status")
+        self.status.append(
+            (
+                enum_value(status.get("code"), _CODE_BY_NAME, f"{p}.status.code"),
+                json_str(status, "message", "message", f"{p}.status"),
+            )
+        )
+        self.flags.append(json_u32(sp, "flags", "flags", p))
+        self.d_attrs.append(json_u32(sp, "droppedAttributesCount", "dropped_attributes_count", p))
+        self.d_events.append(json_u32(sp, "droppedEventsCount", "dropped_events_count", p))
+        self.d_links.append(json_u32(sp, "droppedLinksCount", "dropped_links_count", p))
+        events = json_list(g("events"), f"{p}.events")
+        if events:
+            svc = self.ctx["service_name"][-1]
+            for seq, e in enumerate(events):
+                ep = f"{p}.events[{seq}]"
+                json_item(e, ep)
+                ev = self.ev
+                ev["trace_id"].append(tid)
+                ev["span_id"].append(sid)
+                ev["seq"].append(seq)
+                ev["time"].append(
+                    json_time(json_get(e, "timeUnixNano", "time_unix_nano"), f"{ep}.timeUnixNano")
+                )
+                ev["name"].append(json_str(e, "name", "name", ep))
+                ev["dropped"].append(json_u32(e, "droppedAttributesCount", "dropped_attributes_count", ep))
+                ev["service"].append(svc)
+                self.ev_attrs.idx.extend(a.index_json(e.get("attributes"), f"{ep}.attributes"))
+                self.ev_attrs.offsets.append(len(self.ev_attrs.idx))
+        links = json_list(g("links"), f"{p}.links")
+        if links:
+            for seq, li in enumerate(links):
+                lp = f"{p}.links[{seq}]"
+                json_item(li, lp)
+                self._add_link(
+                    tid,
+                    sid,
+                    seq,
+                    hex_id(json_get(li, "traceId", "trace_id"), f"{lp}.traceId"),
+                    hex_id(json_get(li, "spanId", "span_id"), f"{lp}.spanId"),
+                    json_str(li, "traceState", "trace_state", lp),
+                    json_u32(li, "droppedAttributesCount", "dropped_attributes_count", lp),
+                    json_u32(li, "flags", "flags", lp),
+                )
+                self.ln_attrs.idx.extend(a.index_json(li.get("attributes"), f"{lp}.attributes"))
+                self.ln_attrs.offsets.append(len(self.ln_attrs.idx))
 
     # ---------------------------------------------------------------- output
     def tables(self) -> dict[str, pa.Table]:

@@ -125,12 +125,6 @@ class LogHist:
         self.n += 1
         self.total += x
 
-    def merge(self, other: LogHist) -> None:
-        for b, k in other.counts.items():
-            self.counts[b] = self.counts.get(b, 0) + k
-        self.n += other.n
-        self.total += other.total
-
     def quantile(self, q: float) -> float | None:
         if not self.n:
             return None

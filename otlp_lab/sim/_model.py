@@ -14,6 +14,7 @@ from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from otlp_lab._config import check_int, fail
 from otlp_lab.errors import ConfigError, ScenarioError
 from otlp_lab.resilience import (
     AutoscalerConfig,
@@ -36,12 +37,11 @@ __all__ = ["Call", "Parallel", "OneOf", "Step", "Endpoint", "Service", "Policy",
 
 
 def _bad(key: str, what: str, v: Any) -> ScenarioError:
-    return ScenarioError(f"scenario key '{key}' must be {what}. Got {v!r} instead.", key=key)
+    return fail(ScenarioError, key, what, v)  # type: ignore[return-value]
 
 
 def check_positive_int(key: str, v: Any, *, zero_ok: bool = False) -> None:
-    if isinstance(v, bool) or not isinstance(v, int) or v < (0 if zero_ok else 1):
-        raise _bad(key, "a non-negative integer" if zero_ok else "a positive integer", v)
+    check_int(v, key, minimum=0 if zero_ok else 1, error=ScenarioError)
 
 
 def check_seconds(key: str, v: Any, *, positive: bool = False, optional: bool = False) -> None:

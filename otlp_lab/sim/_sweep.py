@@ -308,6 +308,8 @@ def sweep(
         Overrides the scenario's duration.
     workers : int, optional
         Processes to run in (default: one per CPU); ``1`` runs in this process, one after the other.
+        In a script, call it under ``if __name__ == "__main__":``, as for any process pool (the
+        workers start from a fork server that re-imports the main module); notebooks need nothing.
     scheduler : str or distributed.Client, optional
         A Dask scheduler address (``"tcp://10.0.0.5:8786"``) or a ``distributed.Client``: the runs go
         to that cluster instead (its workers need otlp_lab installed). Needs ``pip install

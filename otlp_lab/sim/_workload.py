@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
+from otlp_lab._config import fail
 from otlp_lab.errors import ScenarioError
 from otlp_lab.sim._dist import Distribution, Exponential
 
@@ -25,7 +26,7 @@ def _number(key: str, v: Any, *, positive: bool = False, lo: float = 0.0, hi: fl
             what = f"a number between {lo:g} and {hi:g}"
         else:
             what = "a non-negative number"
-        raise ScenarioError(f"scenario key '{key}' must be {what}. Got {v!r} instead.", key=key)
+        raise fail(ScenarioError, key, what, v)
 
 
 # ---------------------------------------------------------------- rates

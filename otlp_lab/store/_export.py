@@ -30,11 +30,12 @@ import polars as pl
 import pyarrow as pa
 
 from otlp_lab.errors import ConfigError, SchemaError, StoreError
-from otlp_lab.otlp import SIGNALS, Signal
-from otlp_lab.otlp._encode import (
+from otlp_lab.otlp import (
     DEFAULT_MAX_BYTES,
     FORMATS,
+    SIGNALS,
     Format,
+    Signal,
     encode_requests,
     to_otlp_json,
     write_requests,

@@ -16,7 +16,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from otlp_lab._config import parse_duration_s
+from otlp_lab._config import OnError, TraceOrder, check_choice, parse_duration_s
 from otlp_lab.errors import ConfigError, OtlpLabError, StoreError, UnsupportedFormatError
 from otlp_lab.otlp import (
     DEFAULT_BATCH_ROWS,
@@ -291,7 +291,7 @@ class Lab:
         self,
         *paths: str | os.PathLike[str],
         signal: Signal | None = None,
-        on_error: str = "raise",
+        on_error: OnError = "raise",
         duplicates: bool = False,
         batch_rows: int = DEFAULT_BATCH_ROWS,
         progress: Callable[[str, int, int], None] | None = None,
@@ -311,8 +311,10 @@ class Lab:
         Parameters
         ----------
         *paths
-            Files (OTLP/JSON, JSON lines, protobuf, length-prefixed protobuf; optionally
-            gzip or zstd compressed), directories (read recursively) or glob patterns.
+            Files (OTLP/JSON, JSON lines, protobuf, length-prefixed protobuf, Jaeger JSON,
+            Zipkin v2 JSON; optionally gzip or zstd compressed), directories (read
+            recursively) or glob patterns. Jaeger and Zipkin spans are mapped as the
+            OpenTelemetry Collector's translators map them.
         signal : {"traces", "metrics", "logs"}, optional
             Only accept this signal; another is an error. Detected per request otherwise.
         on_error : {"raise", "skip"}
@@ -715,7 +717,7 @@ class Lab:
         )
 
     def traces(
-        self, *, order: str = "duration", limit: int | None = 20, errors_only: bool = False
+        self, *, order: TraceOrder = "duration", limit: int | None = 20, errors_only: bool = False
     ) -> pl.DataFrame:
         """One row per trace (root, start, duration_ms, spans, services, errors): slowest first by default."""
         order_sql = {
@@ -723,8 +725,7 @@ class Lab:
             "start": "start_time",
             "errors": "errors DESC, duration_ns DESC",
         }
-        if order not in order_sql:
-            raise ConfigError(f"order must be one of {sorted(order_sql)}. Got {order!r} instead.")
+        check_choice(order, "traces(order=...)", order_sql)
         where = "WHERE errors > 0" if errors_only else ""
         lim = limit_sql(limit or None, what="traces(limit=...)")
         return self.sql(

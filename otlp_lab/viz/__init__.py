@@ -11,37 +11,17 @@ The figure builders never touch the database. :func:`write_report` and :func:`ca
 take the Lab itself.
 """
 
-from otlp_lab.viz._traces import (
-    TEMPLATE,
-    fault_latency_figure,
-    latency_by_operation_figure,
-    red_figure,
-    service_colors,
-    service_graph_figure,
-    slow_traces_table_figure,
-    trace_waterfall_figure,
+from otlp_lab.viz._edge import (
+    buffer_timeline_figure,
+    edge_bytes_figure,
+    edge_policy_figure,
+    ledger_commits_figure,
+    ledger_sweep_figure,
 )
-from otlp_lab.viz._twin import twin_rehearsal_figure, twin_validation_figure
-from otlp_lab.viz.report import calls_into, summary_frame, write_report
-
-__all__ = [
-    "twin_validation_figure",
-    "twin_rehearsal_figure",
-    "TEMPLATE",
-    "calls_into",
-    "fault_latency_figure",
-    "latency_by_operation_figure",
-    "red_figure",
-    "service_colors",
-    "service_graph_figure",
-    "slow_traces_table_figure",
-    "summary_frame",
-    "trace_waterfall_figure",
-    "write_report",
-]
-
-# fleet simulations (otlp_lab.sim): timelines and comparisons of policies
-from otlp_lab.viz._sim import (  # noqa: E402
+from otlp_lab.viz._forecast import capacity_figure, forecast_figure
+from otlp_lab.viz._ml import anomaly_scores_figure, evidence_figure, ranking_figure
+from otlp_lab.viz._report import calls_into, summary_frame, write_report, write_sim_report
+from otlp_lab.viz._sim import (
     breaker_timelines,
     instance_load,
     instance_load_figure,
@@ -55,8 +35,36 @@ from otlp_lab.viz._sim import (  # noqa: E402
     scenario_windows,
     strategy_bars_figure,
 )
+from otlp_lab.viz._traces import (
+    TEMPLATE,
+    fault_latency_figure,
+    latency_by_operation_figure,
+    red_figure,
+    service_colors,
+    service_graph_figure,
+    slow_traces_table_figure,
+    trace_waterfall_figure,
+)
+from otlp_lab.viz._twin import twin_rehearsal_figure, twin_validation_figure
 
-__all__ += [
+__all__ = [
+    "forecast_figure",
+    "capacity_figure",
+    # traces (otlp_lab.store frames)
+    "TEMPLATE",
+    "fault_latency_figure",
+    "latency_by_operation_figure",
+    "red_figure",
+    "service_colors",
+    "service_graph_figure",
+    "slow_traces_table_figure",
+    "trace_waterfall_figure",
+    # reports
+    "calls_into",
+    "summary_frame",
+    "write_report",
+    "write_sim_report",
+    # fleet simulations (otlp_lab.sim): timelines and comparisons of policies
     "breaker_timelines",
     "instance_load",
     "instance_load_figure",
@@ -69,9 +77,17 @@ __all__ += [
     "runs_table",
     "scenario_windows",
     "strategy_bars_figure",
+    # digital twins (otlp_lab.sim.fit)
+    "twin_rehearsal_figure",
+    "twin_validation_figure",
+    # edge and ledger simulations (otlp_lab.sim.edge, otlp_lab.sim.ledger)
+    "buffer_timeline_figure",
+    "edge_bytes_figure",
+    "edge_policy_figure",
+    "ledger_commits_figure",
+    "ledger_sweep_figure",
+    # anomaly detection and root-cause ranking (otlp_lab.ml)
+    "anomaly_scores_figure",
+    "evidence_figure",
+    "ranking_figure",
 ]
-
-# anomaly detection and root-cause ranking (otlp_lab.ml)
-from otlp_lab.viz._ml import anomaly_scores_figure, evidence_figure, ranking_figure  # noqa: E402
-
-__all__ += ["anomaly_scores_figure", "evidence_figure", "ranking_figure"]

@@ -124,3 +124,56 @@ def test_bad_arguments_name_the_value(latency_lab):
         window_features(latency_lab, by="zone")
     with pytest.raises(ConfigError, match="start"):
         span_frame(latency_lab, start="yesterday")
+
+
+def _span(sid, parent, name, start_ms, end_ms, *, error=None, attrs=None):
+    t0 = 1_700_000_000_000_000_000
+    span = {
+        "traceId": "0af7651916cd43dd8448eb211c80319c",
+        "spanId": sid,
+        "name": name,
+        "kind": 3 if attrs else 2,
+        "startTimeUnixNano": str(t0 + start_ms * 1_000_000),
+        "endTimeUnixNano": str(t0 + end_ms * 1_000_000),
+        "attributes": [{"key": k, "value": {"stringValue": v}} for k, v in (attrs or {}).items()],
+    }
+    if parent:
+        span["parentSpanId"] = parent
+    if error:
+        span["status"] = {"code": 2, "message": error}
+    return span
+
+
+def test_backoff_after_a_failed_call_and_local_rejections(lab):
+    """A retry's wait belongs to the failed call; a breaker's local rejection is not where a failure started."""
+    import json
+
+    spans = [
+        _span("a000000000000001", None, "checkout", 0, 100),
+        # attempt 1 fails at 10 ms; the retry starts at 60 ms after a 50 ms backoff
+        _span(
+            "a000000000000002",
+            "a000000000000001",
+            "pay",
+            0,
+            10,
+            error="UNAVAILABLE",
+            attrs={"peer.service": "payment"},
+        ),
+        _span("a000000000000003", "a000000000000001", "pay", 60, 70, attrs={"peer.service": "payment"}),
+        _span("a000000000000004", None, "checkout", 200, 201, error="CIRCUIT_OPEN"),
+    ]
+    body = {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "shop"}}]},
+                "scopeSpans": [{"spans": spans}],
+            }
+        ]
+    }
+    lab.load_bytes(json.dumps(body).encode())
+    s = {r["span_id"]: r for r in span_frame(lab).iter_rows(named=True)}
+    assert s["a000000000000001"]["self_ms"] == pytest.approx(30.0)  # 100 - 2 x 10 - 50 of backoff
+    assert s["a000000000000002"]["self_ms"] == pytest.approx(60.0)  # the failed call and the wait it caused
+    assert s["a000000000000002"]["unit"] == "edge" and s["a000000000000002"]["origin_error"]
+    assert s["a000000000000004"]["error"] and not s["a000000000000004"]["origin_error"]

@@ -132,3 +132,46 @@ def test_bulk_attribute_decoding_matches_the_per_pair_decoder():
         if t in slots and t != 5:
             assert v[slots[t]] == value and str(v[slots[t]]) == str(value)
     assert vals[len(pairs) - 2].as_py()["j"] == "[1]"
+
+
+def test_json_spans_fast_path_matches_the_full_path(monkeypatch, tmp_path):
+    from otlp_lab.otlp import _traces
+    from otlp_lab.otlp._decode import iter_file_batches
+
+    spans = [
+        {
+            "traceId": "ab" * 16,
+            "spanId": "01" * 8,
+            "name": "a",
+            "kind": 2,
+            "startTimeUnixNano": "5",
+            "endTimeUnixNano": 9,
+            "status": {"code": "STATUS_CODE_ERROR", "message": "m"},
+            "flags": 1,
+            "attributes": [{"key": "n", "value": {"intValue": "7"}}],
+        },
+        {"traceId": "AB" * 16, "spanId": "02" * 8, "parentSpanId": "01" * 8, "kind": "SPAN_KIND_CLIENT"},
+        {"traceId": "ab" * 16, "spanId": "03" * 8, "kind": 9, "events": [{"name": "e"}]},  # full path
+        {"trace_id": "ab" * 16, "span_id": "04" * 8},  # snake_case: full path
+        {
+            "traceId": "ab" * 16,
+            "spanId": "05" * 8,
+            "parentSpanId": "",
+            "traceState": "k=v",
+            "droppedLinksCount": 2,
+        },
+    ]
+    doc = {"resourceSpans": [{"resource": {"attributes": []}, "scopeSpans": [{"spans": spans}]}]}
+    lines = orjson.dumps(doc) + b"\n"
+    with gzip.open(TRAINTICKET / "normal" / "11_39.otlp.jsonl.gz") as f:
+        lines += f.readline()
+    path = tmp_path / "spans.otlp.jsonl"
+    path.write_bytes(lines)
+    fast = list(iter_file_batches(path))
+    monkeypatch.setattr(_traces.SpanBuilder, "_span_json_fast", lambda self, sp, path, k: False)
+    full = list(iter_file_batches(path))
+    assert len(fast) == len(full) == 2
+    for a, b in zip(fast, full, strict=True):
+        assert a.keys() == b.keys()
+        for table in a:
+            assert a[table].equals(b[table]), table

@@ -10,7 +10,15 @@ import pytest
 from otlp_lab import Lab
 from otlp_lab.errors import ScenarioError
 from otlp_lab.sim import Crash, Latency
-from otlp_lab.sim.ledger import Byzantine, LeaderCrash, LedgerScenario, NetworkSplit, run_ledger, sweep_ledger
+from otlp_lab.sim.ledger import (
+    Byzantine,
+    LeaderCrash,
+    LedgerScenario,
+    NetworkSplit,
+    run_ledger,
+    shipped_ledger_scenarios,
+    sweep_ledger,
+)
 
 D = 0.01  # one-way delay
 
@@ -167,3 +175,8 @@ def test_checks_and_yaml(tmp_path) -> None:
     sc = LedgerScenario.from_yaml(p)
     assert sc.name == "chain" and sc.faults[0].at_s == 0.5 and math.isclose(sc.one_way_delay_s, 0.01)
     assert run_ledger(sc, seed=0).summary["blocks"] > 0
+    assert shipped_ledger_scenarios() == ["consortium"]
+    r = run_ledger("consortium", seed=0, duration_s=25)
+    assert r.summary["view_changes"] >= 1 and r.commits_between(22.0, 25.0) > 0  # the primary crash at 20 s
+    with pytest.raises(ScenarioError, match="no shipped ledger scenario"):
+        run_ledger("consortum")

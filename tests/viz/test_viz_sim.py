@@ -285,7 +285,7 @@ def test_instance_load_figure_bars_per_policy(balanced) -> None:
 
 def test_write_sim_report(tmp_path):
     from otlp_lab.sim import run_many
-    from otlp_lab.viz.report import write_sim_report
+    from otlp_lab.viz import write_sim_report
 
     results = run_many(
         "retry_storm", {"as is": {}, "no retries": {"*": {"retry": None}}}, seed=3, duration_s=25

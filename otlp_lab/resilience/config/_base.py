@@ -115,7 +115,7 @@ class ImportedPolicies:
             per_try = f", {r.per_try_timeout_s:g}s per try" if r.per_try_timeout_s else ""
             out.append(
                 f"up to {r.max_attempts - 1} retries on {codes} (backoff {r.initial_backoff_s:g}s"
-                f" x{r.backoff_multiplier:g} up to {r.max_backoff_s:g}s, {r.jitter} jitter{per_try})"
+                f" x{r.backoff_multiplier:g} up to {r.max_backoff_s:g}s, {'no' if r.jitter == 'none' else r.jitter} jitter{per_try})"
             )
         out.append(f"timeout {self.timeout_s:g}s" if self.timeout_s else "no overall timeout")
         if self.connection_pool is not None:
@@ -128,6 +128,8 @@ class ImportedPolicies:
         if self.retry_throttle is not None:
             t = self.retry_throttle
             out.append(f"retry throttle {t.max_tokens:g} tokens, ratio {t.token_ratio:g}")
+        if self.rate_limiter is not None:
+            out.append(f"rate limit {self.rate_limiter.rate_per_s:g}/s (burst {self.rate_limiter.burst:g})")
         if self.breaker is not None:
             b = self.breaker
             out.append(

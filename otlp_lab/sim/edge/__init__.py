@@ -22,7 +22,7 @@ from otlp_lab.sim.edge._config import (
     edge_scenario_path,
     shipped_edge_scenarios,
 )
-from otlp_lab.sim.edge._run import EdgeResult, compare_edge, run_edge, unreliable_mm1_wq
+from otlp_lab.sim.edge._run import EdgeResult, compare_edge, run_edge, sweep_outages, unreliable_mm1_wq
 
 __all__ = [
     "EdgeScenario",
@@ -33,6 +33,7 @@ __all__ = [
     "BUFFER_POLICIES",
     "run_edge",
     "compare_edge",
+    "sweep_outages",
     "EdgeResult",
     "unreliable_mm1_wq",
     "edge_scenario_path",

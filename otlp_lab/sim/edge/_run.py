@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ from otlp_lab.sim._output import emitter, new_run, write_faults, write_frame, wr
 from otlp_lab.sim.edge._config import EdgeScenario, load_edge_scenario
 from otlp_lab.sim.edge._model import METRICS, TRACE, Item, SiteModel
 
-__all__ = ["EdgeResult", "run_edge", "compare_edge", "unreliable_mm1_wq"]
+__all__ = ["EdgeResult", "run_edge", "compare_edge", "sweep_outages", "unreliable_mm1_wq"]
 
 BATCH_SPANS = 50_000
 
@@ -497,4 +498,48 @@ def compare_edge(
     for name, changes in variants.items():
         r = run_edge(sc.with_sites(**(changes or {})), lab=lab, seed=seed, duration_s=duration_s, label=name)
         frames.append(r.summary().select(pl.lit(name).alias("variant"), pl.all()))
+    return pl.concat(frames)
+
+
+def sweep_outages(
+    scenario: EdgeScenario | str | os.PathLike[str],
+    *,
+    mean_up_s: Iterable[float],
+    mean_down_s: float | None = None,
+    policies: Iterable[str] = ("drop_oldest", "drop_newest", "sample"),
+    seeds: Iterable[int] = (0,),
+    duration_s: float | None = None,
+) -> pl.DataFrame:
+    """Per-site summaries over outage rates (Markov uplinks with mean up time ``mean_up_s``) x buffer policies x seeds.
+
+    Every site's uplink gets the on/off process (``mean_down_s`` keeps each site's own when None);
+    the frame adds ``mean_up_s``, ``outages_per_h`` (3600 / (up + down)), ``policy`` and ``seed``.
+
+    Examples
+    --------
+    >>> sweep_outages("retail_sites", mean_up_s=[600, 120], seeds=[0, 1], duration_s=300)  # doctest: +SKIP
+    """
+    sc = load_edge_scenario(scenario)
+    frames = []
+    for up in mean_up_s:
+        for policy in policies:
+            sites = []
+            for s in sc.sites:
+                down = s.uplink.mean_down_s if mean_down_s is None else mean_down_s
+                link = dataclasses.replace(s.uplink, mean_up_s=float(up), mean_down_s=float(down))
+                sites.append(dataclasses.replace(s, policy=policy, uplink=link))
+            variant = sc.replace(sites=tuple(sites))
+            for seed in seeds:
+                r = run_edge(variant, seed=seed, duration_s=duration_s, label=policy)
+                down_of = {s.name: s.uplink.mean_down_s for s in sites}
+                frames.append(
+                    r.summary().with_columns(
+                        pl.lit(float(up)).alias("mean_up_s"),
+                        (
+                            3600
+                            / (float(up) + pl.col("site").replace_strict(down_of, return_dtype=pl.Float64))
+                        ).alias("outages_per_h"),
+                        pl.lit(seed).alias("seed"),
+                    )
+                )
     return pl.concat(frames)

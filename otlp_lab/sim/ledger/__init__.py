@@ -19,7 +19,7 @@ from otlp_lab.sim.ledger._config import (
     NetworkSplit,
     Protocol,
 )
-from otlp_lab.sim.ledger._run import LedgerResult, run_ledger, sweep_ledger
+from otlp_lab.sim.ledger._run import LedgerResult, run_ledger, shipped_ledger_scenarios, sweep_ledger
 
 __all__ = [
     "LedgerScenario",
@@ -30,5 +30,6 @@ __all__ = [
     "LEDGER_FAULTS",
     "run_ledger",
     "sweep_ledger",
+    "shipped_ledger_scenarios",
     "LedgerResult",
 ]

@@ -6,6 +6,8 @@ import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,15 +21,30 @@ from otlp_lab.sim.ledger._net import REPLICATION, Net
 from otlp_lab.sim.ledger._pbft import Pbft
 from otlp_lab.sim.ledger._raft import Raft
 
-__all__ = ["LedgerResult", "run_ledger", "sweep_ledger", "load_ledger_scenario"]
+__all__ = ["LedgerResult", "run_ledger", "sweep_ledger", "load_ledger_scenario", "shipped_ledger_scenarios"]
 
 LATENCY_BOUNDS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 
+def shipped_ledger_scenarios() -> list[str]:
+    """Names of the ledger scenarios shipped with otlp_lab."""
+    root = resources.files("otlp_lab.sim.ledger") / "scenarios"
+    return sorted(p.name.removesuffix(".yaml") for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
 def load_ledger_scenario(scenario: LedgerScenario | str | os.PathLike[str]) -> LedgerScenario:
+    """A :class:`LedgerScenario`, a YAML path or the name of a shipped one (``"consortium"``)."""
     if isinstance(scenario, LedgerScenario):
         return scenario
-    return LedgerScenario.from_yaml(scenario)
+    p = Path(scenario)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        return LedgerScenario.from_yaml(p)
+    shipped = resources.files("otlp_lab.sim.ledger") / "scenarios" / f"{scenario}.yaml"
+    if not shipped.is_file():
+        raise ScenarioError(
+            f"no shipped ledger scenario is named {scenario!r}. Shipped: {shipped_ledger_scenarios()}."
+        )
+    return LedgerScenario.from_yaml(Path(str(shipped)))
 
 
 @dataclass
@@ -93,7 +110,8 @@ def run_ledger(
 
     Parameters
     ----------
-    scenario : LedgerScenario or path
+    scenario : LedgerScenario or path or str
+        A scenario, a YAML file or a shipped name (``"consortium"``).
     lab : Lab, optional
         Receives one span per decided block (``raft.block`` / ``pbft.block``, service
         ``validator-i`` of its proposer, from execution start to decision) with children
