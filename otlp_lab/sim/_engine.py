@@ -302,6 +302,7 @@ class Client:
         "uo_attrs",
         "plain_pick",
         "plain",
+        "steps_of",
     )
 
     def __init__(
@@ -379,6 +380,7 @@ class Client:
         self.calls = self.attempts = self.retries = self.failures = self.ejections = 0
         pool = sim.pool
         self.base_attrs = (pool("peer.service", target), pool("rpc.system", "sim"))
+        self.steps_of = {e.name: sim.steps[(target, e.name)] for e in sim.scenario.service(target).endpoints}  # type: ignore[union-attr]
         self.span_names = {e.name: f"{target}/{e.name}" for e in sim.scenario.service(target).endpoints}  # type: ignore[union-attr]
         self.inst_attrs = {i.id: pool("server.address", i.id) for i in self.instances}
         self.state_attrs = {s: pool("sim.breaker.state", s.name.lower()) for s in CircuitState}
@@ -546,6 +548,9 @@ class Simulation:
             for svc in scenario.services
             for ep in svc.endpoints
         }
+        self.sampler_of: dict[str, dict[str, Callable[[], float]]] = {}
+        for (sname, ename), sampler in self.samplers.items():
+            self.sampler_of.setdefault(sname, {})[ename] = sampler
         # call graph, resolved once: (service, endpoint) -> steps of (Call, target service, endpoint) or tuples for parallel
         self.steps: dict[tuple[str, str], tuple] = {}
         for svc in scenario.services:
@@ -723,7 +728,7 @@ class Simulation:
         cl.calls += 1
         if cl.no_policy and deadline == INF:
             return (yield from self._attempt(cl, ep, trace, parent, deadline, key, 1))
-        rc = cl.stack.start(env.now, deadline=Deadline(deadline) if deadline != INF else NO_DEADLINE)
+        rc = cl.stack.start(env.now, deadline=Deadline._at(deadline) if deadline != INF else NO_DEADLINE)
         call_deadline = rc.deadline.expires_at_s
         per_try = cl.per_try_s
 
@@ -794,7 +799,7 @@ class Simulation:
                 self.dropped.setdefault(frozenset((cl.caller, cl.target)), []).append(reply)
         else:
             d = cl.sidecar_s + self.network_s + inst.sidecar_s
-            job = Job(inst, ep, self.steps[(inst.name, ep.name)], trace, span, deadline, key, reply, d)
+            job = Job(inst, ep, cl.steps_of[ep.name], trace, span, deadline, key, reply, d)
             if d > 0:
                 self._later(d, self._arrive, job)
             else:
@@ -929,7 +934,7 @@ class Simulation:
         inst.busy += 1
         inst.jobs.add(job)
         job.epoch = inst.epoch
-        work = self.samplers[(inst.name, job.ep.name)]() * inst.factor + inst.delay_s
+        work = self.sampler_of[inst.name][job.ep.name]() * inst.factor + inst.delay_s
         self._later(work, self._worked, job)
 
     def _worked(self, ev: Event) -> None:
