@@ -93,6 +93,9 @@ class _Choice:
         self.cum, self.options = cum, options
 
 
+_new_event = object.__new__
+
+
 def _one_healthy_level(eps: tuple[LbEndpoint, ...]) -> bool:
     """Every endpoint healthy and on the same priority level (and at least one)."""
     return bool(eps) and all(ep.healthy and ep.priority == eps[0].priority for ep in eps)
@@ -892,10 +895,11 @@ class Simulation:
     # ---------------------------------------------------------------- scheduling helpers
     def _later(self, delay: float, fn: Callable[[Any], None], arg: Any) -> None:
         env = self.env
-        ev = Event(env)
+        ev = _new_event(Event)  # Event(env) with its callback and value, without the calls
+        ev.env = env
+        ev.callbacks = [fn]
         ev._ok = True
         ev._value = arg
-        ev.callbacks.append(fn)  # type: ignore[union-attr]
         # env.schedule(ev, NORMAL, delay), inlined: the same queue entry
         heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), ev))
 
