@@ -276,6 +276,7 @@ def read_json_list(files: list[str], *, attributes: bool = True) -> None:
 
 def lab_load(*paths: Path) -> dict[str, int]:
     with Lab() as lab:
+        lab.con.execute("SET enable_progress_bar = false")
         return dict(lab.load(*paths))
 
 
@@ -379,6 +380,7 @@ def main() -> None:
 def export(pb_path: Path, n: int, tmp: Path) -> None:
     """``write_otlp`` (issue 12.4's target: >= 100,000 spans/s) and ``to_parquet`` of the loaded request."""
     with Lab() as lab:
+        lab.con.execute("SET enable_progress_bar = false")
         lab.load(pb_path)
         r = {
             "DuckDB COPY spans_parquet TO parquet": timed(

@@ -116,6 +116,19 @@ def _stats_table(title: str, stats: Any) -> Table:
     help="Require client certificates signed by this CA (mTLS).",
 )
 @click.option("--allow-remote", is_flag=True, help="Allow listening on a non-loopback address.")
+@click.option(
+    "--wal",
+    "wal_dir",
+    type=click.Path(file_okay=False),
+    help="Acknowledge after an fsync'd append to a write-ahead log in this directory and load into "
+    "the database behind it, in large transactions (faster; a restart loads what is left).",
+)
+@click.option(
+    "--wal-delay",
+    default=0.0,
+    show_default=True,
+    help="With --wal: seconds requests stay in the log before loading (larger transactions).",
+)
 @click.option("--duration", type=float, help="Stop by itself after this many seconds.")
 @click.option(
     "--stats-every", default=5.0, show_default=True, help="Seconds between live status lines (0: none)."
@@ -133,13 +146,16 @@ def receive(
     tls_key: str | None,
     client_ca: str | None,
     allow_remote: bool,
+    wal_dir: str | None,
+    wal_delay: float,
     duration: float | None,
     stats_every: float,
 ) -> None:
     """Receive OTLP over gRPC and HTTP and store it in a DuckDB file until Ctrl-C (or SIGTERM).
 
-    Every request is acknowledged only after it is committed, so a crash loses nothing that
-    was acknowledged; a clean stop commits what is queued first.
+    Every request is acknowledged only after it is committed (with --wal: appended to the
+    write-ahead log and synced), so a crash loses nothing that was acknowledged; a clean stop
+    commits what is queued first.
     """
     from otlp_lab.transport import Receiver, ReceiverConfig, ServerTls
 
@@ -161,6 +177,8 @@ def receive(
             if tls_cert and tls_key
             else None,
             allow_remote=allow_remote,
+            wal_dir=wal_dir,
+            wal_delay_s=wal_delay,
         )
         receiver = Receiver(db, config=config).start()
     except OtlpLabError as exc:

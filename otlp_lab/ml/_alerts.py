@@ -348,8 +348,7 @@ ALERTS_DDL = """CREATE TABLE IF NOT EXISTS alerts (
 def store_alerts(lab: Any, alerts: pl.DataFrame) -> int:
     """Append alerts to the Lab's ``alerts`` table (created on first use); returns the rows added."""
     frame = alerts.select(list(ALERT_SCHEMA)).cast(ALERT_SCHEMA)  # type: ignore[arg-type]
-    with lab._lock:  # one writer at a time, as the Lab's own inserts
-        con = lab.con
+    with lab.transaction() as con:  # under the Lab's lock, one transaction
         con.execute(ALERTS_DDL)
         con.register("_otlp_lab_alerts", frame.to_arrow())
         try:

@@ -331,10 +331,19 @@ def _read_limited(stream: IO[bytes], limit: int, what: str, n: int | None = None
 
 
 def _readline_limited(stream: IO[bytes], limit: int, what: str) -> bytes:
-    line = stream.readline(limit + 1)
-    if len(line) > limit and not line.endswith(b"\n"):
+    """One line (with its newline), read in 1 MiB pieces so a refused line costs at most ``limit``."""
+    parts, got = [], 0
+    while got <= limit:
+        part = stream.readline(min(1 << 20, limit + 1 - got))
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+        if part.endswith(b"\n"):
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+    if got > limit:
         raise _too_large(what, limit)
-    return line
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def iter_units(

@@ -508,8 +508,9 @@ class Lab:
         con.execute("BEGIN TRANSACTION")
         try:
             load_id = con.execute("SELECT nextval('load_ids')").fetchall()[0][0]
-            # Decode the next batch in a thread while DuckDB (which releases the GIL) inserts this one.
-            for batch in prefetch(batches):
+            # Decode the next batch in a thread while DuckDB (which releases the GIL) inserts this one;
+            # small batches (one per JSON line or framed message) are merged first: each INSERT has a fixed cost.
+            for batch in prefetch(coalesce(batches)):
                 ctx = batch.get("_ctx")
                 if ctx is not None:
                     con.register(
@@ -911,6 +912,52 @@ class Lab:
 
 class _RepeatedKeys(Exception):
     """A batch repeats a key within one attribute list (internal: triggers the checked path)."""
+
+
+def coalesce(batches: Iterator[Batch], rows: int = DEFAULT_BATCH_ROWS) -> Iterator[Batch]:
+    """Merge consecutive small staging batches into batches of about ``rows`` rows.
+
+    Row tables are concatenated; each batch's ``_ctx`` contexts are appended and its rows'
+    ``ctx`` indices shifted to match. Batches that cannot be merged pass through as they are.
+    """
+    acc: Batch | None = None
+    n = 0
+    for batch in batches:
+        size = max((t.num_rows for k, t in batch.items() if k != "_ctx"), default=0)
+        if acc is None:
+            acc, n = batch, size
+        else:
+            merged = _merge(acc, batch)
+            if merged is None:
+                yield acc
+                acc, n = batch, size
+            else:
+                acc, n = merged, n + size
+        if n >= rows:
+            yield acc
+            acc, n = None, 0
+    if acc is not None:
+        yield acc
+
+
+def _merge(a: Batch, b: Batch) -> Batch | None:
+    import pyarrow.compute as pc
+
+    offset = a["_ctx"].num_rows if "_ctx" in a else 0
+    if ("_ctx" in a) != ("_ctx" in b):
+        return None
+    out: Batch = dict(a)
+    try:
+        for k, t in b.items():
+            if "ctx" in t.column_names and offset:
+                i = t.schema.get_field_index("ctx")
+                t = t.set_column(
+                    i, t.schema.field(i), pc.add(t.column(i), pa.scalar(offset, t.column(i).type))
+                )
+            out[k] = pa.concat_tables([out[k], t]) if k in out else t
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    return out
 
 
 def prefetch(items: Iterator[Any], depth: int = 1) -> Iterator[Any]:

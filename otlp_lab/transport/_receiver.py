@@ -55,8 +55,10 @@ import collections
 import concurrent.futures
 import hmac
 import ipaddress
+import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
@@ -70,6 +72,8 @@ from otlp_lab.otlp import Batch, Signal
 from otlp_lab.transport._payload import Decoded, Refused, decode_request, inflate
 from otlp_lab.transport._replies import Reply, ReplyKind
 from otlp_lab.transport._tls import ServerTls
+from otlp_lab.transport._wal import WalPosition, WriteAheadLog, encode_record, loaded_position
+from otlp_lab.transport._wal import marker as wal_marker
 
 if TYPE_CHECKING:
     from otlp_lab.store import Lab
@@ -77,6 +81,8 @@ if TYPE_CHECKING:
 __all__ = ["Receiver", "ReceiverConfig", "ReceiverStats", "merge_batches"]
 
 MiB = 1 << 20
+_ENCODINGS = {"identity": "", "": "", "gzip": "gzip"}
+log = logging.getLogger("otlp_lab.transport")
 # How long a gRPC stream waits for room in the in-flight budget before UNAVAILABLE (its size is
 # unknown until read, so it reserves max_request_bytes; small requests hold that only briefly).
 ADMIT_WAIT_S = 0.5
@@ -152,6 +158,17 @@ class ReceiverConfig:
         Allow binding a non-loopback address (the receiver then accepts traffic from the network).
     grace_s : float, default 10
         How long :meth:`Receiver.stop` lets requests in flight finish.
+    wal_dir : str or path, optional
+        Acknowledge after an fsync'd append to a write-ahead log in this directory, and load
+        into DuckDB behind it in large transactions (see :mod:`otlp_lab.transport._wal`).
+        Needs a database file. Acknowledged requests survive ``kill -9`` either way; with the
+        log, ``max_queue_bytes`` bounds the acknowledged but not yet loaded backlog.
+    wal_delay_s : float, default 0
+        With ``wal_dir``: keep requests in the log at least this long before loading them
+        (larger transactions at low rates); queries see data within about this delay plus one
+        load transaction. Loading starts earlier when the backlog reaches half of ``max_queue_bytes``.
+    wal_batch_requests : int, default 1024
+        With ``wal_dir``: most requests loaded in one transaction.
     """
 
     grpc: str | None = "127.0.0.1:0"
@@ -169,6 +186,9 @@ class ReceiverConfig:
     tls: ServerTls | None = None
     allow_remote: bool = False
     grace_s: float = 10.0
+    wal_dir: str | None = None
+    wal_delay_s: float = 0.0
+    wal_batch_requests: int = 1024
 
     def __post_init__(self) -> None:
         if self.grpc is None and self.http is None:
@@ -189,6 +209,7 @@ class ReceiverConfig:
             "max_batch_requests",
             "decode_workers",
             "max_concurrent_requests",
+            "wal_batch_requests",
         ):
             check_int(getattr(self, name), name, minimum=1)
         if self.max_queue_bytes < self.max_request_bytes:
@@ -196,7 +217,9 @@ class ReceiverConfig:
                 f"max_queue_bytes ({self.max_queue_bytes:,}) must be at least max_request_bytes "
                 f"({self.max_request_bytes:,}), or the largest request could never be admitted."
             )
-        for name in ("retry_after_s", "read_timeout_s", "request_timeout_s", "grace_s"):
+        if self.wal_dir is not None:
+            object.__setattr__(self, "wal_dir", os.fspath(self.wal_dir))
+        for name in ("retry_after_s", "read_timeout_s", "request_timeout_s", "grace_s", "wal_delay_s"):
             check_number(getattr(self, name), name, minimum=0)
         object.__setattr__(self, "headers", {str(k).lower(): str(v) for k, v in dict(self.headers).items()})
 
@@ -250,6 +273,7 @@ class ReceiverStats:
     peak_queue_bytes: int = 0
     transactions: int = 0
     duplicates: int = 0  # requests already stored (same otlp-lab-request-id): acknowledged, not stored again
+    recovered: int = 0  # requests loaded at start from the write-ahead log (acknowledged before a crash)
 
     @property
     def items(self) -> int:
@@ -319,8 +343,11 @@ def merge_batches(batches: Iterable[Batch]) -> list[Batch]:
 class _Pending:
     decoded: Decoded
     reserved: int
-    future: concurrent.futures.Future[None]
+    future: concurrent.futures.Future[None] | None
     request_id: str | None = None
+    record: bytes | None = None  # with a WAL: the encoded log record, until appended
+    position: WalPosition | None = None  # with a WAL: where the record ends in the log
+    since: float = 0.0  # with a WAL: monotonic time it was appended
 
 
 class IngestCore:
@@ -336,11 +363,29 @@ class IngestCore:
         self._counts: dict[str, int] = {f.name: 0 for f in fields(ReceiverStats)}
         self._closing = False
         self._writer_stop = False
+        self._append_stop = False
+        self._flushing = 0
+        self._wal: WriteAheadLog | None = None
+        self._appends: collections.deque[_Pending] = collections.deque()
+        self._pending_ids: set[str] = set()  # request ids in the log, not loaded yet
+        self._appender: threading.Thread | None = None
+        if config.wal_dir is not None:
+            if lab.path is None:
+                raise ConfigError(
+                    "wal_dir needs a database file (Receiver('capture.duckdb', wal_dir=...)); "
+                    "an in-memory Lab would lose the loaded data anyway."
+                )
+            self._wal = WriteAheadLog(config.wal_dir, lab.path)
+            self._recover()
         self._pool = concurrent.futures.ThreadPoolExecutor(
             config.decode_workers, thread_name_prefix="otlp-lab-decode"
         )
-        self._writer = threading.Thread(target=self._write_loop, name="otlp-lab-writer", daemon=True)
+        loop = self._write_loop if self._wal is None else self._load_loop
+        self._writer = threading.Thread(target=loop, name="otlp-lab-writer", daemon=True)
         self._writer.start()
+        if self._wal is not None:
+            self._appender = threading.Thread(target=self._append_loop, name="otlp-lab-wal", daemon=True)
+            self._appender.start()
 
     # ------------------------------------------------------------ counters and budget
     def stats(self) -> ReceiverStats:
@@ -439,17 +484,20 @@ class IngestCore:
             self._release(reserved[0])
             raise
         future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        pending = _Pending(decoded, reserved[0], future, request_id)
+        if self._wal is not None:
+            pending.record = encode_record(signal, fmt, _ENCODINGS.get(encoding, encoding), request_id, body)
         with self._cond:
-            if self._writer_stop:  # stopped while decoding
+            if self._writer_stop or self._append_stop:  # stopped while decoding
                 self._reserved -= reserved[0]
                 return Reply(
                     ReplyKind.STOPPING,
                     "the receiver is shutting down",
                     retry_after_s=self.config.retry_after_s,
                 )
-            self._queue.append(_Pending(decoded, reserved[0], future, request_id))
+            (self._queue if self._wal is None else self._appends).append(pending)
             self._waiting += 1
-            self._cond.notify()
+            self._cond.notify_all()
         try:
             # shield: a client that goes away must not cancel the commit (the writer owns it now)
             await asyncio.shield(asyncio.wrap_future(future))
@@ -480,7 +528,10 @@ class IngestCore:
             self._commit(group)
 
     def _commit(self, group: list[_Pending]) -> None:
-        fresh, repeats = self._split_repeats(group)
+        if self._wal is None:
+            fresh, repeats = self._split_repeats(group)
+        else:  # repeats were acknowledged (and not logged) by the appender
+            fresh, repeats = group, []
         errors = self._store(fresh)
         with self._cond:
             self._waiting -= len(group)
@@ -490,15 +541,29 @@ class IngestCore:
                 if err is None:
                     for k, v in p.decoded.counts.items():
                         self._counts[k] += v
+                if p.request_id and self._wal is not None:
+                    self._pending_ids.discard(p.request_id)
             self._counts["duplicates"] += len(repeats)
             self._counts["transactions"] += 1
             self._cond.notify_all()
+        if self._wal is not None:  # acknowledged already, at the append
+            for err in errors:
+                if err is not None:
+                    with self._cond:
+                        self._counts["failed"] += 1
+                    log.error("a logged request could not be loaded and is dropped: %s", err)
+            last = group[-1].position
+            if last is not None:
+                self._wal.drop_before(last[0])
+            return
         for p, err in zip(fresh, errors, strict=True):
+            assert p.future is not None
             if err is None:
                 p.future.set_result(None)
             else:
                 p.future.set_exception(err)
         for p in repeats:
+            assert p.future is not None
             p.future.set_result(None)  # stored before: acknowledge again, store nothing
 
     def _split_repeats(self, group: list[_Pending]) -> tuple[list[_Pending], list[_Pending]]:
@@ -510,6 +575,8 @@ class IngestCore:
             seen = self.lab.stored_request_ids(ids)
         except Exception:  # cannot tell: store them (at-least-once rather than lose data)
             seen = set()
+        with self._cond:
+            seen |= self._pending_ids.intersection(ids)  # logged, not loaded yet
         fresh, repeats = [], []
         for p in group:
             if p.request_id and p.request_id in seen:
@@ -523,13 +590,17 @@ class IngestCore:
     def _store(self, group: list[_Pending]) -> list[Exception | None]:
         """Store a group in one transaction; if it fails, each request alone (to isolate the culprit)."""
         batches = [b for p in group for b in p.decoded.batches]
-        if not batches:
+        if not batches and (self._wal is None or not group):
             return [None] * len(group)
+        ids = [p.request_id for p in group if p.request_id]
+        last = group[-1].position
+        if self._wal is not None and last is not None:
+            ids.append(wal_marker(self._wal.id, last))  # how far the log is loaded: same transaction
         try:
             self.lab.load_batches(
                 merge_batches(batches),
                 source=f"otlp receiver ({len(group)} requests)",
-                request_ids=[p.request_id for p in group if p.request_id],
+                request_ids=ids,
             )
             return [None] * len(group)
         except Exception as exc:
@@ -551,10 +622,143 @@ class IngestCore:
         """Commit everything queued, stop the writer and the decode workers."""
         self._closing = True
         self._pool.shutdown(wait=True, cancel_futures=False)
+        if self._appender is not None:
+            with self._cond:
+                self._append_stop = True
+                self._cond.notify_all()
+            self._appender.join(timeout_s)
         with self._cond:
             self._writer_stop = True
             self._cond.notify_all()
         self._writer.join(timeout_s)
+        if self._wal is not None:
+            self._wal.close()
+
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Wait until every request queued so far is in the database (with a WAL: loaded, not
+        just logged); False if ``timeout_s`` passed first."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self._cond:
+            self._flushing += 1
+            self._cond.notify_all()
+            try:
+                while self._waiting:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        return False
+                    self._cond.wait(left)
+                return True
+            finally:
+                self._flushing -= 1
+
+    # ------------------------------------------------------------ the write-ahead log
+    def _append_loop(self) -> None:
+        """Append what the decode workers queued to the log, sync once, acknowledge, hand to the loader."""
+        wal = self._wal
+        assert wal is not None
+        while True:
+            with self._cond:
+                while not self._appends and not self._append_stop:
+                    self._cond.wait()
+                if not self._appends:
+                    return
+                group = list(self._appends)
+                self._appends.clear()
+            fresh, repeats = self._split_repeats(group)
+            try:
+                positions = wal.append([p.record for p in fresh if p.record is not None])
+            except OSError as exc:
+                err = TransportError(f"cannot write the write-ahead log in {wal.dir}: {exc}")
+                with self._cond:
+                    self._waiting -= len(group)
+                    for p in group:
+                        self._reserved -= p.reserved
+                    self._cond.notify_all()
+                for p in group:
+                    assert p.future is not None
+                    p.future.set_exception(err)
+                continue
+            now = time.monotonic()
+            with self._cond:
+                for p, pos in zip(fresh, positions, strict=True):
+                    p.position, p.record, p.since = pos, None, now
+                    self._queue.append(p)
+                    if p.request_id:
+                        self._pending_ids.add(p.request_id)
+                for p in repeats:
+                    self._waiting -= 1
+                    self._reserved -= p.reserved
+                self._counts["duplicates"] += len(repeats)
+                self._cond.notify_all()
+            for p in group:
+                assert p.future is not None
+                p.future.set_result(None)  # logged and synced (or a repeat): acknowledge
+
+    def _load_loop(self) -> None:
+        """Load logged requests in large transactions, after ``wal_delay_s`` (sooner under pressure)."""
+        cfg = self.config
+        while True:
+            with self._cond:
+                while True:
+                    if self._queue:
+                        if self._writer_stop or self._flushing or cfg.wal_delay_s <= 0:
+                            break
+                        age = time.monotonic() - self._queue[0].since
+                        if age >= cfg.wal_delay_s or 2 * self._reserved >= cfg.max_queue_bytes:
+                            break
+                        self._cond.wait(min(cfg.wal_delay_s - age, 0.1))
+                    elif self._writer_stop:
+                        return
+                    else:
+                        self._cond.wait()
+                n = min(cfg.wal_batch_requests, len(self._queue))
+                group = [self._queue.popleft() for _ in range(n)]
+            self._commit(group)
+
+    def _recover(self) -> None:
+        """At start: load every logged request after the position the database recorded, once."""
+        wal = self._wal
+        assert wal is not None
+        done = loaded_position(self.lab, wal.id)
+        group: list[_Pending] = []
+        size = last_seg = 0
+        n = failed = 0
+
+        def load() -> None:
+            nonlocal group, size, n, failed
+            errors = self._store(group)
+            for p, err in zip(group, errors, strict=True):
+                if err is None:
+                    n += 1
+                    for k, v in p.decoded.counts.items():
+                        self._counts[k] += v
+                else:
+                    failed += 1
+                    log.error("a logged request could not be loaded (kept in the log): %s", err)
+            self._counts["transactions"] += 1
+            group, size = [], 0
+
+        for rec in wal.read_after(done):
+            last_seg = max(last_seg, rec.position[0])
+            try:
+                data = inflate(rec.body, rec.encoding, max(self.config.max_request_bytes, 1 << 30))
+                decoded = decode_request(rec.signal, data, fmt=rec.fmt)  # type: ignore[arg-type]
+            except Refused as exc:
+                log.error("WAL record ending at %s cannot be decoded and is skipped: %s", rec.position, exc)
+                continue
+            group.append(_Pending(decoded, 0, None, rec.request_id, position=rec.position))
+            size += len(data)
+            if len(group) >= self.config.wal_batch_requests or size >= self.config.max_queue_bytes:
+                load()
+        if group:
+            load()
+        self._counts["recovered"] = n
+        if n:
+            log.warning("loaded %d requests acknowledged before the last stop from the WAL in %s", n, wal.dir)
+        done = loaded_position(self.lab, wal.id)
+        wal.open_segment(max(last_seg, done[0] if done else 0))  # numbered past the recorded position
+        if not failed:
+            wal.drop_before(wal.segment)  # everything before the new segment is loaded (or torn)
 
 
 class Receiver:
@@ -626,7 +830,13 @@ class Receiver:
             self._lab, self._owns_lab = lab, False
         else:
             self._lab, self._owns_lab = Lab(lab), True
-        self._core = IngestCore(self._lab, self.config)
+        try:
+            self._core = IngestCore(self._lab, self.config)
+        except BaseException:
+            if self._owns_lab:
+                self._lab.close()
+            self._lab = None
+            raise
         self._loop = LoopThread("otlp-lab-receiver")
         try:
             self._loop.run(self._start_servers(), timeout_s=30)
@@ -694,6 +904,13 @@ class Receiver:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def flush(self, timeout_s: float | None = 30.0) -> bool:
+        """Wait until every request acknowledged so far is in the database and queryable (with
+        ``wal_dir``: loaded from the log, not just logged). False if ``timeout_s`` passed first."""
+        if self._core is None:
+            return True
+        return self._core.flush(timeout_s)
 
     # ------------------------------------------------------------ state
     @property

@@ -357,3 +357,17 @@ def test_twin_figures(capture, twin) -> None:
     )
     bars = twin_rehearsal_figure(r)
     assert [t.name for t in bars.data] == ["captured", "twin"] and len(bars.data[0].y) == r.services.height
+
+
+def test_what_if_on_the_twin(twin) -> None:
+    """The fitted twin is an ordinary scenario: a real Istio file's policy and a sweep both run on it."""
+    from otlp_lab.sim import sweep, with_imported
+
+    istio = ROOT / "tests" / "data" / "configs" / "istio" / "circuit-breaking-httpbin.yaml"
+    scen, imported, _notes = with_imported(twin.scenario.replace(duration_s=10), {"catalog": str(istio)})
+    assert "catalog" in imported
+    r = run(scen, seed=1)
+    overflowed = r.per_service.filter(pl.col("service") == "catalog")["overflows"].item()
+    assert overflowed > 0  # the task's 1 connection / 1 pending is enforced on the twin's callers of catalog
+    s = sweep(twin.scenario.replace(duration_s=5), {"workloads[0].rate": [20.0, 40.0]}, seeds=2, workers=1)
+    assert s.summary.height == 2 and s.runs.height == 4
