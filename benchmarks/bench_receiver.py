@@ -101,7 +101,7 @@ def make_request(seed: int) -> bytes:
     return req.SerializeToString()
 
 
-def sender_process(protocol: str, port: int, seeds: list[int], go, out) -> None:
+def sender_process(protocol: str, port: int, seeds: list[int], go, out, ready) -> None:
     """Send pre-encoded requests one after another; report (acked spans, latencies)."""
     bodies = [make_request(s) for s in seeds]
     lat: list[float] = []
@@ -110,6 +110,7 @@ def sender_process(protocol: str, port: int, seeds: list[int], go, out) -> None:
         import grpc
 
         channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", -1)])
+        grpc.channel_ready_future(channel).result(timeout=60)
         call = channel.unary_unary(TRACES)
 
         def send(body: bytes) -> bool:
@@ -131,6 +132,7 @@ def sender_process(protocol: str, port: int, seeds: list[int], go, out) -> None:
             )
             return r.status_code == 200
 
+    ready.put(os.getpid())
     go.wait()
     for body in bodies:
         t = time.perf_counter()
@@ -143,12 +145,16 @@ def sender_process(protocol: str, port: int, seeds: list[int], go, out) -> None:
 
 def run_load(protocol: str, port: int, n_requests: int, n_senders: int, seed0: int) -> dict:
     ctx = mp.get_context("spawn")
-    go, out = ctx.Event(), ctx.Queue()
+    go, out, ready = ctx.Event(), ctx.Queue(), ctx.Queue()
     per = [list(range(seed0 + k, seed0 + n_requests, n_senders)) for k in range(n_senders)]
-    procs = [ctx.Process(target=sender_process, args=(protocol, port, seeds, go, out)) for seeds in per]
+    procs = [
+        ctx.Process(target=sender_process, args=(protocol, port, seeds, go, out, ready)) for seeds in per
+    ]
     for p in procs:
         p.start()
-    time.sleep(3.0)  # let the senders import and pre-encode their requests
+    for _ in procs:  # every sender has imported, pre-encoded its requests and connected
+        ready.get(timeout=300)
+    time.sleep(0.5)
     t0 = time.perf_counter()
     go.set()
     results = [out.get(timeout=600) for _ in procs]
@@ -220,12 +226,19 @@ def bench_ours(protocol: str, n_requests: int, n_senders: int, tmp: Path, wal: b
     )
     wait_listening(port, proc)
     rss = PeakRss(proc.pid)
+    cpu0 = cpu_seconds(proc.pid)  # imports and start-up: not counted
     res = run_load(protocol, port, n_requests, n_senders, seed0=0)
-    res["cpu_s"] = cpu_seconds(proc.pid)
     t_stop = time.perf_counter()
     proc.send_signal(signal.SIGTERM)
+    cpu = cpu_seconds(proc.pid)
+    while proc.poll() is None:  # the CPU time of the drain too (loading the rest, closing)
+        c = cpu_seconds(proc.pid)
+        cpu = c if c == c else cpu  # NaN once the process is gone
+        time.sleep(0.02)
+    res["cpu_s"] = cpu - cpu0
     log, _ = proc.communicate(timeout=300)
     res["drain_s"] = time.perf_counter() - t_stop
+    res["stored_per_s"] = res["acked"] / (res["seconds"] + res["drain_s"])
     res["peak_rss_mib"] = rss.stop() / 2**20
     peak_q = [line for line in log.splitlines() if "peak_queue_bytes" in line]
     res["peak_queue_mib"] = (
@@ -336,27 +349,29 @@ def main() -> None:
                 rows.append((protocol, "wal" if wal else "commit", ours, ref))
         sender = bench_sender(args.requests, tmp)
     print(
-        f"{'receiver':<26}{'spans/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'CPU s':>7}{'drain s':>8}"
+        f"{'receiver':<26}{'acked/s':>11}{'stored/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU s':>7}{'drain s':>8}"
         f"{'peak RSS':>10}{'queue':>8}{'acked':>10}{'lost':>6}"
     )
     shown = set()
     for protocol, mode, ours, ref in rows:
         print(
-            f"{'otlp-lab ' + protocol + ' ' + mode:<26}{ours['spans_per_s']:>11,.0f}{ours['p50_ms']:>9.1f}"
+            f"{'otlp-lab ' + protocol + ' ' + mode:<26}{ours['spans_per_s']:>11,.0f}"
+            f"{ours['stored_per_s']:>10,.0f}{ours['p50_ms']:>9.1f}"
             f"{ours['p99_ms']:>9.1f}{ours['cpu_s']:>7.1f}{ours['drain_s']:>8.1f}"
             f"{ours['peak_rss_mib']:>8.0f}Mi{ours['peak_queue_mib']:>6.1f}Mi{ours['acked']:>10,}{ours['lost']:>6}"
         )
         if protocol not in shown:
             shown.add(protocol)
             print(
-                f"{'rotel ' + protocol + ' (blackhole)':<26}{ref['spans_per_s']:>11,.0f}{ref['p50_ms']:>9.1f}"
+                f"{'rotel ' + protocol + ' (blackhole)':<26}{ref['spans_per_s']:>11,.0f}{'':>10}{ref['p50_ms']:>9.1f}"
                 f"{ref['p99_ms']:>9.1f}{ref['cpu_s']:>7.1f}{'':>8}{ref['peak_rss_mib']:>8.0f}Mi{'':>8}{ref['acked']:>10,}"
             )
     print()
     for protocol, mode, ours, ref in rows:
-        target = "meets" if ours["spans_per_s"] >= 100_000 and ours["lost"] == 0 else "misses"
+        target = "meets" if ours["stored_per_s"] >= 100_000 and ours["lost"] == 0 else "misses"
         print(
-            f"{protocol} {mode}: otlp-lab / rotel = {ours['spans_per_s'] / ref['spans_per_s']:.2f}, "
+            f"{protocol} {mode}: otlp-lab / rotel = {ours['spans_per_s'] / ref['spans_per_s']:.2f} acked, "
+            f"{ours['stored_per_s'] / ref['spans_per_s']:.2f} stored; "
             f"CPU s per 100k spans {ours['cpu_s'] / ours['acked'] * 1e5:.2f} vs rotel {ref['cpu_s'] / ref['acked'] * 1e5:.2f}  "
             f"({target} the 100,000 spans/s zero-loss target)"
         )

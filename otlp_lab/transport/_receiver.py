@@ -24,6 +24,18 @@ before its reply was written is stored and may be sent again). A clean stop (``s
 SIGINT or SIGTERM in the CLI) refuses new requests with UNAVAILABLE/503, lets the ones in
 flight finish, commits the queue and closes the database.
 
+With a write-ahead log (``wal_dir``, CLI ``--wal DIR``)
+------------------------------------------------------
+Steps 4-5 change: the decoded request's raw body is appended to a segment file in
+``wal_dir`` and synced (one ``fdatasync`` per group of requests), and the request is
+acknowledged then; a loader thread stores the logged requests into DuckDB behind it, up to
+``wal_batch_requests`` per transaction, recording the log position loaded up to in the same
+transaction. A restart loads the log's tail after that position, exactly once; a torn last
+record is detected by its CRC and skipped with a warning. ``max_queue_bytes`` then bounds the
+acknowledged but unloaded backlog (backpressure beyond it), and queries see a request once its
+load transaction commits (``wal_delay_s`` plus one transaction; :meth:`Receiver.flush` waits
+for it). See :mod:`otlp_lab.transport._wal`.
+
 Exactly-once with a queued sender
 ---------------------------------
 A request carrying ``otlp-lab-request-id`` (sent by a :class:`Sender` with ``queue_dir``) is
