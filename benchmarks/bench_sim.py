@@ -21,7 +21,9 @@ A simulated run lands in the Lab in one transaction, which DuckDB holds in memor
 ``memory_limit`` (80 % of RAM by default), so the long run sets ``--memory-limit`` (512MB) on the
 Lab's connection; ``--memory-limit none`` keeps DuckDB's default to show the difference.
 
-Run: ``python benchmarks/bench_sim.py [--fleet-seconds 60] [--jobs 200000] [--requests 1000000]``.
+Run: ``python benchmarks/bench_sim.py [--fleet-seconds 60] [--jobs 200000] [--requests 1000000]``;
+``--memory`` runs only the long runs (``--requests`` and a tenth of it) and prints their peak RSS ratio.
+Rates and ratios are given per CPU second (steadier on a shared machine) and per wall second.
 The long run takes about ``requests / 1,600`` seconds here (some 11 minutes for the default);
 ``--requests 0`` skips it.
 """
@@ -69,9 +71,9 @@ def fleet(sc: Scenario, duration_s: float, *, lab: Lab | None = None, seed: int 
     own = lab is None
     lab = Lab() if own else lab
     try:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         r = run(sc, lab=lab, seed=seed, duration_s=duration_s)
-        wall = time.perf_counter() - t
+        wall, cpu = time.perf_counter() - t, time.process_time() - c
     finally:
         if own:
             lab.close()
@@ -80,13 +82,14 @@ def fleet(sc: Scenario, duration_s: float, *, lab: Lab | None = None, seed: int 
         "hops": r.hops,
         "spans": r.spans,
         "wall_s": wall,
+        "cpu_s": cpu,
         "error_rate": r.error_rate,
     }
 
 
 # ---------------------------------------------------------------------------------------------- (b) bare SimPy
-def simpy_mm1(n_jobs: int, *, seed: int = 1) -> tuple[int, float]:
-    """A bare SimPy M/M/1: jobs served and wall seconds."""
+def simpy_mm1(n_jobs: int, *, seed: int = 1) -> tuple[int, float, float]:
+    """A bare SimPy M/M/1: jobs served, wall seconds and CPU seconds."""
     rng = random.Random(seed)
     env = simpy.Environment()
     server = simpy.Resource(env, capacity=1)
@@ -105,14 +108,14 @@ def simpy_mm1(n_jobs: int, *, seed: int = 1) -> tuple[int, float]:
             env.process(job(env))
 
     env.process(source(env))
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     env.run()
-    return done, time.perf_counter() - t
+    return done, time.perf_counter() - t, time.process_time() - c
 
 
 # ---------------------------------------------------------------------------------------------- (c) Ciw
-def ciw_mm1(n_jobs: int, *, seed: int = 1) -> tuple[int, float]:
-    """Ciw's M/M/1 for as long as ``n_jobs`` arrivals take on average: jobs completed and wall seconds."""
+def ciw_mm1(n_jobs: int, *, seed: int = 1) -> tuple[int, float, float]:
+    """Ciw's M/M/1 for as long as ``n_jobs`` arrivals take on average: jobs completed, wall and CPU seconds."""
     try:
         import ciw
     except ImportError as exc:  # pragma: no cover - a dev dependency
@@ -126,15 +129,15 @@ def ciw_mm1(n_jobs: int, *, seed: int = 1) -> tuple[int, float]:
         number_of_servers=[1],
     )
     sim = ciw.Simulation(network)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     sim.simulate_until_max_time(n_jobs / MM1_ARRIVAL_RATE)
-    wall = time.perf_counter() - t
-    return len(sim.get_all_records()), wall
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    return len(sim.get_all_records()), wall, cpu
 
 
 def best(fn, repeat: int):
-    """The fastest of ``repeat`` runs (the usual way to time a CPU-bound loop)."""
-    return min((fn() for _ in range(repeat)), key=lambda r: r["wall_s"] if isinstance(r, dict) else r[1])
+    """The run of ``repeat`` that took the fewest CPU seconds (steadier than wall time on a shared machine)."""
+    return min((fn() for _ in range(repeat)), key=lambda r: r["cpu_s"] if isinstance(r, dict) else r[2])
 
 
 # ---------------------------------------------------------------------------------------------- the long run
@@ -227,6 +230,11 @@ def main() -> None:
         help="DuckDB memory_limit of the long run's Lab ('none': DuckDB's default, 80%% of RAM)",
     )
     ap.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True, help="profile (a) once")
+    ap.add_argument(
+        "--memory",
+        action="store_true",
+        help="only the long runs: --requests and a tenth of it, each in a fresh process, and their peak RSS ratio",
+    )
     ap.add_argument("--_child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--_db", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -235,6 +243,14 @@ def main() -> None:
         print(json.dumps(long_run(args._child, args._db, limit)))
         return
 
+    if not args.memory:
+        speed(args)
+    if args.requests > 0:
+        memory(args.requests, limit)
+
+
+def speed(args: argparse.Namespace) -> None:
+    """(a), (b) and (c) in this process, their ratios, and a profile of (a)."""
     sc = fleet_scenario()
     print(
         f"fleet: {len(sc.services)} services, {offered_rps(sc):g} req/s offered, {args.fleet_seconds:g} simulated s, "
@@ -243,24 +259,28 @@ def main() -> None:
     )
     fleet(sc, 5.0)  # warm up imports and caches
     a = best(lambda: fleet(sc, args.fleet_seconds), args.repeat)
-    b_jobs, b_wall = best(lambda: simpy_mm1(args.jobs), args.repeat)
-    c_jobs, c_wall = best(lambda: ciw_mm1(args.jobs), args.repeat)
-    req_s, hops_s = a["requests"] / a["wall_s"], a["hops"] / a["wall_s"]
-    simpy_s, ciw_s = b_jobs / b_wall, c_jobs / c_wall
-    print(f"\n{'':34s} {'count':>10s} {'seconds':>8s} {'per second':>12s}")
-    print(f"{'(a) fleet: root requests':34s} {a['requests']:10,} {a['wall_s']:8.2f} {req_s:12,.0f}")
-    print(f"{'(a) fleet: hops':34s} {a['hops']:10,} {a['wall_s']:8.2f} {hops_s:12,.0f}")
-    print(
-        f"{'(a) fleet: spans written':34s} {a['spans']:10,} {a['wall_s']:8.2f} {a['spans'] / a['wall_s']:12,.0f}"
-    )
-    print(f"{'(b) bare SimPy M/M/1: jobs':34s} {b_jobs:10,} {b_wall:8.2f} {simpy_s:12,.0f}")
-    print(f"{'(c) Ciw M/M/1: jobs':34s} {c_jobs:10,} {c_wall:8.2f} {ciw_s:12,.0f}")
-    print(f"\n(a) hops/s / (b) SimPy jobs/s:   {hops_s / simpy_s:5.2f}x   (target >= 0.5x)")
-    print(f"(a) hops/s / (c) Ciw jobs/s:     {hops_s / ciw_s:5.2f}x   (target >= 1x)")
-    print(
-        f"(a) requests/s / (b) SimPy:      {req_s / simpy_s:5.2f}x   ({a['hops'] / a['requests']:.1f} hops per request)"
-    )
-    print(f"(a) error rate: {a['error_rate']:.4f}")
+    b_jobs, b_wall, b_cpu = best(lambda: simpy_mm1(args.jobs), args.repeat)
+    c_jobs, c_wall, c_cpu = best(lambda: ciw_mm1(args.jobs), args.repeat)
+    rows = [
+        ("(a) fleet: root requests", a["requests"], a["wall_s"], a["cpu_s"]),
+        ("(a) fleet: hops", a["hops"], a["wall_s"], a["cpu_s"]),
+        ("(a) fleet: spans written", a["spans"], a["wall_s"], a["cpu_s"]),
+        ("(b) bare SimPy M/M/1: jobs", b_jobs, b_wall, b_cpu),
+        ("(c) Ciw M/M/1: jobs", c_jobs, c_wall, c_cpu),
+    ]
+    print(f"\n{'':30s} {'count':>10s} {'wall s':>7s} {'CPU s':>7s} {'per wall s':>11s} {'per CPU s':>10s}")
+    for name, n, wall, cpu in rows:
+        print(f"{name:30s} {n:10,} {wall:7.2f} {cpu:7.2f} {n / wall:11,.0f} {n / cpu:10,.0f}")
+    print(f"\n{'':34s} {'by CPU s':>9s} {'by wall s':>10s}")
+    for name, n, (jobs, wall, cpu), target in (
+        ("(a) hops / (b) SimPy jobs", a["hops"], (b_jobs, b_wall, b_cpu), "target >= 0.5x"),
+        ("(a) hops / (c) Ciw jobs", a["hops"], (c_jobs, c_wall, c_cpu), "target >= 1x"),
+        ("(a) root requests / (b) SimPy", a["requests"], (b_jobs, b_wall, b_cpu), ""),
+    ):
+        by_cpu = (n / a["cpu_s"]) / (jobs / cpu)
+        by_wall = (n / a["wall_s"]) / (jobs / wall)
+        print(f"{name:34s} {by_cpu:8.2f}x {by_wall:9.2f}x   {target}")
+    print(f"(a) {a['hops'] / a['requests']:.1f} hops per request; error rate {a['error_rate']:.4f}")
 
     if args.profile:
         prof = cProfile.Profile()
@@ -268,33 +288,36 @@ def main() -> None:
         print("\nwhere (a) spends its time (top 12 by own time, under the profiler):")
         pstats.Stats(prof).sort_stats("tottime").print_stats(12)
 
-    if args.requests > 0:
-        sizes = sorted({max(1, args.requests // 10), args.requests})
+
+def memory(requests: int, limit: str | None) -> None:
+    """The long run at ``requests`` and a tenth of it, each in a fresh process: peak RSS and its growth."""
+    sizes = sorted({max(1, requests // 10), requests})
+    print(
+        f"long run: root requests through the fleet into a DuckDB file (memory_limit {limit or 'DuckDB default'}), "
+        f"each in a fresh process"
+    )
+    print(
+        f"{'requests':>10s} {'hops':>11s} {'spans':>12s} {'seconds':>8s} {'req/s':>7s} {'RSS before':>11s} "
+        f"{'peak RSS':>9s} {'RSS at 25/50/75/100 % of the run':>34s} {'file':>9s}"
+    )
+    rows = []
+    for n in sizes:
+        r = long_run_in_child(n, limit)
+        rows.append(r)
+        q = " / ".join(_mb(x) for x in r["quarters_rss"])
         print(
-            f"long run: root requests through the fleet into a DuckDB file (memory_limit {limit or 'DuckDB default'}), "
-            f"each in a fresh process"
+            f"{r['requests']:10,} {r['hops']:11,} {r['spans']:12,} {r['wall_s']:8.1f} {r['requests'] / r['wall_s']:7,.0f} "
+            f"{_mb(r['base_rss']):>11s} {_mb(r['peak_rss']):>9s} {q:>34s} {_mb(r['db_bytes']):>9s}"
         )
+    if len(rows) == 2:
+        small, big = rows
+        growth = (big["peak_rss"] - big["base_rss"]) / max(1, small["peak_rss"] - small["base_rss"])
         print(
-            f"{'requests':>10s} {'hops':>11s} {'spans':>12s} {'seconds':>8s} {'req/s':>7s} {'RSS before':>11s} "
-            f"{'peak RSS':>9s} {'RSS at 25/50/75/100 % of the run':>34s} {'file':>9s}"
+            f"\n{big['requests'] / small['requests']:.0f}x the requests: peak RSS "
+            f"{_mb(small['peak_rss'])} -> {_mb(big['peak_rss'])} ({big['peak_rss'] / small['peak_rss']:.2f}x, "
+            f"target <= 1.5x); over a fresh Lab {_mb(small['peak_rss'] - small['base_rss'])} -> "
+            f"{_mb(big['peak_rss'] - big['base_rss'])} ({growth:.2f}x)"
         )
-        rows = []
-        for n in sizes:
-            r = long_run_in_child(n, limit)
-            rows.append(r)
-            q = " / ".join(_mb(x) for x in r["quarters_rss"])
-            print(
-                f"{r['requests']:10,} {r['hops']:11,} {r['spans']:12,} {r['wall_s']:8.1f} {r['requests'] / r['wall_s']:7,.0f} "
-                f"{_mb(r['base_rss']):>11s} {_mb(r['peak_rss']):>9s} {q:>34s} {_mb(r['db_bytes']):>9s}"
-            )
-        if len(rows) == 2:
-            small, big = rows
-            growth = (big["peak_rss"] - big["base_rss"]) / max(1, small["peak_rss"] - small["base_rss"])
-            print(
-                f"\n{big['requests'] / small['requests']:.0f}x the requests: peak RSS over a fresh Lab "
-                f"{_mb(small['peak_rss'] - small['base_rss'])} -> {_mb(big['peak_rss'] - big['base_rss'])} "
-                f"({growth:.2f}x); bounded when close to 1x"
-            )
 
 
 if __name__ == "__main__":

@@ -480,10 +480,20 @@ class PowerOfTwoChoices(_LoadAware):
         n = len(candidates)
         if n == 1:
             return candidates[0]
-        i = self.rng.randrange(n)
-        j = self.rng.randrange(n - 1)
+        rng = self.rng
+        if type(rng) is random.Random:  # randrange(n) for n > 0 is _randbelow(n): the same draws, less work
+            i = rng._randbelow(n)
+            j = rng._randbelow(n - 1)
+        else:
+            i = rng.randrange(n)
+            j = rng.randrange(n - 1)
         j += j >= i
         a, b = candidates[i], candidates[j]
+        if (
+            a.weight == 1 and b.weight == 1 and type(self) is PowerOfTwoChoices
+        ):  # _cost() without the calls: (in flight + 1) / 1
+            get = self._in_flight.get
+            return a if a.active_requests + get(a.id, 0) <= b.active_requests + get(b.id, 0) else b
         return a if self._cost(a) <= self._cost(b) else b
 
 

@@ -172,12 +172,21 @@ class _Window:
             bucket[1] += 1
             bucket[2] += failed
             bucket[3] += slow
+            self.calls += 1
+            self.failed += failed
+            self.slow += slow
+            self._evict(now)
         else:
-            self._buckets.append([0, 1, int(failed), int(slow)])
-        self.calls += 1
-        self.failed += failed
-        self.slow += slow
-        self._evict(now)
+            buckets = self._buckets
+            buckets.append([0, 1, int(failed), int(slow)])
+            self.calls += 1
+            self.failed += failed
+            self.slow += slow
+            while len(buckets) > self._size:  # self._evict(now), count-based
+                _, n, f, s = buckets.popleft()
+                self.calls -= n
+                self.failed -= f
+                self.slow -= s
 
     def snapshot(self, now: float, minimum_calls: int) -> BreakerMetrics:
         self._evict(now)
@@ -269,6 +278,9 @@ class CircuitBreaker:
 
     def poll(self, now: float) -> CircuitState:
         """Apply the timed transitions due by ``now`` and return the state."""
+        state = self._states._state
+        if state is CircuitState.CLOSED:  # the common case: CLOSED has no timed transition
+            return state
         while (due := self.next_transition_at_s) is not None and now >= due:
             if self.state is CircuitState.OPEN:
                 self._move(due, CircuitState.HALF_OPEN)  # OPEN -> HALF_OPEN: automatic, at the scheduled time
@@ -342,12 +354,16 @@ class CircuitBreaker:
         if state is CircuitState.OPEN:
             self.ignored_outcomes += 1
             return
-        self._window.record(now, failed=failed, slow=duration_s > self.config.slow_call_duration_threshold_s)
-        m = self._window.snapshot(now, self._minimum_calls())
-        if m.failure_rate is None:
-            return
         c = self.config
-        tripped = m.failure_rate >= c.failure_rate_threshold or m.slow_call_rate >= c.slow_call_rate_threshold  # type: ignore[operator]
+        w = self._window
+        w.record(now, failed=failed, slow=duration_s > c.slow_call_duration_threshold_s)
+        calls = w.calls  # record() evicted up to now already: the window as metrics(now) would see it
+        if calls < self._minimum_calls() or calls == 0:
+            return
+        tripped = (
+            100.0 * w.failed / calls >= c.failure_rate_threshold
+            or 100.0 * w.slow / calls >= c.slow_call_rate_threshold
+        )
         if tripped:
             self._move(now, CircuitState.OPEN)  # CLOSED/HALF_OPEN -> OPEN: a rate reached its threshold
         elif state is CircuitState.HALF_OPEN:
@@ -355,7 +371,7 @@ class CircuitBreaker:
 
     def _minimum_calls(self) -> int:
         c = self.config
-        if self.state is CircuitState.HALF_OPEN:
+        if self._states._state is CircuitState.HALF_OPEN:
             return c.permitted_number_of_calls_in_half_open_state
         if c.sliding_window_type is SlidingWindowType.COUNT_BASED:
             return min(c.minimum_number_of_calls, c.sliding_window_size)

@@ -140,8 +140,11 @@ class _CallAdmission:
         if breaker is not None:
             if not breaker.try_acquire(now):
                 return Outcome.failure("CIRCUIT_OPEN", error=breaker.open_error(now), local=True)
-            epoch = breaker.epoch
-        taken = self._take_slots(now, attempt)
+            epoch = len(breaker._states.transitions)  # breaker.epoch
+        stack = self._stack
+        taken = (
+            () if stack.bulkhead is None and stack.rate_limiter is None else self._take_slots(now, attempt)
+        )
         if isinstance(taken, Outcome):  # refused: the permit goes back too
             if breaker is not None:
                 breaker.release_permission(epoch)
@@ -175,7 +178,8 @@ class _CallAdmission:
 
     def complete(self, now: float, attempt: int, outcome: Outcome, duration_s: float) -> None:
         held, epoch = self._held.pop(attempt)
-        self._give_back(held)
+        if held:
+            self._give_back(held)
         breaker = self._stack.breaker
         if breaker is None:
             return

@@ -563,10 +563,11 @@ class RetryCall:
         """The next thing the driver must do at ``now``."""
         if self.final is not None:
             return self.final if self._closed else self._finish(now, self.final)
-        if self.deadline.expired(now):
+        if now >= self.deadline.expires_at_s:  # self.deadline.expired(now)
             self._stop_reason = "deadline"
             return self._finish(now, self._give_up("deadline"))
-        timed_out = tuple(a for a, (_, expires) in self._running.items() if now >= expires)
+        running = self._running
+        timed_out = tuple(a for a, (_, expires) in running.items() if now >= expires) if running else ()
         for attempt in timed_out:
             self._record(now, attempt, Outcome.timeout(), timed_out=True)
         if self.final is not None:
@@ -733,10 +734,11 @@ class RetryCall:
         cancel = tuple(self._running)
         for attempt in cancel:
             self._release(now, attempt, None)
-        if isinstance(final, Done):
-            final = Done(final.outcome, self.attempts, cancel)
-        else:
-            final = GiveUp(final.reason, final.outcome, self.attempts, cancel)
+        if cancel or final.attempts != self.attempts or final.cancel:  # else it is that decision already
+            if isinstance(final, Done):
+                final = Done(final.outcome, self.attempts, cancel)
+            else:
+                final = GiveUp(final.reason, final.outcome, self.attempts, cancel)
         self.final = final
         self._closed = True
         self._next_send_at = None

@@ -47,6 +47,13 @@ class Deadline:
             )
 
     @classmethod
+    def _at(cls, expires_at_s: float) -> Deadline:
+        """A deadline at a time already known to be a number (no check: for hot paths)."""
+        d = object.__new__(cls)
+        object.__setattr__(d, "expires_at_s", expires_at_s)
+        return d
+
+    @classmethod
     def after(cls, now: float, timeout_s: float | None) -> Deadline:
         """The deadline ``timeout_s`` after ``now`` (no deadline when ``timeout_s`` is None)."""
         if timeout_s is None:
@@ -74,7 +81,8 @@ class Deadline:
         ``margin_s`` leaves the caller time to handle the callee's failure.
         """
         own = math.inf if timeout_s is None else now + timeout_s
-        return Deadline(min(own, self.expires_at_s - margin_s))
+        at = min(own, self.expires_at_s - margin_s)
+        return Deadline._at(at) if at == at else Deadline(at)  # NaN (a bad margin or now) fails the check
 
     def to_grpc_timeout(self, now: float) -> str | None:
         """The ``grpc-timeout`` header for the time left (rounded up), or None without a deadline."""

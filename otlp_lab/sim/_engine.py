@@ -24,6 +24,7 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from heapq import heappush
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,7 @@ from otlp_lab.resilience import (
     Deadline,
     HealthChecker,
     HorizontalPodAutoscaler,
+    LoadBalancer,
     Outcome,
     OutlierAction,
     OutlierDetector,
@@ -89,6 +91,14 @@ class _Choice:
 
     def __init__(self, cum: list[float], options: list[Any]) -> None:
         self.cum, self.options = cum, options
+
+
+_new_event = object.__new__
+
+
+def _one_healthy_level(eps: tuple[LbEndpoint, ...]) -> bool:
+    """Every endpoint healthy and on the same priority level (and at least one)."""
+    return bool(eps) and all(ep.healthy and ep.priority == eps[0].priority for ep in eps)
 
 
 def failure(status: str | int) -> Outcome:
@@ -293,6 +303,9 @@ class Client:
         "no_policy",
         "pool",
         "uo_attrs",
+        "plain_pick",
+        "plain",
+        "steps_of",
     )
 
     def __init__(
@@ -364,9 +377,13 @@ class Client:
             or sim.scenario.service(target).autoscaler is not None  # type: ignore[union-attr]
         )
         self.lb_version = -1
+        # the balancer's own pick() is the base class's: with one healthy level, pick() is choose()
+        self.plain_pick = type(self.balancer).pick is LoadBalancer.pick
+        self.plain = self.plain_pick and bool(self.endpoints) and _one_healthy_level(self.endpoints)
         self.calls = self.attempts = self.retries = self.failures = self.ejections = 0
         pool = sim.pool
         self.base_attrs = (pool("peer.service", target), pool("rpc.system", "sim"))
+        self.steps_of = {e.name: sim.steps[(target, e.name)] for e in sim.scenario.service(target).endpoints}  # type: ignore[union-attr]
         self.span_names = {e.name: f"{target}/{e.name}" for e in sim.scenario.service(target).endpoints}  # type: ignore[union-attr]
         self.inst_attrs = {i.id: pool("server.address", i.id) for i in self.instances}
         self.state_attrs = {s: pool("sim.breaker.state", s.name.lower()) for s in CircuitState}
@@ -382,6 +399,13 @@ class Client:
                 eps = with_health(eps, health=self.health, outlier=self.outlier)
             self.endpoints = eps
             self.lb_version = self.sim.health_version
+            self.plain = self.plain_pick and _one_healthy_level(eps)
+        if self.plain:
+            # what LoadBalancer.pick does when every host is healthy on one priority level: no draw,
+            # all of them are candidates (select_hosts' fast path), without building the selection
+            balancer = self.balancer
+            balancer.picks += 1
+            return self.by_id[balancer.choose(now, eps, key).id]
         return self.by_id[self.balancer.pick(now, eps, key).id]
 
     # -- listeners -------------------------------------------------------------------------
@@ -527,6 +551,9 @@ class Simulation:
             for svc in scenario.services
             for ep in svc.endpoints
         }
+        self.sampler_of: dict[str, dict[str, Callable[[], float]]] = {}
+        for (sname, ename), sampler in self.samplers.items():
+            self.sampler_of.setdefault(sname, {})[ename] = sampler
         # call graph, resolved once: (service, endpoint) -> steps of (Call, target service, endpoint) or tuples for parallel
         self.steps: dict[tuple[str, str], tuple] = {}
         for svc in scenario.services:
@@ -704,7 +731,7 @@ class Simulation:
         cl.calls += 1
         if cl.no_policy and deadline == INF:
             return (yield from self._attempt(cl, ep, trace, parent, deadline, key, 1))
-        rc = cl.stack.start(env.now, deadline=Deadline(deadline) if deadline != INF else NO_DEADLINE)
+        rc = cl.stack.start(env.now, deadline=Deadline._at(deadline) if deadline != INF else NO_DEADLINE)
         call_deadline = rc.deadline.expires_at_s
         per_try = cl.per_try_s
 
@@ -775,7 +802,7 @@ class Simulation:
                 self.dropped.setdefault(frozenset((cl.caller, cl.target)), []).append(reply)
         else:
             d = cl.sidecar_s + self.network_s + inst.sidecar_s
-            job = Job(inst, ep, self.steps[(inst.name, ep.name)], trace, span, deadline, key, reply, d)
+            job = Job(inst, ep, cl.steps_of[ep.name], trace, span, deadline, key, reply, d)
             if d > 0:
                 self._later(d, self._arrive, job)
             else:
@@ -867,11 +894,14 @@ class Simulation:
 
     # ---------------------------------------------------------------- scheduling helpers
     def _later(self, delay: float, fn: Callable[[Any], None], arg: Any) -> None:
-        ev = Event(self.env)
+        env = self.env
+        ev = _new_event(Event)  # Event(env) with its callback and value, without the calls
+        ev.env = env
+        ev.callbacks = [fn]
         ev._ok = True
         ev._value = arg
-        ev.callbacks.append(fn)  # type: ignore[union-attr]
-        self.env.schedule(ev, NORMAL, delay)
+        # env.schedule(ev, NORMAL, delay), inlined: the same queue entry
+        heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), ev))
 
     def _arrive(self, ev: Event) -> None:
         self._arrive_now(ev._value)
@@ -908,7 +938,7 @@ class Simulation:
         inst.busy += 1
         inst.jobs.add(job)
         job.epoch = inst.epoch
-        work = self.samplers[(inst.name, job.ep.name)]() * inst.factor + inst.delay_s
+        work = self.sampler_of[inst.name][job.ep.name]() * inst.factor + inst.delay_s
         self._later(work, self._worked, job)
 
     def _worked(self, ev: Event) -> None:
