@@ -98,6 +98,8 @@ log = logging.getLogger("otlp_lab.transport")
 # How long a gRPC stream waits for room in the in-flight budget before UNAVAILABLE (its size is
 # unknown until read, so it reserves max_request_bytes; small requests hold that only briefly).
 ADMIT_WAIT_S = 0.5
+# With a WAL: how often a load the database refuses whole is retried (1 s apart) before its requests are dropped
+MAX_LOAD_RETRIES = 10
 
 
 def parse_address(address: str, what: str) -> tuple[str, int]:
@@ -377,6 +379,7 @@ class IngestCore:
         self._writer_stop = False
         self._append_stop = False
         self._flushing = 0
+        self._load_failures = 0  # consecutive load transactions the database refused (WAL)
         self._wal: WriteAheadLog | None = None
         self._appends: collections.deque[_Pending] = collections.deque()
         self._pending_ids: set[str] = set()  # request ids in the log, not loaded yet
@@ -545,6 +548,12 @@ class IngestCore:
         else:  # repeats were acknowledged (and not logged) by the appender
             fresh, repeats = group, []
         errors = self._store(fresh)
+        if self._wal is not None and group and all(e is not None for e in errors):
+            self._load_failures += 1
+            if self._load_failures <= MAX_LOAD_RETRIES:
+                self._load_failed(group, errors[-1])
+                return
+        self._load_failures = 0
         with self._cond:
             self._waiting -= len(group)
             for p in group:
@@ -726,6 +735,34 @@ class IngestCore:
                 n = min(cfg.wal_batch_requests, len(self._queue))
                 group = [self._queue.popleft() for _ in range(n)]
             self._commit(group)
+
+    def _load_failed(self, group: list[_Pending], err: Exception | None) -> None:
+        """The database refused every logged request of a group (full disk, a lock): keep them in
+        the log and the queue and retry after a pause (up to ``MAX_LOAD_RETRIES`` times, then
+        they are dropped with an error); the backlog meanwhile causes backpressure. At stop
+        they stay in the log, and the next start loads them."""
+        with self._cond:
+            stopping = self._writer_stop
+            if not stopping:
+                self._queue.extendleft(reversed(group))
+            else:
+                rest = group + list(self._queue)
+                self._queue.clear()
+                self._waiting -= len(rest)
+                for p in rest:
+                    self._reserved -= p.reserved
+                self._cond.notify_all()
+        if stopping:
+            log.error(
+                "%d acknowledged requests could not be loaded (%s); they stay in the WAL in %s and the "
+                "next start loads them",
+                len(rest),
+                err,
+                self._wal.dir if self._wal else "?",
+            )
+            return
+        log.error("loading from the WAL failed (%s); retrying in 1 s", err)
+        time.sleep(1.0)
 
     def _recover(self) -> None:
         """At start: load every logged request after the position the database recorded, once."""
