@@ -140,14 +140,14 @@ def simpy_call(
     """
     if _Interruption is None:
         _import_simpy()
-    call = _machine(target, env.now)
+    call = _machine(target, env._now)
     host = env.active_process  # the process running this generator: inline attempts run in it
     watch = None
     if host is not None and not isinstance(call.policy, HedgingPolicy):
         watch = _Watch(host, _Timers.of(env))
     procs: dict[int, Any] = {}
     try:
-        decision = call.next(env.now)
+        decision = call.next(env._now)
         while True:
             if isinstance(decision, Send):
                 if watch is not None and not procs and decision.timeout_s > 0.0:
@@ -173,7 +173,7 @@ def simpy_call(
                         if not proc.ok:  # the attempt crashed: fail loudly, as SimPy would
                             proc.defused = True
                             raise proc.value
-                        call.on_outcome(env.now, attempt, proc.value)
+                        call.on_outcome(env._now, attempt, proc.value)
                 elif delay != math.inf:
                     yield env.timeout(delay)
                 else:  # pragma: no cover - a machine bug
@@ -185,11 +185,11 @@ def simpy_call(
                 for attempt in decision.cancel:
                     _interrupt(procs.pop(attempt))
                 return decision
-            decision = call.next(env.now)
+            decision = call.next(env._now)
     finally:
         if watch is not None:
             watch.disarm()
-        call.abort(env.now)
+        call.abort(env._now)
         for proc in procs.values():
             _interrupt(proc)
 
@@ -220,7 +220,7 @@ def _inline(
                 cause = exc.cause
                 if cause is watch:  # the per-try timer fired with the attempt still out
                     watch.delivered()
-                    decision = call.next(env.now)
+                    decision = call.next(env._now)
                     if isinstance(decision, Wait) and n in call.running:  # woke a hair early (rounding)
                         watch.arm(env, decision.delay_s)
                         continue
@@ -241,8 +241,8 @@ def _inline(
                 event = gen.send(value)
     except StopIteration as stop:
         watch.disarm()
-        call.on_outcome(env.now, n, stop.value)
-    return call.next(env.now)
+        call.on_outcome(env._now, n, stop.value)
+    return call.next(env._now)
 
 
 def _adopt(gen: Generator[Any, Any, Outcome], event: Any) -> Generator[Any, Any, Outcome]:

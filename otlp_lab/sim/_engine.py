@@ -675,7 +675,7 @@ class Simulation:
         self, w: Any, target: tuple[Service, Endpoint], policy: str | None, ctx: int, key: Any
     ) -> Generator[Any, Any, None]:
         env = self.env
-        t0 = env.now
+        t0 = env._now
         sec = int(t0)
         counted = t0 >= self.warmup_s
         c = self.counters
@@ -692,7 +692,7 @@ class Simulation:
         self.roots_in_flight += 1
         outcome = yield from self._call(cl, ep, trace, span, deadline, key)
         self.roots_in_flight -= 1
-        t1 = env.now
+        t1 = env._now
         sec1 = int(t1)
         if sec1 < len(c.ok):  # completions while draining after the end are not on the timeline
             if outcome.ok:
@@ -731,12 +731,12 @@ class Simulation:
         cl.calls += 1
         if cl.no_policy and deadline == INF:
             return (yield from self._attempt(cl, ep, trace, parent, deadline, key, 1))
-        rc = cl.stack.start(env.now, deadline=Deadline._at(deadline) if deadline != INF else NO_DEADLINE)
+        rc = cl.stack.start(env._now, deadline=Deadline._at(deadline) if deadline != INF else NO_DEADLINE)
         call_deadline = rc.deadline.expires_at_s
         per_try = cl.per_try_s
 
         def attempt(n: int) -> Generator[Any, Any, Outcome]:
-            return self._attempt(cl, ep, trace, parent, min(env.now + per_try, call_deadline), key, n)
+            return self._attempt(cl, ep, trace, parent, min(env._now + per_try, call_deadline), key, n)
 
         final = yield from simpy_call(env, rc, attempt)
         out = final.outcome
@@ -750,7 +750,7 @@ class Simulation:
         self, cl: Client, ep: Endpoint, trace: int, parent: int, deadline: float, key: Any, n: int
     ) -> Generator[Any, Any, Outcome]:
         env = self.env
-        now = env.now
+        now = env._now
         cl.attempts += 1
         if n > 1:
             cl.retries += 1
@@ -780,18 +780,18 @@ class Simulation:
                     yield stream.waiter
                 except simpy.Interrupt:
                     self._pool_effects(cl, inst, cl.pool.cancel(stream))
-                    timed_out = env.now >= deadline - 1e-9
+                    timed_out = env._now >= deadline - 1e-9
                     out = failure("DEADLINE_EXCEEDED" if timed_out else "CANCELLED")
                     cl.failures += timed_out
-                    balancer.on_finish(env.now, lb)
-                    self._client_span(cl, inst, trace, span, parent, ep, now, env.now, n, out)
+                    balancer.on_finish(env._now, lb)
+                    self._client_span(cl, inst, trace, span, parent, ep, now, env._now, n, out)
                     return out
             if stream.state == "overflow":
                 # Envoy answers at once with a local 503 (response flag UO); the host never sees it
                 out = OVERFLOW
                 cl.failures += 1
-                balancer.on_finish(env.now, lb)
-                self._client_span(cl, None, trace, span, parent, ep, now, env.now, n, out, cl.uo_attrs)
+                balancer.on_finish(env._now, lb)
+                self._client_span(cl, None, trace, span, parent, ep, now, env._now, n, out, cl.uo_attrs)
                 return out
         reply = Event(env)
         if self.partitions and self.partitioned(cl.caller, cl.target):
@@ -811,28 +811,29 @@ class Simulation:
             out = yield reply
         except simpy.Interrupt:
             # stopped by the driver: its deadline passed (per-try timeout), or another hedge won
-            timed_out = env.now >= deadline - 1e-9
+            timed_out = env._now >= deadline - 1e-9
             out = failure("DEADLINE_EXCEEDED" if timed_out else "CANCELLED")
             cl.failures += timed_out
-            balancer.on_finish(env.now, lb)
+            balancer.on_finish(env._now, lb)
             if stream is not None:
                 self._pool_effects(cl, inst, cl.pool.cancel(stream))  # type: ignore[union-attr]
             if (
                 cl.outlier is not None and timed_out
             ):  # a timeout counts against the host (504); a lost hedge does not
-                cl.outlier.record(inst.id, env.now, out)
-            self._client_span(cl, inst, trace, span, parent, ep, now, env.now, n, out)
+                cl.outlier.record(inst.id, env._now, out)
+            self._client_span(cl, inst, trace, span, parent, ep, now, env._now, n, out)
             return out
-        balancer.on_finish(env.now, lb)
+        t1 = env._now
+        balancer.on_finish(t1, lb)
         if stream is not None:  # a connection-level failure closes the connection
             effects = cl.pool.finish(stream, reset=out.status == "UNAVAILABLE")  # type: ignore[union-attr]
             if effects:
                 self._pool_effects(cl, inst, effects)
         if cl.outlier is not None:
-            cl.outlier.record(inst.id, env.now, out)
+            cl.outlier.record(inst.id, t1, out)
         if not out.ok:
             cl.failures += 1
-        self._client_span(cl, inst, trace, span, parent, ep, now, env.now, n, out)
+        self._client_span(cl, inst, trace, span, parent, ep, now, t1, n, out)
         return out
 
     def _client_span(
@@ -909,7 +910,7 @@ class Simulation:
     # ---------------------------------------------------------------- server side
     def _arrive_now(self, job: Job) -> None:
         inst = job.inst
-        now = self.env.now
+        now = self.env._now
         job.t_arrive = now
         if not inst.up:
             self._respond(job, failure("UNAVAILABLE"))  # connection refused: the server never sees it
@@ -932,7 +933,7 @@ class Simulation:
 
     def _start(self, job: Job) -> None:
         inst = job.inst
-        now = self.env.now
+        now = self.env._now
         inst.area += inst.busy * (now - inst.last_t)
         inst.last_t = now
         inst.busy += 1
@@ -1038,7 +1039,7 @@ class Simulation:
 
     def _finish(self, job: Job, out: Outcome, *, busy: bool = True) -> None:
         inst = job.inst
-        now = self.env.now
+        now = self.env._now
         if busy:
             inst.area += inst.busy * (now - inst.last_t)
             inst.last_t = now
