@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 SPANS_PER_REQUEST = 512
+RETRIES, RETRY_PAUSE_S = 50, 0.1  # on UNAVAILABLE / 503; latency counts from the first attempt
 TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 
@@ -115,12 +116,12 @@ def sender_process(protocol: str, port: int, seeds: list[int], go, out, ready) -
         grpc.channel_ready_future(channel).result(timeout=60)
         call = channel.unary_unary(TRACES)
 
-        def send(body: bytes) -> bool:
+        def send(body: bytes) -> bool | None:
             try:
                 call(body, timeout=30)
                 return True
-            except grpc.RpcError:
-                return False
+            except grpc.RpcError as exc:
+                return None if exc.code() is grpc.StatusCode.UNAVAILABLE else False
     else:
         import httpx
 
@@ -132,13 +133,17 @@ def sender_process(protocol: str, port: int, seeds: list[int], go, out, ready) -
                 content=body,
                 headers={"content-type": "application/x-protobuf"},
             )
-            return r.status_code == 200
+            return None if r.status_code == 503 else r.status_code == 200
 
     ready.put(os.getpid())
     go.wait()
     for body in bodies:
         t = time.perf_counter()
-        ok = send(body)
+        for _ in range(RETRIES):
+            ok = send(body)
+            if ok is not None:
+                break
+            time.sleep(RETRY_PAUSE_S)  # backpressure: retry as an OTLP exporter would (sooner)
         lat.append(time.perf_counter() - t)
         if ok:
             acked += SPANS_PER_REQUEST
