@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import click
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -114,3 +115,15 @@ def print_load(result: Any, seconds: float) -> None:
         console.print(f"[yellow]... and {len(result.skipped) - 20} more skipped requests[/]")
     style = "bold red" if result.failed else "bold green"
     console.print(f"[{style}]{result.summary()}[/]", highlight=False)
+
+
+def protocol_option(help_text: str = "Env OTEL_EXPORTER_OTLP_PROTOCOL.") -> Any:
+    """The ``--protocol`` option every exporting command shares (OTLP's own names and environment variable)."""
+    return click.option(
+        "--protocol",
+        type=click.Choice(["grpc", "http/protobuf", "http/json"]),
+        envvar="OTEL_EXPORTER_OTLP_PROTOCOL",
+        default="grpc",
+        show_default=True,
+        help=help_text,
+    )

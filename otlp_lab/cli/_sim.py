@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from ._common import console, fail, table
+from ._common import console, fail, protocol_option, table
 from ._group import main
 
 
@@ -33,13 +33,8 @@ from ._group import main
     metavar="URL",
     help="Export live over OTLP to this endpoint as the simulation runs: http://host:4318 (HTTP) or host:4317 (gRPC).",
 )
-@click.option(
-    "--protocol",
-    type=click.Choice(["grpc", "http/protobuf", "http/json"]),
-    envvar="OTEL_EXPORTER_OTLP_PROTOCOL",
-    default="grpc",
-    show_default=True,
-    help="With --send. Env OTEL_EXPORTER_OTLP_PROTOCOL (headers and TLS come from the other OTEL_EXPORTER_OTLP_* variables).",
+@protocol_option(
+    "With --send. Env OTEL_EXPORTER_OTLP_PROTOCOL (headers and TLS come from the other OTEL_EXPORTER_OTLP_* variables)."
 )
 @click.option(
     "--realtime/--no-realtime",

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from otlp_lab.errors import OtlpLabError
 
-from ._common import console, fail
+from ._common import console, fail, protocol_option
 from ._group import main
 
 MiB = 1 << 20
@@ -241,14 +241,7 @@ def receive(
     envvar="OTEL_EXPORTER_OTLP_ENDPOINT",
     help="Where to send: http://host:4318 (HTTP), host:4317 or https://host:4317 (gRPC). Env OTEL_EXPORTER_OTLP_ENDPOINT.",
 )
-@click.option(
-    "--protocol",
-    type=click.Choice(["grpc", "http/protobuf", "http/json"]),
-    envvar="OTEL_EXPORTER_OTLP_PROTOCOL",
-    default="grpc",
-    show_default=True,
-    help="Env OTEL_EXPORTER_OTLP_PROTOCOL.",
-)
+@protocol_option()
 @click.option(
     "--header", multiple=True, metavar="NAME=VALUE", help="Header sent with every request (repeatable)."
 )

@@ -436,26 +436,10 @@ class Scenario:
         ScenarioError
             The file is not valid YAML or not a valid scenario; the message names the key path.
         """
-        p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ScenarioError(f"cannot read the scenario file {p}: {exc.strerror or exc}") from exc
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ScenarioError(f"{p} is not valid YAML: {exc}") from exc
-        except RecursionError:
-            raise ScenarioError(
-                f"{p} is nested too deeply to be a scenario (YAML nests a few levels; this goes on for hundreds)"
-            ) from None
+        p, data = read_scenario_yaml(path)
         if isinstance(data, dict):
-            data.setdefault("name", p.name.removesuffix(".yaml").removesuffix(".yml"))
             _relative_manifests(data, p.parent)
-        try:
-            return cls.from_dict(data)
-        except ScenarioError as exc:
-            raise ScenarioError(f"{p}: {exc}", key=exc.key) from None
+        return scenario_from_file(p, data, cls.from_dict)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Scenario:
@@ -520,6 +504,40 @@ _ENDPOINT_KEYS = ("service_time", "calls", "error_rate", "operation")
 _CALL_KEYS = ("to", "policy", "critical", "probability", "count")
 _POLICY_KEYS = tuple(f.name for f in dataclasses.fields(Policy) if f.name != "_")
 _WORKLOAD_COMMON = ("kind", "target", "deadline_s", "client", "keys", "policy")
+
+
+def read_scenario_yaml(path: str | os.PathLike[str]) -> tuple[Path, Any]:
+    """The parsed YAML of a scenario file of any kind (fleet, edge, ledger), named after the file by default.
+
+    Raises
+    ------
+    ScenarioError
+        The file cannot be read, is not YAML, or nests too deeply.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(f"cannot read the scenario file {p}: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{p} is not valid YAML: {exc}") from exc
+    except RecursionError:
+        raise ScenarioError(
+            f"{p} is nested too deeply to be a scenario (YAML nests a few levels; this goes on for hundreds)"
+        ) from None
+    if isinstance(data, dict):
+        data.setdefault("name", p.name.removesuffix(".yaml").removesuffix(".yml"))
+    return p, data
+
+
+def scenario_from_file(p: Path, data: Any, from_dict: Any) -> Any:
+    """``from_dict(data)``, with the file named in any error."""
+    try:
+        return from_dict(data)
+    except ScenarioError as exc:
+        raise ScenarioError(f"{p}: {exc}", key=exc.key) from None
 
 
 def _keys(d: Any, key: str, allowed: tuple[str, ...], *, required: tuple[str, ...] = ()) -> dict[str, Any]:

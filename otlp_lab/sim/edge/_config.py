@@ -17,8 +17,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from otlp_lab.errors import ScenarioError
 from otlp_lab.sim._dist import Distribution, Exponential, distribution_from_dict
 from otlp_lab.sim._model import check_positive_int, check_seconds
@@ -344,19 +342,10 @@ class EdgeScenario:
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> EdgeScenario:
         """Read an edge scenario YAML file (see :func:`edge_scenario_path` for the shipped ones)."""
-        p = Path(path)
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ScenarioError(f"cannot read the scenario file {p}: {exc.strerror or exc}") from exc
-        except yaml.YAMLError as exc:
-            raise ScenarioError(f"{p} is not valid YAML: {exc}") from exc
-        if isinstance(data, dict):
-            data.setdefault("name", p.stem)
-        try:
-            return cls.from_dict(data)
-        except ScenarioError as exc:
-            raise ScenarioError(f"{p}: {exc}", key=exc.key) from None
+        from otlp_lab.sim._scenario import read_scenario_yaml, scenario_from_file
+
+        p, data = read_scenario_yaml(path)
+        return scenario_from_file(p, data, cls.from_dict)
 
 
 def _site(name: str, spec: Any, key: str) -> EdgeSite:

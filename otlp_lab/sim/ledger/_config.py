@@ -15,11 +15,8 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, ClassVar, Literal
-
-import yaml
 
 from otlp_lab.errors import ScenarioError
 from otlp_lab.sim._faults import Crash, Fault, Latency, Partition
@@ -264,19 +261,10 @@ class LedgerScenario:
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> LedgerScenario:
         """Read a ledger scenario YAML file."""
-        p = Path(path)
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ScenarioError(f"cannot read the scenario file {p}: {exc.strerror or exc}") from exc
-        except yaml.YAMLError as exc:
-            raise ScenarioError(f"{p} is not valid YAML: {exc}") from exc
-        if isinstance(data, dict):
-            data.setdefault("name", p.stem)
-        try:
-            return cls.from_dict(data)
-        except ScenarioError as exc:
-            raise ScenarioError(f"{p}: {exc}", key=exc.key) from None
+        from otlp_lab.sim._scenario import read_scenario_yaml, scenario_from_file
+
+        p, data = read_scenario_yaml(path)
+        return scenario_from_file(p, data, cls.from_dict)
 
 
 def _fault(f: Any, key: str) -> Fault:
