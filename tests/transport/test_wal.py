@@ -30,7 +30,9 @@ def _span_ids(req) -> set[str]:
 def _start(db, wal, port: int, delay: float) -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-m", "otlp_lab.cli", "receive", "--db", str(db), "--wal", str(wal)]
-        + ["--wal-delay", str(delay), "--grpc", f"127.0.0.1:{port}", "--http", "off", "--stats-every", "0"],
+        + ["--wal-delay", str(delay), "--grpc", f"127.0.0.1:{port}", "--http", "off", "--stats-every", "0"]
+        # room for every stream's reservation: a fuller budget would load early ("sooner under pressure")
+        + ["--queue-mib", "1024"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
