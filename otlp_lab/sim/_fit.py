@@ -729,6 +729,14 @@ def _variants(
             for sig_set, n in sets:
                 if not kept or (split and len(kept) < max_variants and n >= max(min_n, min_share * total)):
                     kept.append(sig_set)
+            if (
+                split
+            ):  # a rare call set sharing no callee with any class is a class of its own, not a branch of one
+                for sig_set, _n in sets:
+                    if len(kept) >= max_variants:
+                        break
+                    if sig_set and sig_set not in kept and not any(sig_set & k for k in kept):
+                        kept.append(sig_set)
         found[(svc, op)] = kept
         for r in rows:
             ops = set(filter(None, r["sig"].split("\n")))

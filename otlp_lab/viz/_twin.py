@@ -102,14 +102,20 @@ def twin_rehearsal_figure(rehearsal: Any, *, top: int = 15, title: str | None = 
     fig = go.Figure()
     for col, name, color in (("ratio_p50", "captured", CAPTURED), ("ratio_p50_sim", "twin", SIMULATED)):
         fig.add_trace(go.Bar(y=s["service"], x=s[col], orientation="h", name=name, marker_color=color))
-    fig.add_vline(x=1.25, line_dash="dot", line_color="grey", annotation_text="impacted (x1.25)")
+    fig.add_vline(
+        x=1.25,
+        line_dash="dot",
+        line_color="grey",
+        annotation_text="impacted (x1.25)",
+        annotation_position="bottom right",
+    )
     fig.update_layout(
         template=TEMPLATE,
         barmode="group",
         height=max(320, 26 * s.height + 120),
         xaxis={"title": "median latency during the fault / before it", "type": "log"},
         yaxis={"autorange": "reversed"},
-        title=title or f"{rehearsal.fault!r}"[:110],
+        title=title or f"{rehearsal.fault.service}: {rehearsal.calibration}",
         legend={"orientation": "h", "y": -0.15},
     )
     return fig
