@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -79,3 +82,23 @@ def hold_writer(rx: Receiver, seconds: float) -> threading.Thread:
     t.start()
     held.wait(5)
     return t
+
+
+def start_receiver_process(db, port: int, *args: str) -> subprocess.Popen:
+    """``otlp-lab receive --db DB --grpc 127.0.0.1:PORT --http off`` (plus ``args``) in its own process,
+    returned once it listens (a process we can ``kill -9``)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "otlp_lab.cli", "receive", "--db", str(db), "--grpc", f"127.0.0.1:{port}"]
+        + ["--http", "off", "--stats-every", "0", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        assert proc.poll() is None, "the receiver exited"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            assert time.monotonic() < deadline, "the receiver did not listen within 30 s"
+            time.sleep(0.05)

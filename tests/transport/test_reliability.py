@@ -6,8 +6,6 @@ import concurrent.futures
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 
@@ -22,7 +20,17 @@ from otlp_lab import Lab
 from otlp_lab.transport import Receiver
 
 from ..conftest import make_trace_request
-from .conftest import LOGS, METRICS, TRACES, free_port, grpc_call, hold_writer, post, trace_body
+from .conftest import (
+    LOGS,
+    METRICS,
+    TRACES,
+    free_port,
+    grpc_call,
+    hold_writer,
+    post,
+    start_receiver_process,
+    trace_body,
+)
 
 
 def _span_ids(req) -> set[str]:
@@ -166,36 +174,6 @@ def test_client_disconnect_mid_request():
         assert n in (3, 8)  # the cancelled call may have been committed already; the cut body never is
 
 
-def _start_receiver(db, port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "otlp_lab.cli",
-            "receive",
-            "--db",
-            str(db),
-            "--grpc",
-            f"127.0.0.1:{port}",
-            "--http",
-            "off",
-            "--stats-every",
-            "0",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        assert proc.poll() is None, "the receiver exited"
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            assert time.monotonic() < deadline, "the receiver did not listen within 30 s"
-            time.sleep(0.05)
-
-
 def test_sigkill_mid_load_then_restart_loses_nothing_acknowledged(tmp_path):
     """kill -9 while 4 senders load; every acknowledged span is in the file; after a restart all arrive."""
     db, port = tmp_path / "cap.duckdb", free_port()
@@ -223,7 +201,7 @@ def test_sigkill_mid_load_then_restart_loses_nothing_acknowledged(tmp_path):
                 with lock:
                     acked.add(i)
 
-    proc = _start_receiver(db, port)
+    proc = start_receiver_process(db, port)
     threads = [threading.Thread(target=sender) for _ in range(4)]
     for t in threads:
         t.start()
@@ -240,7 +218,7 @@ def test_sigkill_mid_load_then_restart_loses_nothing_acknowledged(tmp_path):
         stored = set(lab.sql("select span_id from spans")["span_id"])
     must = set().union(*(_span_ids(requests[i]) for i in acked_at_kill))
     assert must <= stored  # nothing acknowledged was lost
-    proc = _start_receiver(db, port)  # restart mid-load: the senders' retries go through
+    proc = start_receiver_process(db, port)  # restart mid-load: the senders' retries go through
     try:
         deadline = time.monotonic() + 40
         while len(acked) < len(requests) and time.monotonic() < deadline:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 
@@ -20,7 +18,7 @@ from otlp_lab.transport import Receiver
 from otlp_lab.transport._wal import WriteAheadLog, encode_record
 
 from ..conftest import make_trace_request
-from .conftest import TRACES, free_port, hold_writer, post
+from .conftest import TRACES, free_port, hold_writer, post, start_receiver_process
 
 
 def _span_ids(req) -> set[str]:
@@ -28,23 +26,10 @@ def _span_ids(req) -> set[str]:
 
 
 def _start(db, wal, port: int, delay: float) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "otlp_lab.cli", "receive", "--db", str(db), "--wal", str(wal)]
-        + ["--wal-delay", str(delay), "--grpc", f"127.0.0.1:{port}", "--http", "off", "--stats-every", "0"]
-        # room for every stream's reservation: a fuller budget would load early ("sooner under pressure")
-        + ["--queue-mib", "1024"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    # room for every stream's reservation: a fuller budget would load early ("sooner under pressure")
+    return start_receiver_process(
+        db, port, "--wal", str(wal), "--wal-delay", str(delay), "--queue-mib", "1024"
     )
-    deadline = time.monotonic() + 30
-    while True:
-        assert proc.poll() is None, "the receiver exited"
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            assert time.monotonic() < deadline, "the receiver did not listen within 30 s"
-            time.sleep(0.05)
 
 
 @pytest.mark.parametrize("delay", [600.0, 0.0], ids=["backlog-unloaded", "loading"])
