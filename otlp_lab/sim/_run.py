@@ -147,16 +147,17 @@ def _ms(seconds: float | None, digits: int | None = None) -> float | None:
     return seconds * 1e3 if digits is None else round(seconds * 1e3, digits)
 
 
-def _run_id(lab: Any, base: str) -> str:
-    """``base``, or ``base#2``, ``#3``... when the Lab already holds a run of that id."""
+def unique_id(lab: Any, base: str, *, table: str, column: str, ddl: str) -> str:
+    """``base``, or ``base#2``, ``#3``... when ``table`` in the Lab already holds that ``column`` value."""
     if lab is None:
         return base
     with lab.transaction() as con:
-        con.execute(RUNS_DDL)
+        con.execute(ddl)
         taken = {
             r[0]
             for r in con.execute(
-                "SELECT run_id FROM sim_runs WHERE run_id = ? OR run_id LIKE ?", [base, base + "#%"]
+                f"SELECT DISTINCT {column} FROM {table} WHERE {column} = ? OR {column} LIKE ?",
+                [base, base + "#%"],
             ).fetchall()
         }
     if base not in taken:
@@ -165,6 +166,11 @@ def _run_id(lab: Any, base: str) -> str:
     while f"{base}#{n}" in taken:
         n += 1
     return f"{base}#{n}"
+
+
+def _run_id(lab: Any, base: str) -> str:
+    """``base``, or ``base#2``, ``#3``... when the Lab already holds a run of that id."""
+    return unique_id(lab, base, table="sim_runs", column="run_id", ddl=RUNS_DDL)
 
 
 def run(

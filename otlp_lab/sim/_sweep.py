@@ -592,24 +592,9 @@ def _summary(runs: pl.DataFrame, keys: list[str], metrics: Sequence[str]) -> pl.
 
 
 def _sweep_id(lab: Any, name: str) -> str:
-    base = f"{name}/sweep"
-    if lab is None:
-        return base
-    with lab.transaction() as con:
-        con.execute(SWEEP_RUNS_DDL)
-        taken = {
-            r[0]
-            for r in con.execute(
-                "SELECT DISTINCT sweep_id FROM sweep_runs WHERE sweep_id = ? OR sweep_id LIKE ?",
-                [base, base + "#%"],
-            ).fetchall()
-        }
-    if base not in taken:
-        return base
-    n = 2
-    while f"{base}#{n}" in taken:
-        n += 1
-    return f"{base}#{n}"
+    from otlp_lab.sim._run import unique_id
+
+    return unique_id(lab, f"{name}/sweep", table="sweep_runs", column="sweep_id", ddl=SWEEP_RUNS_DDL)
 
 
 def _write(
